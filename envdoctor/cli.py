@@ -1,0 +1,114 @@
+"""The typer app. Thin: parse options, call one command module, map to an exit code.
+
+Exit codes: 0 nothing at error level / fix verified; 1 error-level findings / fix
+failed and rolled back; 2 usage or internal error (one line, never a traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, List, Optional
+
+import typer
+
+from envdoctor import __version__
+from envdoctor.errors import UsageError
+
+app = typer.Typer(
+    name="envdoctor",
+    help="Diagnose and fix broken deep-learning Python environments (driver, CUDA, torch, torchvision, mmcv).",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+PythonOpt = typer.Option(None, "--python", help="Interpreter or venv/conda prefix to probe (default: the active one).")
+RulesOpt = typer.Option(None, "--rules", help="Extra rule-table directory, layered over the shipped tables.")
+
+
+def _split(values: Optional[List[str]]) -> Optional[list[str]]:
+    if not values:
+        return None
+    return [p for v in values for p in v.split(",") if p.strip()]
+
+
+def _run(fn: Callable[[], int]) -> None:
+    try:
+        code = fn()
+    except UsageError as exc:
+        typer.echo(f"envdoctor: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("envdoctor: interrupted", err=True)
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # an internal error is still one line (set ENVDOCTOR_DEBUG=1 for the traceback)
+        if os.environ.get("ENVDOCTOR_DEBUG"):
+            raise
+        typer.echo(f"envdoctor: internal error: {type(exc).__name__}: {exc} (ENVDOCTOR_DEBUG=1 shows the "
+                   "traceback; please report it)", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"envdoctor {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    pass
+
+
+@app.command()
+def check(
+    python: Optional[str] = PythonOpt,
+    fmt: str = typer.Option("text", "--format", "-f", help="text | json | markdown"),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the report to this file."),
+    quick: bool = typer.Option(False, "--quick", help="Static facts only: import nothing heavy."),
+    rules: Optional[List[str]] = RulesOpt,
+    select: Optional[List[str]] = typer.Option(None, "--select", help="Only these rule ids (prefixes, comma-separated)."),
+    ignore: Optional[List[str]] = typer.Option(None, "--ignore", help="Skip these rule ids (prefixes, comma-separated)."),
+    no_redact: bool = typer.Option(False, "--no-redact", help="Keep home, user and host names and credentials."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds each isolated import may take."),
+) -> None:
+    """Probe the machine and one Python environment; print findings with their fixes."""
+    from envdoctor.commands import check as cmd
+
+    _run(lambda: cmd.run(python, fmt, output, quick, rules or [], _split(select), _split(ignore), no_redact, timeout))
+
+
+@app.command()
+def explain(rule_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """What a rule checks, why, what it reads and how it is fixed."""
+    from envdoctor.commands import explain as cmd
+
+    _run(lambda: cmd.run(rule_id))
+
+
+@app.command("rules")
+def rules_(rules: Optional[List[str]] = RulesOpt) -> None:
+    """List and validate the rule tables."""
+    from envdoctor.commands import rules_cmd as cmd
+
+    _run(lambda: cmd.run(rules or []))
+
+
+def main() -> None:
+    # Windows consoles with a legacy code page cannot print ✓ / ✗ otherwise.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="replace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError):
+            pass
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""`envdoctor check`: probe, run the checks, render."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Optional
+
+from envdoctor.checks import run_checks
+from envdoctor.errors import UsageError
+from envdoctor.facts import Report
+from envdoctor.probe import collect
+from envdoctor.redact import redact_report
+from envdoctor.render.json_ import render_json
+from envdoctor.render.markdown import render_markdown
+from envdoctor.render.text import render_text
+from envdoctor.rules import load_tables
+
+FORMATS = ("text", "json", "markdown")
+
+
+def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: list[str],
+             select: Optional[list[str]], ignore: Optional[list[str]], show_progress: bool = False) -> Report:
+    """probe -> facts -> checks -> findings."""
+    tables = load_tables(rules_dirs)
+    status_ctx = nullcontext()
+    if show_progress:
+        from rich.console import Console
+
+        status_ctx = Console(stderr=True).status("probing: importing torch, torchvision, mmcv in isolated processes")
+    with status_ctx:
+        report = collect(python, quick=quick, timeout=timeout)
+    report.findings = run_checks(report, tables, select, ignore)
+    return report
+
+
+def exit_code(report: Report) -> int:
+    return 1 if any(f.severity == "error" for f in report.findings) else 0
+
+
+def write_output(report: Report, fmt: str, output: Optional[str]) -> None:
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    if fmt == "text":
+        if output:
+            with open(output, "w", encoding="utf-8") as f:
+                render_text(report, f, color=False)
+        else:
+            render_text(report)
+        return
+    text = render_json(report) if fmt == "json" else render_markdown(report)
+    if output:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
+    else:
+        sys.stdout.write(text)
+
+
+def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rules_dirs: list[str],
+        select: Optional[list[str]], ignore: Optional[list[str]], no_redact: bool, timeout: float) -> int:
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    report = diagnose(python, quick, timeout, rules_dirs, select, ignore,
+                      show_progress=(not quick and sys.stderr.isatty()))
+    if not no_redact:
+        report = redact_report(report)
+    write_output(report, fmt, output)
+    return exit_code(report)

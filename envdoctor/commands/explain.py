@@ -1,0 +1,32 @@
+"""`envdoctor explain ID`: what a rule checks, why, what it reads, how it is fixed."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+
+from envdoctor.checks import load_all
+from envdoctor.errors import UsageError
+
+
+def run(rule_id: str) -> int:
+    reg = load_all()
+    rule = reg.rules.get(rule_id.strip().upper())
+    if rule is None:
+        known = ", ".join(sorted(reg.rules))
+        raise UsageError(f"no rule {rule_id!r}; known rules: {known}")
+    c = Console(highlight=False, soft_wrap=True)
+    c.print(f"[bold]{rule.id}[/bold] {rule.name} ({rule.severity}, {rule.component})")
+    c.print(escape(rule.summary))
+    if rule.rationale:
+        c.print()
+        c.print(escape(rule.rationale))
+    if rule.evidence:
+        c.print("\n[bold]Reads[/bold]: " + escape(", ".join(rule.evidence)))
+    if rule.fixes:
+        c.print("[bold]Fixes[/bold]:")
+        for fx in rule.fixes:
+            c.print(f"  - {escape(fx)}")
+    if rule.tables:
+        c.print("[bold]Tables[/bold]: " + escape(", ".join(rule.tables)))
+    return 0

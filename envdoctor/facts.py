@@ -1,0 +1,225 @@
+"""The fact model: what the probes found, and the findings the checks derived.
+
+These dataclasses *are* the JSON report (``docs/report.schema.json``). The
+probe fills them, checks read them, renderers print them; nothing in here
+judges anything. Changing a field incompatibly means bumping ``SCHEMA``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+SCHEMA = "envdoctor.report/1"
+SCHEMA_PREFIX = "envdoctor.report/"
+
+# Load statuses of one import attempt in an isolated process.
+LOAD_STATUSES = ("ok", "missing", "import_error", "crash", "timeout", "skipped", "error")
+SEVERITIES = ("error", "warning", "info")
+
+
+@dataclass
+class LoadError:
+    type: str = ""
+    message: str = ""
+    errno: Optional[int] = None
+    winerror: Optional[int] = None
+    signal: Optional[str] = None
+    traceback: Optional[str] = None  # faulthandler stack for crashes, Python traceback otherwise
+
+
+@dataclass
+class LoadResult:
+    """One import attempted in a subprocess of the target interpreter."""
+
+    status: str = "skipped"
+    seconds: Optional[float] = None
+    error: Optional[LoadError] = None
+    cause: Optional[str] = None  # a short classification, e.g. "missing_library", "undefined_symbol"
+    stdout_bytes: int = 0  # the import printed this much (we never parse stdout)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class Component:
+    """torch, torchvision, torchvision.ops, mmcv, mmcv._ext ...: static facts plus one load result."""
+
+    name: str
+    installed: bool = False
+    version: Optional[str] = None
+    distribution: Optional[str] = None
+    location: Optional[str] = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    load: Optional[LoadResult] = None
+
+
+@dataclass
+class GpuDevice:
+    index: int
+    name: str = ""
+    compute_capability: Optional[str] = None  # "8.6"
+    memory_total_mib: Optional[int] = None
+
+
+@dataclass
+class Gpu:
+    source: str = "none"  # nvml | nvidia-smi | procfs | none
+    driver_version: Optional[str] = None
+    cuda_driver_version: Optional[str] = None  # the newest CUDA the driver supports, "12.7"
+    devices: list[GpuDevice] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # why a richer source was not used
+
+
+@dataclass
+class CudaToolkit:
+    nvcc: Optional[str] = None
+    version: Optional[str] = None
+    cuda_home: Optional[str] = None
+    cuda_home_source: Optional[str] = None  # CUDA_HOME | CUDA_PATH | nvcc | /usr/local/cuda
+
+
+@dataclass
+class Host:
+    os: str = ""
+    os_version: str = ""
+    arch: str = ""
+    glibc: Optional[str] = None
+    libstdcxx: Optional[str] = None  # path of the libstdc++ the target would load
+    glibcxx: Optional[str] = None  # newest GLIBCXX_x.y.z version it provides
+    cpu: str = ""
+    cpu_count: Optional[int] = None
+    memory_total_mib: Optional[int] = None
+
+
+@dataclass
+class PythonEnv:
+    executable: str = ""
+    selected_by: str = ""  # --python | VIRTUAL_ENV | CONDA_PREFIX | PATH | self
+    version: str = ""
+    implementation: str = ""
+    abi_tag: Optional[str] = None
+    platform_tag: Optional[str] = None
+    prefix: str = ""
+    base_prefix: str = ""
+    is_venv: bool = False
+    conda_prefix: Optional[str] = None
+    site_packages: list[str] = field(default_factory=list)
+    user_site: Optional[str] = None
+    user_site_enabled: bool = False
+    sys_path: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Package:
+    name: str
+    version: str = ""
+    location: str = ""
+    installer: Optional[str] = None
+    requested: Optional[bool] = None
+    direct_url: Optional[dict[str, Any]] = None
+    wheel_tags: list[str] = field(default_factory=list)
+    wheel_generator: Optional[str] = None
+    top_level: list[str] = field(default_factory=list)
+    compiled_files: int = 0  # .so/.pyd/.dll/.dylib listed in RECORD
+    compiled_missing: list[str] = field(default_factory=list)  # of those, not on disk (bounded)
+    record_files: int = 0
+    record_missing: int = 0
+
+
+@dataclass
+class Fix:
+    description: str
+    commands: list[str] = field(default_factory=list)
+    strategy: Optional[str] = None  # what `envdoctor fix` would do: wheel | compat | torch
+
+
+@dataclass
+class Finding:
+    id: str
+    name: str
+    severity: str
+    component: str
+    title: str
+    detail: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+    fixes: list[Fix] = field(default_factory=list)
+
+
+@dataclass
+class Redaction:
+    kind: str
+    count: int
+
+
+@dataclass
+class Report:
+    schema: str = SCHEMA
+    envdoctor: str = ""
+    created: str = ""
+    mode: str = "full"  # full | quick
+    host: Host = field(default_factory=Host)
+    gpu: Gpu = field(default_factory=Gpu)
+    cuda_toolkit: CudaToolkit = field(default_factory=CudaToolkit)
+    python: PythonEnv = field(default_factory=PythonEnv)
+    environment: dict[str, str] = field(default_factory=dict)  # allow-listed variables only
+    packages: dict[str, Package] = field(default_factory=dict)
+    components: dict[str, Component] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    probe_errors: list[str] = field(default_factory=list)  # a probe that could not finish: facts are incomplete
+    redactions: list[Redaction] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the result of a fix
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Report":
+        return _build(cls, data)
+
+
+def _build(cls: Any, data: Any) -> Any:
+    """Rebuild nested dataclasses from plain JSON data (unknown keys are ignored)."""
+    if not dataclasses.is_dataclass(cls) or not isinstance(data, dict):
+        return data
+    hints = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        f = hints.get(name)
+        if f is None:
+            continue
+        kwargs[name] = _convert(_FIELD_TYPES.get((cls.__name__, name)), value)
+    return cls(**kwargs)
+
+
+def _convert(spec: Any, value: Any) -> Any:
+    if spec is None or value is None:
+        return value
+    kind, inner = spec
+    if kind == "one":
+        return _build(inner, value)
+    if kind == "list":
+        return [_build(inner, v) for v in value]
+    if kind == "dict":
+        return {k: _build(inner, v) for k, v in value.items()}
+    return value
+
+
+# Nested types, spelled out once (string annotations are not resolved at run time).
+_FIELD_TYPES: dict[tuple[str, str], tuple[str, Any]] = {
+    ("Report", "host"): ("one", Host),
+    ("Report", "gpu"): ("one", Gpu),
+    ("Report", "cuda_toolkit"): ("one", CudaToolkit),
+    ("Report", "python"): ("one", PythonEnv),
+    ("Report", "packages"): ("dict", Package),
+    ("Report", "components"): ("dict", Component),
+    ("Report", "findings"): ("list", Finding),
+    ("Report", "redactions"): ("list", Redaction),
+    ("Gpu", "devices"): ("list", GpuDevice),
+    ("Component", "load"): ("one", LoadResult),
+    ("LoadResult", "error"): ("one", LoadError),
+    ("Finding", "fixes"): ("list", Fix),
+}

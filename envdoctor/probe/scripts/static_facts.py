@@ -1,0 +1,262 @@
+"""Static facts about the interpreter that runs this file. Imports nothing heavy.
+
+Runs inside the *target* interpreter: standard library only, Python 3.6+.
+Writes one JSON object to the path given as the first argument (never to
+stdout, which imported code may use). Judges nothing.
+"""
+import json
+import os
+import platform
+import re
+import site
+import sys
+import sysconfig
+
+COMPILED_SUFFIXES = (".so", ".pyd", ".dll", ".dylib")
+# Distributions whose whole RECORD is checked against the disk (shared-package clashes).
+FULL_RECORD = ("mmcv", "mmcv-full", "mmcv-lite", "torch", "torchvision")
+MAX_LISTED = 20
+
+
+def norm_name(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_text(path, limit=None):
+    try:
+        with open(path, "rb") as f:
+            data = f.read() if limit is None else f.read(limit)
+        return data.decode("utf-8", "replace")
+    except (OSError, IOError):
+        return None
+
+
+def headers(text):
+    """Name/Version/... from an email-style METADATA header block."""
+    out = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        if ":" in line and not line[0].isspace():
+            key, _, value = line.partition(":")
+            out.setdefault(key.strip().lower(), value.strip())
+    return out
+
+
+def python_facts():
+    impl = platform.python_implementation()
+    ver = sys.version_info
+    abi = None
+    soabi = sysconfig.get_config_var("SOABI")
+    if impl == "CPython":
+        abi = "cp%d%d" % (ver[0], ver[1])
+        if sysconfig.get_config_var("Py_GIL_DISABLED"):
+            abi += "t"
+    plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+    try:
+        site_packages = list(site.getsitepackages())
+    except AttributeError:  # old virtualenv's site.py
+        site_packages = [p for p in sys.path if p.endswith("site-packages")]
+    user_site = getattr(site, "USER_SITE", None)
+    conda_prefix = None
+    if os.path.isdir(os.path.join(sys.prefix, "conda-meta")):
+        conda_prefix = sys.prefix
+    return {
+        "executable": sys.executable,
+        "version": "%d.%d.%d" % (ver[0], ver[1], ver[2]),
+        "implementation": impl,
+        "abi_tag": abi,
+        "soabi": soabi,
+        "platform_tag": plat,
+        "prefix": sys.prefix,
+        "base_prefix": getattr(sys, "base_prefix", sys.prefix),
+        "is_venv": getattr(sys, "base_prefix", sys.prefix) != sys.prefix,
+        "conda_prefix": conda_prefix,
+        "site_packages": site_packages,
+        "user_site": user_site,
+        "user_site_enabled": bool(getattr(site, "ENABLE_USER_SITE", False)),
+        "sys_path": [p for p in sys.path if p],
+        "ext_suffix": sysconfig.get_config_var("EXT_SUFFIX"),
+        "maxsize_64bit": sys.maxsize > 2 ** 32,
+    }
+
+
+def path_dirs():
+    seen = []
+    for p in sys.path:
+        if p and os.path.isdir(p) and p not in seen:
+            seen.append(p)
+    return seen
+
+
+def record_facts(dist_dir, location, full):
+    text = read_text(os.path.join(dist_dir, "RECORD"))
+    out = {"compiled_files": 0, "compiled_missing": [], "record_files": 0, "record_missing": 0,
+           "compiled_paths": []}
+    if text is None:
+        return out
+    for line in text.splitlines():
+        path = line.split(",", 1)[0]
+        if not path:
+            continue
+        out["record_files"] += 1
+        compiled = path.endswith(COMPILED_SUFFIXES) or ".so." in os.path.basename(path)
+        if not (compiled or full):
+            continue
+        exists = os.path.exists(os.path.join(location, path))
+        if compiled:
+            out["compiled_files"] += 1
+            if len(out["compiled_paths"]) < MAX_LISTED:
+                out["compiled_paths"].append(path)
+            if not exists and len(out["compiled_missing"]) < MAX_LISTED:
+                out["compiled_missing"].append(path)
+        if not exists:
+            out["record_missing"] += 1
+    return out
+
+
+def distributions():
+    dists = {}
+    for location in path_dirs():
+        try:
+            entries = sorted(os.listdir(location))
+        except OSError:
+            continue
+        for entry in entries:
+            if not (entry.endswith(".dist-info") or entry.endswith(".egg-info")):
+                continue
+            dist_dir = os.path.join(location, entry)
+            meta_file = "METADATA" if entry.endswith(".dist-info") else "PKG-INFO"
+            meta_path = os.path.join(dist_dir, meta_file) if os.path.isdir(dist_dir) else dist_dir
+            meta = read_text(meta_path, 65536)
+            if meta is None:
+                continue
+            h = headers(meta)
+            name = h.get("name")
+            if not name:
+                continue
+            key = norm_name(name)
+            if key in dists:  # first on sys.path wins, as for imports; remember the shadowed one
+                dists[key].setdefault("shadowed_locations", []).append(location)
+                continue
+            info = {"name": name, "version": h.get("version", ""), "location": location,
+                    "metadata_dir": dist_dir}
+            if os.path.isdir(dist_dir):
+                installer = read_text(os.path.join(dist_dir, "INSTALLER"))
+                info["installer"] = installer.strip() if installer else None
+                info["requested"] = os.path.exists(os.path.join(dist_dir, "REQUESTED"))
+                direct = read_text(os.path.join(dist_dir, "direct_url.json"))
+                if direct:
+                    try:
+                        info["direct_url"] = json.loads(direct)
+                    except ValueError:
+                        info["direct_url"] = {"unparsable": True}
+                wheel = read_text(os.path.join(dist_dir, "WHEEL"))
+                if wheel:
+                    info["wheel_tags"] = [l.split(":", 1)[1].strip() for l in wheel.splitlines()
+                                          if l.startswith("Tag:")]
+                    gen = [l.split(":", 1)[1].strip() for l in wheel.splitlines()
+                           if l.startswith("Generator:")]
+                    info["wheel_generator"] = gen[0] if gen else None
+                top = read_text(os.path.join(dist_dir, "top_level.txt"))
+                info["top_level"] = [t.strip() for t in top.splitlines() if t.strip()] if top else []
+                info.update(record_facts(dist_dir, location, key in FULL_RECORD))
+            dists[key] = info
+    return dists
+
+
+ASSIGN = re.compile(r"^(\w+)(?:\s*:\s*[^=]+)?\s*=\s*(.+?)\s*$")
+
+
+def parse_version_py(path):
+    """Top-level simple assignments of a generated version.py, without executing it."""
+    text = read_text(path, 65536)
+    if text is None:
+        return None
+    out = {}
+    for line in text.splitlines():
+        m = ASSIGN.match(line)
+        if not m:
+            continue
+        key, value = m.group(1), m.group(2)
+        if value in ("None",):
+            out[key] = None
+        elif value in ("True", "False"):
+            out[key] = value == "True"
+        elif len(value) >= 2 and value[0] in "'\"" and value[-1] == value[0]:
+            out[key] = value[1:-1]
+    return out
+
+
+def package_dirs(name):
+    """Every directory on sys.path that holds an importable `name` package (first one wins)."""
+    found = []
+    for location in path_dirs():
+        pkg = os.path.join(location, name)
+        if os.path.isdir(pkg):
+            found.append({"path": pkg, "has_init": os.path.exists(os.path.join(pkg, "__init__.py"))})
+    return found
+
+
+def ext_files(pkg_dir, stem):
+    try:
+        names = os.listdir(pkg_dir)
+    except OSError:
+        return []
+    # torchvision 0.29 ships `_C_stable.so`, older ones `_C.so` / `_C.cpython-*.so`
+    return sorted(n for n in names if re.match(re.escape(stem) + r"[._]", n) and n.endswith(COMPILED_SUFFIXES))
+
+
+def component(name, dists, owners_of):
+    dirs = package_dirs(name)
+    info = {"name": name, "package_dirs": dirs, "installed": bool(dirs)}
+    owners = owners_of(name)
+    info["distributions"] = owners
+    if not dirs:
+        return info
+    pkg = dirs[0]["path"]
+    info["location"] = os.path.dirname(pkg)
+    ver = parse_version_py(os.path.join(pkg, "version.py"))
+    if ver is not None:
+        info["version_py"] = ver
+    return info
+
+
+def main():
+    out_path = sys.argv[1]
+    result = {"python": python_facts()}
+    dists = distributions()
+    result["distributions"] = dists
+
+    def owners_of(top):
+        owners = []
+        prefix = top + "/"
+        for key, d in sorted(dists.items()):
+            if top in d.get("top_level", []):
+                owners.append(d["name"])
+                continue
+            # no top_level.txt (e.g. wheels built by other backends): fall back to RECORD paths
+            if not d.get("top_level") and d.get("metadata_dir", "").endswith(".dist-info"):
+                rec = read_text(os.path.join(d["metadata_dir"], "RECORD"), 1 << 20) or ""
+                if ("\n" + prefix) in ("\n" + rec):
+                    owners.append(d["name"])
+        return owners
+
+    comps = {}
+    for name in ("torch", "torchvision", "mmcv"):
+        comps[name] = component(name, dists, owners_of)
+    mmcv_dirs = comps["mmcv"].get("package_dirs") or []
+    if mmcv_dirs:
+        comps["mmcv"]["ext_files"] = ext_files(mmcv_dirs[0]["path"], "_ext")
+    tv_dirs = comps["torchvision"].get("package_dirs") or []
+    if tv_dirs:
+        comps["torchvision"]["ext_files"] = ext_files(tv_dirs[0]["path"], "_C")
+    result["components"] = comps
+    tmp = out_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f)
+    os.replace(tmp, out_path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Shared test helpers: real interpreters, the CLI in a subprocess, schema validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((ROOT / "docs" / "report.schema.json").read_text())
+PYENV = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+IN_CI = os.environ.get("CI") == "true"
+
+
+def pyenv_python(minor: str) -> Optional[Path]:
+    """The pyenv interpreter for e.g. "3.6", or None."""
+    if not PYENV.is_dir():
+        return None
+    for d in sorted(PYENV.iterdir(), reverse=True):
+        if d.name == minor or d.name.startswith(minor + "."):
+            exe = d / "bin" / "python"
+            if exe.exists():
+                return exe
+    return None
+
+
+def need_python(minor: str) -> Path:
+    exe = pyenv_python(minor)
+    if exe is None:
+        if IN_CI:
+            pytest.fail(f"Python {minor} is not installed under {PYENV}; CI must have it")
+        pytest.skip(f"Python {minor} not installed")
+    return exe
+
+
+def run_cli(*args: str, env: Optional[dict[str, str]] = None, cwd: Optional[Path] = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m envdoctor ARGS` in a subprocess, as a user would run it."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env.pop("ENVDOCTOR_DEBUG", None)
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, "-m", "envdoctor", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd or ROOT, timeout=timeout)
+
+
+def validate_report(data: dict[str, Any]) -> None:
+    import jsonschema
+
+    jsonschema.validate(data, SCHEMA)
+
+
+@pytest.fixture
+def validate():
+    return validate_report

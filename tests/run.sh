@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh clone (README "Run the tests"; .ci/run calls exactly this).
+# Makes .venv with envdoctor (editable) + test dependencies + torch/torchvision for the compat
+# layer's numerics, then runs pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${ENVDOCTOR_TEST_PYTHON:-}"
+if [ -z "$PY" ]; then
+  for cand in python3.11 python3.12 python3.10 python3; do
+    if command -v "$cand" >/dev/null 2>&1; then PY="$cand"; break; fi
+  done
+fi
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# torch is never a dependency of envdoctor itself; the tests need a real one.
+.venv/bin/python -m pip install -q --disable-pip-version-check 'torch==2.14.1' 'torchvision==0.29.1'
+exec .venv/bin/python -m pytest "$@"
