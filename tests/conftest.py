@@ -59,3 +59,15 @@ def validate_report(data: dict[str, Any]) -> None:
 @pytest.fixture
 def validate():
     return validate_report
+
+
+def real_env(name: str) -> "Path":
+    """A cached real test environment (tests/envs.py); fails in CI, skips locally, if it cannot be built."""
+    from tests import envs
+
+    try:
+        return envs.get_env(name)
+    except Exception as exc:  # noqa: BLE001 - the build's own message says what failed
+        if IN_CI:
+            pytest.fail(f"test environment {name!r} could not be built: {exc}")
+        pytest.skip(f"test environment {name!r} could not be built: {exc}")

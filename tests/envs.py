@@ -1,0 +1,166 @@
+"""Real Python environments for the tests, built once and cached.
+
+Each named spec is a venv (Python 3.11, the version torch's wheels lie on disk for)
+with real packages installed by real pip. Derived specs start from a copy of
+their base so torch is unpacked once. Built under a file lock, marked ready only
+when complete, cached in .cache/test-envs/ keyed by the spec's hash.
+
+Building an env may use the package index (set-up, like `pip install` in the
+README); the tests themselves never touch the network.
+
+Tests that change an env must work on `clone_env(...)`, never on the cached one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("ENVDOCTOR_TEST_ENVS", ROOT / ".cache" / "test-envs"))
+
+# mmcv's setup.py needs pkg_resources (setuptools < 81); the file must repeat the
+# machine's own caps because PIP_CONSTRAINT replaces the config-file constraint.
+BUILD_CONSTRAINTS = "setuptools<81\ntorch<=2.14.1\ntorchvision<=0.29.1\n"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    base: Optional[str] = None
+    python: str = "3.11"
+    # each entry is one `pip install` argument list, run in order
+    installs: tuple[tuple[str, ...], ...] = ()
+    build_constraints: bool = False
+    notes: str = ""
+
+
+SPECS: dict[str, EnvSpec] = {
+    "bare": EnvSpec(notes="a venv with nothing but pip"),
+    "torch213": EnvSpec(installs=(("torch==2.13.0",),), notes="torch 2.13.0+cpu alone"),
+    "torch213-tv291": EnvSpec(
+        base="torch213", installs=(("--no-deps", "torchvision==0.29.1"),),
+        notes="torchvision built for torch 2.14 beside torch 2.13: 'operator torchvision::nms does not exist'",
+    ),
+    "mmcv-lite": EnvSpec(
+        base="torch213", installs=(("mmcv-lite==2.2.0",),),
+        notes="mmcv-lite 2.2.0: `import mmcv` works, no mmcv._ext",
+    ),
+    "mmcv172-pure": EnvSpec(
+        base="torch213", installs=(("mmcv==1.7.2",),), build_constraints=True,
+        notes="mmcv 1.7.2 built from the sdist without ops: no mmcv._ext",
+    ),
+    "mmcv-conflict": EnvSpec(
+        base="mmcv172-pure", installs=(("mmcv-lite==2.2.0",),),
+        notes="mmcv 1.7.2 and mmcv-lite 2.2.0 installed over each other (both own `mmcv/`)",
+    ),
+}
+
+
+def _key(name: str) -> str:
+    spec = SPECS[name]
+    parts = [repr(spec)]
+    if spec.base:
+        parts.append(_key(spec.base))
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
+def env_dir(name: str) -> Path:
+    return CACHE / f"{name}-{_key(name)}"
+
+
+def python_in(prefix: Path) -> Path:
+    return prefix / "bin" / "python"
+
+
+def _base_python(minor: str) -> str:
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    if pyenv.is_dir():
+        for d in sorted(pyenv.iterdir(), reverse=True):
+            if d.name.startswith(minor + ".") and (d / "bin" / "python").exists():
+                return str(d / "bin" / "python")
+    found = shutil.which(f"python{minor}")
+    if found:
+        return found
+    if "%d.%d" % sys.version_info[:2] == minor:
+        return sys.executable
+    raise RuntimeError(f"no Python {minor} on this machine for the test environments")
+
+
+class EnvBuildError(RuntimeError):
+    pass
+
+
+def _pip(prefix: Path, args: tuple[str, ...], constraints: Optional[Path]) -> None:
+    env = dict(os.environ)
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    if constraints is not None:
+        env["PIP_CONSTRAINT"] = str(constraints)
+    proc = subprocess.run([str(python_in(prefix)), "-m", "pip", "install", "-q", *args],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise EnvBuildError(f"pip install {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def copy_venv(src: Path, dest: Path) -> None:
+    """A working copy of a venv: files copied, scripts' shebangs are not used (we call python -m)."""
+    shutil.copytree(src, dest, symlinks=True)
+    (dest / ".ready").unlink(missing_ok=True)
+
+
+def get_env(name: str) -> Path:
+    """The prefix of the named env, building it (and its base) if needed."""
+    spec = SPECS[name]
+    target = env_dir(name)
+    if (target / ".ready").exists():
+        return target
+    CACHE.mkdir(parents=True, exist_ok=True)
+    base_dir = get_env(spec.base) if spec.base else None
+    with open(CACHE / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / ".ready").exists():
+            return target
+        if target.exists():
+            shutil.rmtree(target)
+        if base_dir is not None:
+            copy_venv(base_dir, target)
+        else:
+            subprocess.run([_base_python(spec.python), "-m", "venv", str(target)], check=True)
+        constraints = None
+        if spec.build_constraints:
+            constraints = target / "build-constraints.txt"
+            constraints.write_text(BUILD_CONSTRAINTS)
+        try:
+            for args in spec.installs:
+                _pip(target, args, constraints)
+        except EnvBuildError:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        (target / ".ready").write_text(json.dumps({"name": name, "spec": repr(spec)}))
+    return target
+
+
+def clone_env(name: str, dest: Path) -> Path:
+    """A private, mutable copy of a cached env (for fix/undo tests)."""
+    copy_venv(get_env(name), dest)
+    return dest
+
+
+def site_packages(prefix: Path) -> Path:
+    found = sorted(prefix.glob("lib/python3*/site-packages"))
+    if not found:
+        raise RuntimeError(f"no site-packages under {prefix}")
+    return found[0]
+
+
+if __name__ == "__main__":
+    # `python -m tests.envs NAME...` builds envs ahead of a test run.
+    for n in sys.argv[1:] or list(SPECS):
+        print(n, get_env(n))
