@@ -68,7 +68,8 @@ def _interpreter_in(prefix: Path) -> Optional[Path]:
 def resolve(python: Optional[str]) -> Target:
     """--python PATH, else the active venv / conda env, else `python` on PATH, else ourselves."""
     if python:
-        path = Path(python).expanduser()
+        # absolute, but not resolved: a venv's bin/python is a symlink that must stay one
+        path = Path(os.path.abspath(Path(python).expanduser()))
         if path.is_dir():
             exe = _interpreter_in(path)
             if exe is None:
