@@ -1,0 +1,1 @@
+"""envdoctor: diagnose and fix broken deep-learning environments."""

@@ -1,0 +1,1 @@
+"""envdoctor compat layer (placeholder docstring, filled below)."""
