@@ -45,6 +45,8 @@ __all__ = [
     "torchvision_available",
     "select_backend",
     "output_size",
+    "forward_nograd",
+    "backward",
 ]
 
 BACKENDS = ("auto", "torch", "torchvision")
@@ -269,91 +271,111 @@ def _acc_dtype(dtype):
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
+def _torch_forward(input, offset, mask, weight, bias, stride, padding, dilation, groups,
+                   deform_groups, Ho, Wo):
+    input = input.contiguous()
+    offset = offset.contiguous()
+    weight = weight.contiguous()
+    if mask is not None:
+        mask = mask.contiguous()
+    g = _Geometry(input, weight, stride, padding, dilation, groups, deform_groups, Ho, Wo)
+    xflat, off_t, mask_t = _prepare(input, offset, mask, g)
+    wcols = g.weight_cols(weight).transpose(1, 2)  # [G, R/G, Cog]
+    out = input.new_empty((g.N, g.Cout))
+    for n0, n1 in g.chunks():
+        idx, wb, m, _, _ = g.sample(off_t, mask_t, n0, n1)
+        vals = xflat.index_select(0, idx.reshape(-1)).view(4, n1 - n0, g.dg, g.K, g.Cg)
+        V = (vals * (wb * m).unsqueeze(-1)).sum(0)
+        res = torch.bmm(g.to_cols(V), wcols)  # [G, rows, Cog]
+        out[n0:n1] = res.transpose(0, 1).reshape(n1 - n0, g.Cout)
+    out = out.view(g.B, g.L, g.Cout).transpose(1, 2).reshape(g.B, g.Cout, Ho, Wo)
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out
+
+
+def _torch_backward(input, offset, mask, weight, has_bias, grad_out, stride, padding, dilation,
+                    groups, deform_groups, Ho, Wo, needs):
+    """Gradients (input, offset, mask, weight, bias) of the torch backend; None where not needed.
+
+    Follows mmcv's kernels: col2im for the input, the interpolated value for
+    the mask, col2im_coord (one-sided derivative, zero outside the open window)
+    for the offset, columns x grad_output for the weight.
+    """
+    need_in, need_off, need_mask, need_w, need_b = needs
+    input = input.contiguous()
+    offset = offset.contiguous()
+    weight = weight.contiguous()
+    if mask is not None:
+        mask = mask.contiguous()
+    g = _Geometry(input, weight, stride, padding, dilation, groups, deform_groups, Ho, Wo)
+    xflat, off_t, mask_t = _prepare(input, offset, mask, g)
+    acc = _acc_dtype(g.dtype)
+    grad_out = grad_out.to(g.dtype)
+    gflat = grad_out.reshape(g.B, g.Cout, g.L).transpose(1, 2).reshape(g.N, g.Cout)
+    wcols = g.weight_cols(weight)  # [G, Cog, R/G]
+    gx = torch.zeros_like(xflat, dtype=acc) if need_in else None
+    goff = input.new_empty((g.N, g.dg, g.K, 2)) if need_off else None
+    gmask = input.new_empty((g.N, g.dg, g.K)) if (need_mask and mask is not None) else None
+    gw = torch.zeros(wcols.shape, dtype=acc, device=g.device) if need_w else None
+    need_vals = need_off or need_w or gmask is not None
+    for n0, n1 in g.chunks():
+        rows = n1 - n0
+        idx, wb, m, (ly, lx, hy, hx), valid = g.sample(off_t, mask_t, n0, n1)
+        gc = gflat[n0:n1].reshape(rows, g.G, g.Cog).transpose(0, 1)  # [G, rows, Cog]
+        gV = None
+        if need_in or need_off or gmask is not None:
+            gV = g.from_cols(torch.bmm(gc, wcols))  # [rows, dg, K, Cg]
+        if need_vals:
+            vals = xflat.index_select(0, idx.reshape(-1)).view(4, rows, g.dg, g.K, g.Cg)
+        if need_w:
+            V = (vals * (wb * m).unsqueeze(-1)).sum(0)
+            gw += torch.bmm(gc.transpose(1, 2), g.to_cols(V)).to(acc)
+        if need_in:
+            src = (gV.unsqueeze(0) * (wb * m).unsqueeze(-1)).to(acc)
+            gx.index_put_((idx.reshape(-1),), src.reshape(-1, g.Cg), accumulate=True)
+        if need_off or gmask is not None:
+            # A[c] = sum over channels of grad_column * value of corner c
+            A = (vals * gV.unsqueeze(0)).sum(-1)  # [4, rows, dg, K]
+            if gmask is not None:
+                gmask[n0:n1] = (wb * A).sum(0) * valid.to(A.dtype)
+            if need_off:
+                goff[n0:n1, ..., 0] = m * (hx * (A[2] - A[0]) + lx * (A[3] - A[1]))
+                goff[n0:n1, ..., 1] = m * (hy * (A[1] - A[0]) + ly * (A[3] - A[2]))
+    grad_input = grad_offset = grad_mask = grad_weight = grad_bias = None
+    if need_in:
+        grad_input = gx.to(g.dtype).view(g.B, g.dg, g.Hp, g.Wp, g.Cg)[:, :, 1:-1, 1:-1, :]
+        grad_input = grad_input.permute(0, 1, 4, 2, 3).reshape(g.B, g.C, g.H, g.W)
+    if need_off:
+        grad_offset = goff.view(g.B, g.L, g.dg, g.K, 2).permute(0, 2, 3, 4, 1).reshape(
+            g.B, g.dg * 2 * g.K, Ho, Wo)
+    if gmask is not None:
+        grad_mask = gmask.view(g.B, g.L, g.dg, g.K).permute(0, 2, 3, 1).reshape(
+            g.B, g.dg * g.K, Ho, Wo)
+    if need_w:
+        grad_weight = g.weight_from_cols(gw).to(g.dtype)
+    if need_b and has_bias:
+        grad_bias = grad_out.sum((0, 2, 3), dtype=acc).to(g.dtype)
+    return grad_input, grad_offset, grad_mask, grad_weight, grad_bias
+
+
 class _DeformConvTorch(Function):
     @staticmethod
     def forward(ctx, input, offset, mask, weight, bias, stride, padding, dilation, groups,
                 deform_groups, Ho, Wo):
-        input = input.contiguous()
-        offset = offset.contiguous()
-        weight = weight.contiguous()
-        if mask is not None:
-            mask = mask.contiguous()
-        g = _Geometry(input, weight, stride, padding, dilation, groups, deform_groups, Ho, Wo)
-        xflat, off_t, mask_t = _prepare(input, offset, mask, g)
-        wcols = g.weight_cols(weight).transpose(1, 2)  # [G, R/G, Cog]
-        out = input.new_empty((g.N, g.Cout))
-        for n0, n1 in g.chunks():
-            idx, wb, m, _, _ = g.sample(off_t, mask_t, n0, n1)
-            vals = xflat.index_select(0, idx.reshape(-1)).view(4, n1 - n0, g.dg, g.K, g.Cg)
-            V = (vals * (wb * m).unsqueeze(-1)).sum(0)
-            cols = g.to_cols(V)
-            res = torch.bmm(cols, wcols)  # [G, rows, Cog]
-            out[n0:n1] = res.transpose(0, 1).reshape(n1 - n0, g.Cout)
-        out = out.view(g.B, g.L, g.Cout).transpose(1, 2).reshape(g.B, g.Cout, Ho, Wo)
-        if bias is not None:
-            out = out + bias.view(1, -1, 1, 1)
         ctx.geom = (stride, padding, dilation, groups, deform_groups, Ho, Wo)
-        ctx.has_mask = mask is not None
         ctx.has_bias = bias is not None
         ctx.save_for_backward(input, offset, mask, weight)
-        return out
+        return _torch_forward(input, offset, mask, weight, bias, stride, padding, dilation,
+                              groups, deform_groups, Ho, Wo)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         input, offset, mask, weight = ctx.saved_tensors
-        stride, padding, dilation, groups, deform_groups, Ho, Wo = ctx.geom
-        need_in, need_off, need_mask, need_w, need_b = ctx.needs_input_grad[:5]
-        g = _Geometry(input, weight, stride, padding, dilation, groups, deform_groups, Ho, Wo)
-        xflat, off_t, mask_t = _prepare(input, offset, mask, g)
-        acc = _acc_dtype(g.dtype)
-        grad_out = grad_out.to(g.dtype)
-        gflat = grad_out.reshape(g.B, g.Cout, g.L).transpose(1, 2).reshape(g.N, g.Cout)
-        wcols = g.weight_cols(weight)  # [G, Cog, R/G]
-        gx = torch.zeros_like(xflat, dtype=acc) if need_in else None
-        goff = input.new_empty((g.N, g.dg, g.K, 2)) if need_off else None
-        gmask = input.new_empty((g.N, g.dg, g.K)) if (need_mask and mask is not None) else None
-        gw = torch.zeros(wcols.shape, dtype=acc, device=g.device) if need_w else None
-        need_vals = need_off or need_w or gmask is not None
-        for n0, n1 in g.chunks():
-            rows = n1 - n0
-            idx, wb, m, (ly, lx, hy, hx), valid = g.sample(off_t, mask_t, n0, n1)
-            gc = gflat[n0:n1].reshape(rows, g.G, g.Cog).transpose(0, 1)  # [G, rows, Cog]
-            gV = None
-            if need_in or need_off or gmask is not None:
-                gV = g.from_cols(torch.bmm(gc, wcols))  # [rows, dg, K, Cg]
-            if need_vals:
-                vals = xflat.index_select(0, idx.reshape(-1)).view(4, rows, g.dg, g.K, g.Cg)
-            if need_w:
-                V = (vals * (wb * m).unsqueeze(-1)).sum(0)
-                gw += torch.bmm(gc.transpose(1, 2), g.to_cols(V)).to(acc)
-            if need_in:
-                src = (gV.unsqueeze(0) * (wb * m).unsqueeze(-1)).to(acc)
-                gx.index_put_((idx.reshape(-1),), src.reshape(-1, g.Cg), accumulate=True)
-            if need_off or gmask is not None:
-                # A[c] = sum over channels of grad_col * corner value
-                A = (vals * gV.unsqueeze(0)).sum(-1)  # [4, rows, dg, K]
-                if gmask is not None:
-                    gmask[n0:n1] = (wb * A).sum(0) * valid.to(A.dtype)
-                if need_off:
-                    goff[n0:n1, ..., 0] = m * (hx * (A[2] - A[0]) + lx * (A[3] - A[1]))
-                    goff[n0:n1, ..., 1] = m * (hy * (A[1] - A[0]) + ly * (A[3] - A[2]))
-        grad_input = grad_offset = grad_mask = grad_weight = grad_bias = None
-        if need_in:
-            grad_input = gx.to(g.dtype).view(g.B, g.dg, g.Hp, g.Wp, g.Cg)[:, :, 1:-1, 1:-1, :]
-            grad_input = grad_input.permute(0, 1, 4, 2, 3).reshape(g.B, g.C, g.H, g.W)
-        if need_off:
-            grad_offset = goff.view(g.B, g.L, g.dg, g.K, 2).permute(0, 2, 3, 4, 1).reshape(
-                g.B, g.dg * 2 * g.K, Ho, Wo)
-        if gmask is not None:
-            grad_mask = gmask.view(g.B, g.L, g.dg, g.K).permute(0, 2, 3, 1).reshape(
-                g.B, g.dg * g.K, Ho, Wo)
-        if need_w:
-            grad_weight = g.weight_from_cols(gw).to(g.dtype)
-        if need_b and ctx.has_bias:
-            grad_bias = grad_out.sum((0, 2, 3), dtype=acc).to(g.dtype)
-        return (grad_input, grad_offset, grad_mask, grad_weight, grad_bias,
-                None, None, None, None, None, None, None)
+        grads = _torch_backward(input, offset, mask, weight, ctx.has_bias, grad_out, *ctx.geom,
+                                needs=ctx.needs_input_grad[:5])
+        return grads + (None,) * 7
 
 
 # ---------------------------------------------------------------------------
@@ -495,11 +517,8 @@ def select_backend(input, backend="auto", needs_grad=False):
 
 def _dispatch(input, offset, mask, weight, bias, stride, padding, dilation, groups,
               deform_groups, backend):
-    stride = _pair(stride, "stride")
-    padding = _pair(padding, "padding")
-    dilation = _pair(dilation, "dilation")
-    groups = int(groups)
-    deform_groups = int(deform_groups)
+    stride, padding, dilation, groups, deform_groups = _normalize(
+        stride, padding, dilation, groups, deform_groups)
     Ho, Wo = _check(input, offset, mask, weight, bias, stride, padding, dilation, groups,
                     deform_groups)
     if input.shape[0] == 0:
@@ -517,6 +536,53 @@ def _dispatch(input, offset, mask, weight, bias, stride, padding, dilation, grou
                                 groups, deform_groups)
     return _DeformConvTorch.apply(input, offset, mask, weight, bias, stride, padding, dilation,
                                   groups, deform_groups, Ho, Wo)
+
+
+def _normalize(stride, padding, dilation, groups, deform_groups):
+    return (_pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation"),
+            int(groups), int(deform_groups))
+
+
+def forward_nograd(input, offset, mask, weight, bias, stride, padding, dilation, groups,
+                   deform_groups, backend="auto"):
+    """Output of the (modulated if ``mask`` is given) deformable convolution, no autograd graph."""
+    with torch.no_grad():
+        return _dispatch(input, offset, mask, weight, bias, stride, padding, dilation, groups,
+                         deform_groups, backend)
+
+
+def backward(input, offset, mask, weight, has_bias, grad_out, stride, padding, dilation, groups,
+             deform_groups, needs=(True, True, True, True, True), backend="auto"):
+    """Gradients (input, offset, mask, weight, bias) for ``grad_out``; None where not needed.
+
+    Used by the ``mmcv._ext`` stand-in, whose callers own the autograd Function.
+    """
+    stride, padding, dilation, groups, deform_groups = _normalize(
+        stride, padding, dilation, groups, deform_groups)
+    bias = input.new_zeros((weight.shape[0],)) if has_bias else None
+    Ho, Wo = _check(input, offset, mask, weight, bias, stride, padding, dilation, groups,
+                    deform_groups)
+    needs = tuple(bool(n) for n in needs)
+    if mask is None:
+        needs = needs[:2] + (False,) + needs[3:]
+    if not has_bias:
+        needs = needs[:4] + (False,)
+    name = select_backend(input, backend, needs_grad=True)
+    if name == "torch" or input.shape[0] == 0:
+        if input.shape[0] == 0:
+            zl = [torch.zeros_like(t) if (t is not None and n) else None
+                  for t, n in zip((input, offset, mask, weight, bias), needs)]
+            return tuple(zl)
+        return _torch_backward(input, offset, mask, weight, has_bias, grad_out, stride, padding,
+                               dilation, groups, deform_groups, Ho, Wo, needs)
+    tensors = [input, offset, mask, weight, bias]
+    leaves = [None if t is None else t.detach().requires_grad_(n) for t, n in zip(tensors, needs)]
+    with torch.enable_grad():
+        out = _run_torchvision(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4], stride,
+                               padding, dilation, groups, deform_groups)
+        wanted = [t for t, n in zip(leaves, needs) if n]
+        grads = list(torch.autograd.grad(out, wanted, grad_out)) if wanted else []
+    return tuple(grads.pop(0) if n else None for n in needs)
 
 
 def deform_conv2d(input, offset, weight, stride=1, padding=0, dilation=1, groups=1,
