@@ -135,7 +135,9 @@ def reference(x, offset, weight, mask=None, bias=None, stride=(1, 1), padding=(0
                             d_x = -hy * v1 + hy * v2 - ly * v3 + ly * v4
                             g_off[b][g * 2 * K + 2 * k][oh][ow] += m * gc * d_y
                             g_off[b][g * 2 * K + 2 * k + 1][oh][ow] += m * gc * d_x
-    res.update(input=g_x, offset=g_off, weight=g_w, bias=g_b)
+    res.update(input=g_x, offset=g_off, weight=g_w)
+    if bias is not None:
+        res["bias"] = g_b
     if mask is not None:
         res["mask"] = g_mask
     return res
