@@ -28,7 +28,10 @@ MMCV1_CONSTRAINTS = ["setuptools<81", "torch<=2.14.1", "torchvision<=0.29.1"]
 ENV_SPECS = {
     "mmcv-lite-2.2.0": {"packages": ["torch==2.13.0", "mmcv-lite==2.2.0", "mmengine"],
                         "constraints": []},
-    "mmcv-1.7.2": {"packages": ["torch==2.13.0", "mmcv==1.7.2"],
+    # mmcv 1.7.2's mmcv.ops imports mmcv.cnn -> mmcv.runner -> torchvision, so this env needs a
+    # torchvision whose compiled ops load: the torch 2.14.1 / torchvision 0.29.1 pair
+    # (torchvision 0.28 from PyPI is a CUDA build that fails on torch 2.13.0+cpu).
+    "mmcv-1.7.2": {"packages": ["torch==2.14.1", "torchvision==0.29.1", "mmcv==1.7.2"],
                    "constraints": MMCV1_CONSTRAINTS},
 }
 
