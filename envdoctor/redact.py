@@ -370,9 +370,10 @@ def redact_report(report: Report, redactor: Optional[Redactor] = None) -> Report
     r = redactor or Redactor()
     data = report.to_dict()
     previous = Counter({x["kind"]: x["count"] for x in data.pop("redactions", []) or []})
+    before = Counter(r.counts)  # a redactor shared by several reports counts for each one apart
     clean = r.value(data)
     out = Report.from_dict(clean)
-    counts = previous + r.counts
+    counts = previous + (r.counts - before)
     out.redactions = [Redaction(kind=k, count=v) for k, v in sorted(counts.items()) if v]
     out.extra["redacted"] = True
     return out
