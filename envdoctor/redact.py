@@ -51,7 +51,9 @@ admin administrator anaconda app apps bin box build builder ci conda cuda daemon
 developer docker ec2-user fedora gpu guest home host jenkins lab laptop lib linux local localhost mac main master
 mmcv node nobody nvidia opt other pc pip private public python root runner server shared src test tester torch
 torchvision ubuntu user users var vm windows work worker workstation www
-""".split())
+""".split()) | frozenset(  # the report's own vocabulary: enum values and sources
+    ("ok missing import_error crash timeout skipped error warning info full quick none nvml nvidia-smi procfs "
+     "recorded wheel compat").split())
 # Directories under /home (or C:\\Users) that belong to no person.
 NOT_PERSONAL_HOMES = frozenset({"linuxbrew", "shared", "public", "default", "all users", "default user",
                                 "defaultapppool", "~"})
