@@ -13,7 +13,7 @@ from envdoctor.compare import Diff
 
 MARK = {"worse": ("✗", "red"), "better": ("✓", "green"), "changed": ("~", "yellow"), "added": ("+", "cyan"),
         "removed": ("-", "magenta")}
-ASCII = {"✗": "x", "✓": "+"}
+ASCII = {"✗": "x", "✓": "o"}
 
 
 def _show(value: Any) -> str:
