@@ -174,16 +174,16 @@ def compare(a: Report, b: Report, label_a: str = "A", label_b: str = "B") -> Dif
     fb = {_finding_key(f): f for f in b.findings}
     severity = {"error": 0, "warning": 1, "info": 2}
     found: list[Change] = []
-    for key, f in fb.items():
-        if key not in fa:
+    for fkey, f in fb.items():
+        if fkey not in fa:
             found.append(Change("findings", f.id, None, f.severity, "worse" if f.severity == "error" else "added",
                                 f.title))
-        elif fa[key].severity != f.severity:
-            worse = severity.get(f.severity, 3) < severity.get(fa[key].severity, 3)
-            found.append(Change("findings", f.id, fa[key].severity, f.severity,
+        elif fa[fkey].severity != f.severity:
+            worse = severity.get(f.severity, 3) < severity.get(fa[fkey].severity, 3)
+            found.append(Change("findings", f.id, fa[fkey].severity, f.severity,
                                 "worse" if worse and f.severity == "error" else "changed", f.title))
-    for key, f in fa.items():
-        if key not in fb:
+    for fkey, f in fa.items():
+        if fkey not in fb:
             found.append(Change("findings", f.id, f.severity, None, "better" if f.severity == "error" else "removed",
                                 f.title))
     found.sort(key=lambda c: ({"worse": 0, "added": 1, "changed": 2}.get(c.direction, 3),

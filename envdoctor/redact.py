@@ -54,6 +54,12 @@ torchvision ubuntu user users var vm windows work worker workstation www
 """.split()) | frozenset(  # the report's own vocabulary: enum values and sources
     ("ok missing import_error crash timeout skipped error warning info full quick none nvml nvidia-smi procfs "
      "recorded wheel compat").split())
+# Path components a system is full of: a user with such a name (a "conda" user in a
+# container) is replaced only right under a home parent (/home/conda), never in /opt/conda.
+SYSTEM_DIRS = frozenset("""
+bin boot cache conda cuda dev envs etc home include lib lib64 local mnt nvidia opt pkgs proc python root run sbin
+scripts share site-packages src srv sys tmp usr var
+""".split())
 # Directories under /home (or C:\\Users) that belong to no person.
 NOT_PERSONAL_HOMES = frozenset({"linuxbrew", "shared", "public", "default", "all users", "default user",
                                 "defaultapppool", "~"})
@@ -101,7 +107,9 @@ _NAME = r"[^\\/\s:;'\"<>`|*?,()\[\]{}]+"
 # Someone else's home (a colleague's venv, a shared cluster): the name goes, the shape stays.
 _OTHER_HOME = re.compile(
     r"(?P<pre>(?:(?:(?<=://)|(?<![\w.\\/~\-]))(?:/home|/Users|/export/home|/usr/home|(?:/mnt)?/[a-z]/Users)"
-    r"|(?<![\w.\-])[A-Za-z]:[\\/]+Users)[\\/]+)(?P<name>" + _NAME + r"(?: " + _NAME + r")*(?=[\\/])|" + _NAME + ")" + _PATH_END, re.I)
+    r"|(?<![\w.\-])[A-Za-z]:[\\/]+Users)[\\/]+)"
+    # a Windows name may hold spaces ("Alice Smith"), but then a separator must follow it
+    r"(?P<name>" + _NAME + r"(?: " + _NAME + r")*(?=[\\/])|" + _NAME + ")" + _PATH_END, re.I)
 
 Names = Union[str, Sequence[str], None]
 
@@ -131,6 +139,13 @@ def _uniq(values: Iterable[Optional[str]]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _realpath(path: str) -> Optional[str]:
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return None
+
+
 def machine_identity() -> Identity:
     """This machine's home directories, user names and host names, from every source that names them."""
     pw_dir = pw_name = None
@@ -141,9 +156,9 @@ def machine_identity() -> Identity:
         pw_dir, pw_name = entry.pw_dir, entry.pw_name
     except Exception:  # Windows, or a uid without passwd entry (containers)
         pass
-    homes: list[Optional[str]] = [os.environ.get("HOME"), os.environ.get("USERPROFILE"), _safe(lambda: str(Path.home())),
-                                  pw_dir]
-    homes += [_safe(lambda h=h: os.path.realpath(h)) for h in list(homes) if h]
+    homes: list[Optional[str]] = [os.environ.get("HOME"), os.environ.get("USERPROFILE"),
+                                  _safe(lambda: str(Path.home())), pw_dir]
+    homes += [_realpath(h) for h in list(homes) if h]
     users = [os.environ.get(k) for k in ("USER", "LOGNAME", "USERNAME")] + [_safe(getpass.getuser), pw_name]
     hosts = [_safe(socket.gethostname), _safe(platform.node), os.environ.get("COMPUTERNAME"),
              os.environ.get("HOSTNAME")]
@@ -184,9 +199,9 @@ def _home_patterns(home: str) -> list[re.Pattern[str]]:
         else:
             prefix = r"(?<![\w.\-])"
         out.append(re.compile(prefix + tail + _PATH_END, re.I))
-        quoted = [re.escape(quote(p)) for p in re.split(r"[\\/]+", win.group("rest") if win else home) if p]
-        if win and quoted != parts:  # file:///C:/Users/Al%20Smith
-            out.append(re.compile(prefix + "/" + "/".join(quoted) + _PATH_END, re.I))
+        qparts = [re.escape(quote(p)) for p in re.split(r"[\\/]+", win.group("rest") if win else home) if p]
+        if win and qparts != parts:  # file:///C:/Users/Al%20Smith
+            out.append(re.compile(prefix + "/" + "/".join(qparts) + _PATH_END, re.I))
     else:
         before = r"(?:(?<=://)|(?<![\w.\\/~\-]))"
         out.append(re.compile(before + re.escape(home) + _PATH_END))
@@ -211,7 +226,8 @@ class Redactor:
         users = [u for u in self.users if u and u not in ("~",)]
         self._user_names = {u.lower() for u in users}
         self._user_word = self._word_pattern([u for u in users if _distinctive(u)])
-        self._user_component = self._component_pattern([u for u in users if not _distinctive(u)])
+        self._user_component = self._component_pattern(
+            [u for u in users if not _distinctive(u) and u.lower() not in SYSTEM_DIRS])
         self._user_at = self._at_pattern([u for u in users if not _distinctive(u)])
         hosts = [h for h in self.hosts if h and h.lower() not in ("localhost", "localhost.localdomain")]
         self._host_names = {h.lower() for h in hosts}

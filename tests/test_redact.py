@@ -198,3 +198,8 @@ def test_machine_identity_reads_this_machine(monkeypatch, tmp_path):
 
     assert socket.gethostname() in ident.hosts
     assert re.sub(r"\s", "", socket.gethostname()) == socket.gethostname()
+
+
+def test_user_named_like_a_system_directory():
+    r = Redactor(home="/tmp/h", user="conda", host="h")
+    assert r.text("/opt/conda/envs/x /home/conda/venv conda@host") == "/opt/conda/envs/x /home/<user>/venv <user>@host"

@@ -67,7 +67,7 @@ def render_diff_text(diff: Diff, stream: Optional[IO[str]] = None, color: Option
     c.print()
     worse = [ch for ch in diff.changes if ch.direction == "worse"]
     if worse:
-        c.print(f"[red]B is worse than A[/red]: " + escape("; ".join(
+        c.print("[red]B is worse than A[/red]: " + escape("; ".join(
             f"{ch.key} {_show(ch.a)} -> {_show(ch.b)}" for ch in worse)))
     elif diff.changes:
         c.print("B is not worse than A: no component fails that did not, no new error finding.")

@@ -197,7 +197,8 @@ def _fewer_packages(d: dict[str, Any]) -> Optional[str]:
     pk = d.get("packages") or {}
     keep = {n for n in pk if _KEEP_PACKAGE.match(n)}
     for comp in d.get("components", {}).values():
-        keep.update(x.lower().replace("_", "-").replace(".", "-") for x in comp.get("facts", {}).get("distributions", []))
+        owners = comp.get("facts", {}).get("distributions", [])
+        keep.update(x.lower().replace("_", "-").replace(".", "-") for x in owners)
     drop = [n for n in pk if n not in keep]
     if not drop:
         return None
