@@ -87,7 +87,7 @@ def load_report(path: Union[str, Path]) -> Report:
         data = json.loads(text)
     except ValueError as exc:
         try:
-            data = _json_from_markdown(text)
+            data = _json_from_markdown(text.replace("\r\n", "\n"))  # saved from a browser: CRLF
         except ValueError as inner:
             raise ReportError(f"{p} holds a damaged envdoctor report (invalid JSON in its ```json block: "
                               f"{inner})") from None

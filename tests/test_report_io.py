@@ -72,3 +72,19 @@ def test_empty_report_object_round_trips():
     data = Report().to_dict()
     validate_report(data)
     assert parse_report(data).to_dict() == data
+
+
+def test_markdown_pasted_into_an_issue_with_crlf_and_more_text(tmp_path):
+    md = (REPORTS / "torch213-tv291.md").read_text()
+    body = "### What happened\r\n\r\n```\r\nTraceback ...\r\n```\r\n\r\n" + md.replace("\n", "\r\n")
+    p = tmp_path / "issue.md"
+    p.write_bytes(body.encode())
+    report = load_report(p)
+    assert report.components["torchvision"].load.status == "import_error"
+
+
+def test_markdown_without_a_report_block_is_refused(tmp_path):
+    p = tmp_path / "notes.md"
+    p.write_text("# notes\n\n```json\n{\"a\": 1}\n```\n")
+    with pytest.raises(ReportError, match="is not an envdoctor report"):
+        load_report(p)
