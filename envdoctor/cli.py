@@ -100,6 +100,23 @@ def rules_(rules: Optional[List[str]] = RulesOpt) -> None:
     _run(lambda: cmd.run(rules or []))
 
 
+@app.command()
+def diff(
+    a: str = typer.Argument(..., metavar="A.json", help="A report (JSON, or the Markdown of --format markdown)."),
+    b: Optional[str] = typer.Argument(None, metavar="[B.json]", help="Default: a fresh probe of this environment."),
+    python: Optional[str] = PythonOpt,
+    fmt: str = typer.Option("text", "--format", "-f", help="text | json"),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the diff to this file."),
+    rules: Optional[List[str]] = RulesOpt,
+    no_redact: bool = typer.Option(False, "--no-redact", help="Compare without redacting either side."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds each isolated import may take (fresh probe)."),
+) -> None:
+    """What differs between two reports, most important first; exit 1 if B is worse than A."""
+    from envdoctor.commands import diff as cmd
+
+    _run(lambda: cmd.run(a, b, python, fmt, output, no_redact, timeout, rules or []))
+
+
 def main() -> None:
     # Windows consoles with a legacy code page cannot print ✓ / ✗ otherwise.
     for stream in (sys.stdout, sys.stderr):
