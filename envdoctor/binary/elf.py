@@ -264,7 +264,7 @@ class Resolver:
 
     def resolve(self, name: str, by: ElfObject, rpath_chain: list[ElfObject]) -> Needed:
         if "/" in name:
-            p = self.expand(name, by)
+            p = os.path.normpath(self.expand(name, by))
             return Needed(name, p if self._compatible(p, by) else None, "path" if os.path.exists(p) else "missing",
                           by.path)
         if name in self.loaded:
@@ -281,7 +281,7 @@ class Resolver:
             tiers.append(("torch_lib", [self.torch_lib]))
         for how, dirs in tiers:
             for d in dirs:
-                p = os.path.join(d, name)
+                p = os.path.normpath(os.path.join(d, name))
                 if self._compatible(p, by):
                     return Needed(name, p, how, by.path)
         if self.system:
