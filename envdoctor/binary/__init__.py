@@ -293,7 +293,8 @@ def attach_analysis(report: Any) -> None:
     """For each component whose import failed, analyse its extension file into facts["binary"]."""
     done: dict[str, dict[str, Any]] = {}
     for name, comp in report.components.items():
-        if comp.load is None or comp.load.status != "import_error":
+        # a crash too: a truncated library can kill the process (SIGBUS) instead of raising
+        if comp.load is None or comp.load.status not in ("import_error", "crash"):
             continue
         if name == "mmcv" and not paths_in_message(comp.load.error.message if comp.load.error else ""):
             continue  # `import mmcv` does not load _ext; mmcv._ext has its own row

@@ -33,6 +33,9 @@ from elftools.elf.hash import ELFHashSection, GNUHashSection
 DEFAULT_DIRS = ("/lib64", "/usr/lib64", "/lib", "/usr/lib")
 MAX_OBJECTS = 300  # closure bound: a CUDA torch pulls in ~60 objects
 PY_SYMBOL = re.compile(r"^_?Py")
+# std::string of the old libstdc++ ABI is the abbreviation "Ss" where a type starts (by value, K/R/P-qualified,
+# or first after the name); the C++11 ABI spells NSt7__cxx1112basic_string... instead
+_OLD_STRING = re.compile(r"[EKRP_]Ss(?![a-z])")
 # libstdc++/libgcc/TM-clone hooks that are weak or provided by the toolchain's startup files
 IGNORED_UNDEFINED = {"__gmon_start__", "_ITM_deregisterTMCloneTable", "_ITM_registerTMCloneTable",
                      "__cxa_finalize", "_Jv_RegisterClasses"}
@@ -112,20 +115,36 @@ class ElfObject:
 
 
 def truncation(path: str) -> Optional[str]:
-    """Why an ELF file is cut short, or None: segments or section headers past the end."""
+    """Why an ELF file is cut short, or None: program headers, segments or section headers past its end.
+
+    Read with struct from the raw header: a truncated file is exactly what a full parser chokes on.
+    """
     size = os.path.getsize(path)
-    try:
-        with open(path, "rb") as f:
-            elf = ELFFile(f)
-            ends = [elf["e_phoff"] + elf["e_phnum"] * elf["e_phentsize"]]
-            for seg in elf.iter_segments():
-                if seg["p_type"] in ("PT_LOAD", "PT_DYNAMIC"):
-                    ends.append(seg["p_offset"] + seg["p_filesz"])
-    except (ELFError, struct.error, ValueError, OSError) as exc:
-        return f"unreadable ELF: {exc}"
-    end = max(ends)
+    with open(path, "rb") as f:
+        head = f.read(64)
+        bits64, endian = head[4] == 2, "<" if head[5] != 2 else ">"
+        try:
+            if bits64:
+                phoff, shoff = struct.unpack_from(endian + "QQ", head, 32)
+                phentsize, phnum, shentsize, shnum = struct.unpack_from(endian + "HHHH", head, 54)
+            else:
+                phoff, shoff = struct.unpack_from(endian + "II", head, 28)
+                phentsize, phnum, shentsize, shnum = struct.unpack_from(endian + "HHHH", head, 42)
+        except struct.error:
+            return f"{size:,} bytes: shorter than an ELF header"
+        ends = {"program headers": phoff + phnum * phentsize, "section headers": shoff + shnum * shentsize}
+        if ends["program headers"] <= size:
+            f.seek(phoff)
+            table = f.read(phnum * phentsize)
+            for i in range(phnum):
+                if bits64:
+                    _t, _fl, off, _va, _pa, filesz = struct.unpack_from(endian + "IIQQQQ", table, i * phentsize)
+                else:
+                    _t, off, _va, _pa, filesz = struct.unpack_from(endian + "IIIII", table, i * phentsize)
+                ends["segments"] = max(ends.get("segments", 0), off + filesz)
+    what, end = max(ends.items(), key=lambda kv: kv[1])
     if end > size:
-        return f"{size:,} bytes, but its segments extend to {end:,} bytes: the file is cut short"
+        return f"{size:,} bytes, but its {what} extend to {end:,} bytes: the file is cut short"
     return None
 
 
@@ -466,7 +485,7 @@ def analyse(path: str, resolver: Resolver, global_scope: list[ElfObject], limit:
     out["missing_torch_symbols_count"] = sum(torch_owned(n, readable.get(n, n)) for n in missing_syms[:200])
     out["cxx11_symbols"] = sum(1 for n, _ in undefined if "__cxx11" in n or "B5cxx11" in n)
     out["old_abi_string_symbols"] = sum(1 for n, _ in undefined
-                                        if "__cxx11" not in n and re.search(r"(?:RKSs|PKSs|RSs|PSs|KSs)", n))
+                                        if "__cxx11" not in n and _OLD_STRING.search(n))
 
     # symbol versions (GLIBCXX_3.4.30, GLIBC_2.34 ...) required vs. defined by the resolved library
     resolved_for: dict[tuple[str, str], Optional[str]] = {(e.needed_by, e.name): e.path for e in edges}

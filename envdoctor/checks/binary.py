@@ -119,17 +119,21 @@ def _torch_cxx11(report: Report, b: dict[str, Any]) -> Optional[bool]:
     return v if isinstance(v, bool) else None
 
 
-def _package(report: Report, comp: str) -> tuple[str, Optional[str]]:
+def _package(report: Report, comp: str) -> tuple[Optional[str], Optional[str]]:
+    """(distribution, version) that ships the component; None for a loose file (`inspect` outside site-packages)."""
     c = report.components.get(comp) or report.components.get(comp.split(".")[0])
     if c is None:
-        return comp.split(".")[0], None
-    return (c.distribution or comp.split(".")[0]), c.version
+        return (comp.split(".")[0] if "." in comp else None), None
+    return (c.distribution or (comp.split(".")[0] if "." in comp else None)), c.version
 
 
 def _reinstall(report: Report, comp: str, b: dict[str, Any], strategy: Optional[str] = "wheel",
                same_build: bool = False) -> Fix:
     """The fix for an extension that does not match: the matching build, or the same one again (broken file)."""
     dist, ver = _package(report, comp)
+    if dist is None:
+        return Fix("Reinstall (or rebuild) the package that ships this file, for the installed torch",
+                   strategy=strategy)
     ver = ver.split("+")[0] if ver else ver  # a local tag (+cu130) is not on the index under that name
     spec = f"{dist}=={ver}" if ver else dist
     if same_build:
@@ -151,7 +155,7 @@ def built_for(report: Report, comp: str, b: dict[str, Any]) -> dict[str, Any]:
     """What the file and its package say about the torch it was built against."""
     out: dict[str, Any] = {}
     dist, _ = _package(report, comp)
-    pkg = report.packages.get(dist.lower().replace("_", "-"))
+    pkg = report.packages.get(dist.lower().replace("_", "-")) if dist else None
     url = ((pkg.direct_url or {}).get("url") if pkg else None)
     if url:
         out["installed_from"] = url
@@ -356,8 +360,8 @@ def version_too_old(report: Report, tables: Any) -> Iterable[Finding]:
                              "conda-forge's, or upgrade the system's gcc runtime",
                              ["conda install -c conda-forge 'libstdcxx-ng>=12'"]))
         elif fam == "GLIBC":
-            fixes.append(Fix(f"The system's glibc is older than the build's: install a wheel built for an older "
-                             f"glibc (manylinux), or use a newer OS / container"))
+            fixes.append(Fix("The system's glibc is older than the build's: install a wheel built for an older "
+                             "glibc (manylinux), or use a newer OS / container"))
         fixes.append(_reinstall(report, comp, b, strategy=None))
         vs = ", ".join(dict.fromkeys(m["version"] for m in mv[:6]))
         yield finding(VERSION_TOO_OLD,

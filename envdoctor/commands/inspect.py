@@ -42,7 +42,7 @@ def _site_packages_of(path: str) -> tuple[Optional[str], Optional[str]]:
 
 def build_context(path: str, python: Optional[str], search_dirs: list[str]) -> tuple[Context, Report]:
     report = Report(envdoctor="", mode="inspect")
-    site, pkg = _site_packages_of(path)
+    site, _pkg = _site_packages_of(path)
     ctx = Context(search_dirs=search_dirs,
                   ld_library_path=[p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p],
                   system=sys.platform != "win32")
@@ -89,6 +89,7 @@ def inspect_file(path: str, python: Optional[str] = None, search_dirs: Optional[
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
     name = component_name(path)
     report.components[name] = Component(name=name, installed=True, facts={"binary": analysis},
+                                        distribution=name.split(".")[0] if "." in name else None,
                                         load=LoadResult(status="skipped"))
     report.findings = run_checks(report, None, select=["ED7"])
     return analysis, report
