@@ -117,6 +117,20 @@ def diff(
     _run(lambda: cmd.run(a, b, python, fmt, output, no_redact, timeout, rules or []))
 
 
+@app.command()
+def inspect(
+    file: str = typer.Argument(..., metavar="FILE", help="A compiled extension: .so, .pyd or .dll."),
+    python: Optional[str] = typer.Option(None, "--python", help="Resolve against this interpreter's environment."),
+    search_dir: Optional[List[str]] = typer.Option(None, "--search-dir",
+                                                   help="Extra library/DLL directory (repeatable)."),
+    fmt: str = typer.Option("text", "--format", "-f", help="text | json"),
+) -> None:
+    """Why one compiled extension would not load, read from the binary itself (ELF or PE)."""
+    from envdoctor.commands import inspect as cmd
+
+    _run(lambda: cmd.run(file, python, search_dir or [], fmt))
+
+
 def main() -> None:
     # Windows consoles with a legacy code page cannot print ✓ / ✗ otherwise.
     for stream in (sys.stdout, sys.stderr):

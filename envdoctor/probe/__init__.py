@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 from envdoctor import __version__
+from envdoctor.binary import attach_analysis
 from envdoctor.errors import UsageError
 from envdoctor.facts import Component, LoadError, LoadResult, Package, PythonEnv, Report
 from envdoctor.probe import target as target_mod
@@ -257,4 +258,5 @@ def collect(python: Optional[str] = None, quick: bool = False, timeout: float = 
         report.cuda_toolkit = probe_toolkit()
         runs = loads.result()
     apply_loads(report.components, runs)
+    attach_analysis(report)  # why a failed extension does not load, read from its file
     return report
