@@ -361,9 +361,10 @@ def why_no_mmcv_wheel(tables: Any, torch_version: str, torch_cuda: Optional[str]
 
 def mmcv_alternatives(tables: Any, os_name: str, python: str, *, mmcv_major: Optional[int] = None,
                       consumers: Optional[dict[str, str]] = None, driver_cuda: Optional[str] = None,
-                      limit: int = 2) -> list[Combination]:
+                      cuda_wanted: Optional[bool] = None, limit: int = 2) -> list[Combination]:
     """The newest (torch, CUDA, Python, mmcv) combinations with official wheels on this OS, preferring
-    this Python, then the nearest older one; CUDA builds newer than the driver supports are skipped."""
+    this Python, then the nearest one; CUDA builds newer than the driver supports are skipped;
+    `cuda_wanted` False/True keeps only CPU/CUDA builds."""
     py = minor_of(python) or python
     combos: list[tuple[tuple[Any, ...], Combination]] = []
     ranges = consumer_ranges(tables, consumers)
@@ -383,6 +384,8 @@ def mmcv_alternatives(tables: Any, os_name: str, python: str, *, mmcv_major: Opt
                     if variant == "mps":
                         continue
                     cuda = None if variant == "cpu" else variant
+                    if cuda_wanted is not None and (cuda is not None) != cuda_wanted:
+                        continue
                     if cuda and drv is not None and Version(cuda) > drv:
                         continue
                     for cand_py in _pythons(row["python"], rel):

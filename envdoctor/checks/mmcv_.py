@@ -378,36 +378,46 @@ def mmcv_no_official_wheel(report: Report, tables: Any) -> Iterable[Finding]:
                   fixes=fixes)
 
 
+def _cache_matches(wheel: dict[str, Any], abi: Optional[str]) -> bool:
+    tags = str(wheel.get("python_tag") or "").split(".")
+    return (abi is not None and abi in tags) or "py3" in tags
+
+
 @check(STALE_CACHE)
 def mmcv_stale_wheel_cache(report: Report, tables: Any) -> Iterable[Finding]:
     cache = report.extra.get("pip_cache") if isinstance(report.extra, dict) else None
     if not isinstance(cache, dict):
         return
-    abi = report.python.abi_tag
-    wheels = [w for w in cache.get("wheels") or [] if isinstance(w, dict) and w.get("python_tag") == abi]
+    wheels = [w for w in cache.get("wheels") or [] if isinstance(w, dict) and _cache_matches(w, report.python.abi_tag)]
     if not wheels:
         return
-    m = comp(report, "mmcv")
     status = load_status(report, "mmcv._ext")
     cause = load_cause(report, "mmcv._ext").get("kind")
     symbol_break = status in FAILED and cause in ("undefined_symbol", "missing_procedure")
+    no_ops = comp(report, "mmcv") is not None and status == "missing" and _ops_expected(report)
     local_install = False
     for key in mmcv_dists(report):
         pkg = report.packages.get(key)
-        if pkg is not None and not pkg.direct_url and any(t.endswith(("linux_x86_64", "linux_aarch64"))
-                                                          and "manylinux" not in t for t in pkg.wheel_tags):
-            local_install = any(w.get("version") == pkg.version for w in wheels)
-    if not (symbol_break or local_install or (m is not None and status != "ok")):
+        if pkg is not None and not pkg.direct_url and any(w.get("version") == pkg.version for w in wheels):
+            local_install = True
+    if not (symbol_break or no_ops or local_install):
         return
-    names = [w.get("file") for w in wheels]
-    yield finding(STALE_CACHE, f"pip's cache holds a locally built mmcv wheel ({names[0]}) that the next "
-                               "`pip install mmcv` reuses whatever torch is installed",
-                  detail=("The installed mmcv matches it: it was most likely installed from the cache."
-                          if local_install else "A reinstall without --no-cache-dir would bring the same build back.")
-                  + (" Its undefined symbols point the same way." if symbol_break else ""),
-                  evidence={"cached_wheels": names, "cache_dir": cache.get("cache_dir"),
+    pure = [w for w in wheels if str(w.get("platform_tag")) == "any"]
+    w0 = wheels[0]
+    if pure and (no_ops or not symbol_break):
+        w0 = pure[0]
+        what = (f"pip's cache holds {w0['package']} {w0['version']} built WITHOUT ops ({w0['file']}): "
+                f"`pip install {w0['package']}=={w0['version']}` reinstalls it")
+    else:
+        what = (f"pip's cache holds a locally built {w0['package']} wheel ({w0['file']}) that the next "
+                "`pip install` reuses whatever torch is installed")
+    yield finding(STALE_CACHE, what,
+                  detail=("The installed mmcv has the same version and no direct_url.json: most likely it came "
+                          "from this cache." if local_install else
+                          "A reinstall without --no-cache-dir would bring the same build back."),
+                  evidence={"cached_wheels": [w.get("file") for w in wheels], "cache_dir": cache.get("cache_dir"),
                             "origin": [w.get("origin_url") for w in wheels]},
-                  fixes=[Fix(description="drop the cached build, and install with --no-cache-dir from now on",
+                  fixes=[Fix(description="drop the cached builds, and install with --no-cache-dir from now on",
                              commands=[f"{pip(report)} cache remove mmcv", f"{pip(report)} cache remove mmcv_full"])])
 
 
