@@ -85,11 +85,11 @@ def check(
 
 
 @app.command()
-def explain(rule_id: str = typer.Argument(..., metavar="ID")) -> None:
+def explain(rule_id: str = typer.Argument(..., metavar="ID"), rules: Optional[List[str]] = RulesOpt) -> None:
     """What a rule checks, why, what it reads and how it is fixed."""
     from envdoctor.commands import explain as cmd
 
-    _run(lambda: cmd.run(rule_id))
+    _run(lambda: cmd.run(rule_id, rules or []))
 
 
 @app.command("rules")
