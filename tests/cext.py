@@ -109,3 +109,19 @@ def build_extensions(python: str, dest: Path) -> Path:
     (dest / f"broken_notelf{ext}").write_text(
         "version https://git-lfs.github.com/spec/v1\noid sha256:%064d\nsize 123456\n" % 0)
     return dest
+
+
+def build_fake_package(python: str, dest: Path, package: str, ext_name: str, body: str, decls: str = "",
+                       version: str = "0.0.0") -> Path:
+    """dest/<package>/ with an __init__.py (version `version`) and a compiled <package>.<ext_name>
+    whose init runs `body`: e.g. an mmcv whose _ext segfaults. Returns dest (put it on sys.path)."""
+    include, ext = _python_config(python)
+    pkg = dest / package
+    pkg.mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text(f"__version__ = {version!r}\n")
+    (pkg / "version.py").write_text(f"__version__ = {version!r}\n")
+    src = pkg / f"{ext_name}.c"
+    src.write_text(_module_c(ext_name, body, decls))
+    _run(["gcc", "-shared", "-fPIC", "-O0", f"-I{include}", src.name, "-o", ext_name + ext], pkg)
+    src.unlink()
+    return dest
