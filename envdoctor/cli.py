@@ -85,6 +85,30 @@ def check(
 
 
 @app.command()
+def fix(
+    python: Optional[str] = PythonOpt,
+    apply: bool = typer.Option(False, "--apply", help="Carry out the plan (default: print it, change nothing)."),
+    strategy: str = typer.Option("auto", "--strategy", help="auto | wheel | compat"),
+    index_url: Optional[str] = typer.Option(None, "--index-url", help="Where wheels come from (a URL, or a local "
+                                            "directory of wheels used with --no-index)."),
+    allow_torch_change: bool = typer.Option(False, "--allow-torch-change", help="Allow actions that change torch."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    undo: bool = typer.Option(False, "--undo", help="Revert the last applied fix, byte for byte."),
+    pin: Optional[List[str]] = typer.Option(None, "--pin", help="Use this version instead of the table's choice, "
+                                            "e.g. --pin mmcv==2.1.0 (repeatable)."),
+    rules: Optional[List[str]] = RulesOpt,
+    fmt: str = typer.Option("text", "--format", "-f", help="text | json (the report with extra.fix)"),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the JSON result to this file."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds each isolated import may take."),
+) -> None:
+    """Plan the repair of the environment; --apply carries it out transactionally, --undo reverts it."""
+    from envdoctor.commands import fix as cmd
+
+    _run(lambda: cmd.run(python, apply, strategy, index_url, allow_torch_change, yes, undo, pin or [], rules or [],
+                         fmt, output, timeout))
+
+
+@app.command()
 def explain(rule_id: str = typer.Argument(..., metavar="ID"), rules: Optional[List[str]] = RulesOpt) -> None:
     """What a rule checks, why, what it reads and how it is fixed."""
     from envdoctor.commands import explain as cmd

@@ -10,6 +10,7 @@ from typing import Optional
 from envdoctor.checks import run_checks
 from envdoctor.errors import UsageError
 from envdoctor.facts import Report
+from envdoctor.fix.apply import recover_for_python
 from envdoctor.probe import collect
 from envdoctor.redact import redact_report
 from envdoctor.render.json_ import render_json
@@ -21,7 +22,8 @@ FORMATS = ("text", "json", "markdown")
 
 
 def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: list[str],
-             select: Optional[list[str]], ignore: Optional[list[str]], show_progress: bool = False) -> Report:
+             select: Optional[list[str]], ignore: Optional[list[str]], show_progress: bool = False,
+             extra: Optional[dict] = None) -> Report:
     """probe -> facts -> checks -> findings."""
     tables = load_tables(rules_dirs)
     status_ctx = nullcontext()
@@ -35,6 +37,7 @@ def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: lis
         from envdoctor.probe.pip_cache import probe_pip_cache  # locally built mmcv wheels pip would reuse (ED406)
 
         report.extra["pip_cache"] = probe_pip_cache()
+    report.extra.update(extra or {})  # e.g. a recovered fix, for ED601
     report.findings = run_checks(report, tables, select, ignore)
     return report
 
@@ -67,8 +70,10 @@ def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rul
         select: Optional[list[str]], ignore: Optional[list[str]], no_redact: bool, timeout: float) -> int:
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    recovery = recover_for_python(python, echo=lambda m: print(m, file=sys.stderr))  # an interrupted fix
     report = diagnose(python, quick, timeout, rules_dirs, select, ignore,
-                      show_progress=(not quick and sys.stderr.isatty()))
+                      show_progress=(not quick and sys.stderr.isatty()),
+                      extra={"fix_recovery": recovery} if recovery else None)
     if not no_redact:
         report = redact_report(report)
     write_output(report, fmt, output)

@@ -1,0 +1,142 @@
+"""`envdoctor fix`: plan (dry run by default), `--apply` transactionally, `--undo` the last fix.
+
+Exit codes: 0 fix verified / nothing to do / dry run printed; 1 the fix failed and was rolled
+back (or nothing could be applied, or undo refused); 2 usage or internal error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from envdoctor.commands.check import diagnose
+from envdoctor.errors import UsageError
+from envdoctor.fix.apply import apply_plan, prefix_of, recover_if_needed, recover_locked, undo_last
+from envdoctor.fix.compat_install import unavailable_reason
+from envdoctor.fix.lock import DEFAULT_WAIT, acquire_or_fail, state_dir
+from envdoctor.fix.pip_runner import target_info
+from envdoctor.fix.plan import STRATEGIES, PlanOptions, make_plan
+from envdoctor.fix.render import plan_text, recovery_text, summary_text
+from envdoctor.fix.wheels import norm_name
+from envdoctor.probe import collect
+from envdoctor.probe.target import resolve
+from envdoctor.redact import redact_report
+from envdoctor.render.json_ import render_json
+from envdoctor.rules import load_tables
+
+FORMATS = ("text", "json")
+
+
+def parse_pins(pins: list[str]) -> dict[str, str]:
+    out = {}
+    for p in pins:
+        name, sep, version = p.partition("==")
+        if not sep or not name.strip() or not version.strip():
+            raise UsageError(f"--pin {p}: write NAME==VERSION, e.g. --pin mmcv==2.1.0")
+        out[norm_name(name.strip())] = version.strip()
+    return out
+
+
+def _confirm() -> bool:
+    if not sys.stdin.isatty():
+        raise UsageError("--apply asks for confirmation; pass --yes when not running on a terminal")
+    answer = input("Carry out this plan? [y/N] ").strip().lower()
+    return answer in ("y", "yes")
+
+
+def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[str], allow_torch_change: bool,
+        yes: bool, undo: bool, pins: list[str], rules_dirs: list[str], fmt: str, output: Optional[str],
+        timeout: float) -> int:
+    if strategy not in STRATEGIES:
+        raise UsageError(f"--strategy {strategy}: choose one of {', '.join(STRATEGIES)}")
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    pinned = parse_pins(pins)
+    out = sys.stderr if fmt == "json" else sys.stdout
+
+    def echo(msg: str) -> None:
+        print(msg, file=out, flush=True)
+
+    resolve(python)  # a bad --python is a one-line usage error here
+    prefix = prefix_of(python)
+    if prefix is None:
+        collect(python, quick=True)  # raises the probe's own clear message
+        raise UsageError(f"--python {python}: cannot ask the interpreter for its prefix")
+    state = state_dir(prefix)
+    on_wait = lambda holder: echo(f"envdoctor: waiting for another envdoctor fix on this environment ({holder})")  # noqa: E731
+
+    if undo:
+        lock = acquire_or_fail(state, DEFAULT_WAIT, on_wait)
+        try:
+            for rec in recover_locked(state, echo):
+                out.write(recovery_text(rec))
+            res = undo_last(state, echo)
+        finally:
+            lock.release()
+        echo(f"Result: {res.status}: {res.message}")
+        return 0 if res.status == "undone" else 1
+
+    lock = None
+    recoveries: list[dict[str, Any]] = []
+    if apply:
+        # taken before probing: a second fix waits, then plans from the environment the first one left
+        lock = acquire_or_fail(state, DEFAULT_WAIT, on_wait)
+        recoveries = recover_locked(state, echo)
+    else:
+        rec = recover_if_needed(prefix, wait=5.0, echo=echo)
+        recoveries = [rec] if rec else []
+    try:
+        for rec in recoveries:
+            out.write(recovery_text(rec))
+        extra = {"fix_recovery": recoveries[-1]} if recoveries else None
+        report = diagnose(python, False, timeout, rules_dirs, None, None, show_progress=sys.stderr.isatty(),
+                          extra=extra)
+        tables = load_tables(rules_dirs)
+        opts = PlanOptions(strategy=strategy, index_url=index_url, allow_torch_change=allow_torch_change,
+                           pins=pinned, compat_unavailable=unavailable_reason())
+        plan = make_plan(report, tables, opts)
+        out.write(plan_text(plan, applying=apply))
+        fix: dict[str, Any] = {"plan": plan.to_dict(), "applied": False}
+        code = 0
+        after = None
+        if plan.problems and apply:
+            if not plan.runnable:
+                fix["result"] = {"status": "not_applied", "message": "no action envdoctor can carry out"}
+                echo("Nothing applied: no action envdoctor can carry out (see the plan above).")
+                code = 1
+            elif not yes and not _confirm():
+                fix["result"] = {"status": "declined", "message": "not confirmed"}
+                echo("Nothing changed.")
+                code = 1
+            else:
+                assert lock is not None
+                info = target_info(report.python.executable, timeout)
+
+                def probe():
+                    return diagnose(python, False, timeout, rules_dirs, None, None)
+
+                result, after = apply_plan(plan, report, info, lock, allow_torch=allow_torch_change, probe=probe,
+                                           timeout=timeout, echo=echo)
+                fix["applied"] = True
+                fix["result"] = result.to_dict()
+                out.write(summary_text(fix["result"], report, after))
+                code = 0 if result.status == "verified" else 1
+        final = after if after is not None and fix.get("result", {}).get("status") == "verified" else report
+        final.extra["fix"] = fix
+        if fmt == "json":
+            text = render_json(redact_report(final))
+            if output:
+                try:
+                    Path(output).write_text(text, encoding="utf-8")
+                except OSError as exc:
+                    raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
+            else:
+                sys.stdout.write(text)
+        elif output:
+            Path(output).write_text(json.dumps(fix, indent=1, default=str), encoding="utf-8")
+        return code
+    finally:
+        if lock is not None:
+            lock.release()

@@ -1,0 +1,528 @@
+"""Carry out a plan as one transaction: lock, journal, backup, act (real pip of the target),
+probe again, and commit or roll back byte for byte. Also: finish an interrupted transaction
+(`recover_if_needed`) and revert the last committed one (`undo_last`).
+
+Journal steps, in order (each recorded `begin` before and `end` after it runs):
+  prepare            download the wheels (binary only, no cache) or build the compat wheel;
+                     resolve missing requirements; nothing in the environment changes yet
+  manifest           list every entry under site-packages and the scripts directory
+  backup             hard-link/copy every file the plan may replace or remove
+  uninstall:<dist>   `pip uninstall -y <dist>` for each conflicting distribution
+  install[-N]        `pip install --no-index --no-deps --force-reinstall <the prepared wheels>`
+  verify             a fresh probe of the target + the plan's import statements
+  commit             the after-manifest is saved; the journal says "committed"
+On failure: `rollback` (delete what is new, put the backup back, compare with the manifest).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from envdoctor.errors import UsageError
+from envdoctor.facts import Report
+from envdoctor.fix import backup as bk
+from envdoctor.fix.compat_install import build_compat_wheel
+from envdoctor.fix.journal import Journal
+from envdoctor.fix.lock import EnvLock, state_dir
+from envdoctor.fix.pip_runner import Pip, TargetInfo
+from envdoctor.fix.plan import Action, Plan
+from envdoctor.fix.wheels import norm_name, parse_wheel_filename, wheel_metadata, wheel_targets
+
+Echo = Callable[[str], None]
+KEEP_COMMITTED = 3  # committed transactions whose backups are kept for --undo
+TORCH_FAMILY = ("torch",)
+
+
+class FixFailed(Exception):
+    """A step failed; the transaction is rolled back."""
+
+
+@dataclass
+class FixResult:
+    status: str  # verified | rolled_back | rollback_incomplete | aborted | undone | undo_refused | busy
+    message: str = ""
+    txn: Optional[str] = None
+    failures: list[str] = field(default_factory=list)
+    changes: dict[str, int] = field(default_factory=dict)
+    pip: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # what a rollback could not restore
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+# --- what the plan touches ------------------------------------------------------------------
+
+
+def roots_for(info: TargetInfo, state: Path) -> bk.Roots:
+    rec = []
+    for key in ("purelib", "platlib"):
+        p = os.path.normpath(info.paths.get(key, ""))
+        if p and p not in rec and os.path.isdir(p):
+            rec.append(p)
+    flat = (os.path.normpath(info.paths["scripts"]),) if info.paths.get("scripts") else ()
+    return bk.Roots(tuple(rec), flat, (), (str(state),))
+
+
+def _dist_info_dirs(location: str) -> dict[str, str]:
+    out = {}
+    try:
+        names = os.listdir(location)
+    except OSError:
+        return out
+    for n in names:
+        if n.endswith(".dist-info"):
+            out.setdefault(norm_name(n[: -len(".dist-info")].rsplit("-", 1)[0]), os.path.join(location, n))
+    return out
+
+
+def _top_path(path: str, roots: bk.Roots) -> tuple[str, bool]:
+    """(what to back up for this file, whether it lies outside the scanned roots)."""
+    for r in roots.recursive:
+        if path.startswith(r + os.sep):
+            first = os.path.relpath(path, r).split(os.sep, 1)[0]
+            return os.path.join(r, first), False
+    for r in roots.flat:
+        if os.path.dirname(path) == r:
+            return path, False
+    return path, True
+
+
+def dist_paths(name: str, roots: bk.Roots) -> tuple[list[str], list[str]]:
+    """Top-level trees/files of an installed distribution (from its RECORD) and paths outside the roots."""
+    tops: list[str] = []
+    outside: list[str] = []
+    for root in roots.recursive:
+        info = _dist_info_dirs(root).get(norm_name(name))
+        if info is None:
+            continue
+        tops.append(info)
+        record = os.path.join(info, "RECORD")
+        try:
+            lines = Path(record).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            lines = []
+            top_level = os.path.join(info, "top_level.txt")
+            if os.path.exists(top_level):
+                lines = [t.strip() + "/" for t in Path(top_level).read_text().splitlines() if t.strip()]
+        for line in lines:
+            rel = line.split(",", 1)[0]
+            if not rel:
+                continue
+            path = os.path.normpath(os.path.join(root, rel))
+            top, out = _top_path(path, roots)
+            (outside if out else tops).append(top)
+            if path.endswith(".py"):  # python's own byte-code twin, if RECORD forgot it
+                tops.append(_top_path(os.path.join(os.path.dirname(path), "__pycache__"), roots)[0])
+    return sorted(set(tops)), sorted(set(outside))
+
+
+# --- preparing wheels ---------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    action: Action
+    wheels: list[Path]
+
+
+def _requirement_gaps(wheels: list[Path], installed: dict[str, str], markers: dict[str, str]) -> list[str]:
+    """Requirements of the wheels that neither the environment nor the wheels satisfy."""
+    from packaging.requirements import Requirement
+    from packaging.version import InvalidVersion, Version
+
+    planned = {}
+    metas = []
+    for w in wheels:
+        m = wheel_metadata(w)
+        metas.append(m)
+        planned[norm_name(str(m["name"]))] = str(m["version"])
+    gaps = []
+    for m in metas:
+        for text in m["requires"]:  # type: ignore[union-attr]
+            try:
+                req = Requirement(text)
+            except Exception:  # noqa: BLE001 - an unparsable requirement is pip's business
+                continue
+            if req.marker is not None and not req.marker.evaluate({**markers, "extra": ""}):
+                continue
+            name = norm_name(req.name)
+            have = planned.get(name, installed.get(name))
+            try:
+                ok = have is not None and req.specifier.contains(Version(have), prereleases=True)
+            except InvalidVersion:
+                ok = have is not None
+            if not ok:
+                spec = f"{req.name}{str(req.specifier)}"
+                if spec not in gaps:
+                    gaps.append(spec)
+    return gaps
+
+
+def prepare(plan: Plan, pip: Pip, info: TargetInfo, report: Report, wheel_dir: Path, allow_torch: bool,
+            echo: Echo) -> list[Prepared]:
+    out = []
+    installed = {k: p.version for k, p in report.packages.items()}
+    for action in plan.runnable:
+        for d in action.remove:
+            installed.pop(norm_name(d), None)
+        adir = wheel_dir / f"{len(out):02d}-{action.kind}"
+        adir.mkdir(parents=True, exist_ok=True)
+        if action.kind == "compat":
+            echo("  building the compat wheel")
+            out.append(Prepared(action, [build_compat_wheel(adir)]))
+            continue
+        specs = list(action.install)
+        for _round in range(6):
+            echo(f"  downloading {' '.join(specs)} (binary only, no cache)")
+            res = pip.run("download", "--no-cache-dir", "--only-binary=:all:", "--no-deps", "-d", str(adir),
+                          *action.sources, *specs, name="download")
+            if not res.ok:
+                raise FixFailed(f"pip could not get {' '.join(specs)}:\n{res.tail()}")
+            wheels = sorted(adir.glob("*.whl"))
+            specs = _requirement_gaps(wheels, installed, info.markers)
+            if not specs:
+                break
+        else:
+            raise FixFailed(f"requirements still unresolved after 6 rounds: {' '.join(specs)}")
+        names = {parse_wheel_filename(w.name)[0]: w for w in wheels}
+        if not allow_torch and action.kind != "torch":
+            for t in TORCH_FAMILY:
+                if t in names:
+                    raise FixFailed(f"{' '.join(action.install)} would change {t} (to "
+                                    f"{parse_wheel_filename(names[t].name)[1]}): pass --allow-torch-change to "
+                                    "allow it, or --pin another version")
+        out.append(Prepared(action, wheels))
+    return out
+
+
+def touched_paths(prepared: list[Prepared], report: Report, info: TargetInfo, roots: bk.Roots) -> tuple[list[str], bk.Roots]:
+    """Everything to back up, and the roots extended by paths outside site-packages/scripts."""
+    to_back: set[str] = set()
+    extra: set[str] = set()
+    for p in prepared:
+        names = set(norm_name(d) for d in p.action.remove)
+        for w in p.wheels:
+            name = parse_wheel_filename(w.name)[0]
+            if name in report.packages:
+                names.add(name)  # pip replaces it
+            for t in wheel_targets(w, info.paths):
+                top, outside = _top_path(os.path.normpath(str(t)), roots)
+                if outside:
+                    extra.add(top)
+                if os.path.lexists(top):
+                    to_back.add(top)
+        for n in names:
+            tops, outside = dist_paths(n, roots)
+            to_back.update(t for t in tops if os.path.lexists(t))
+            for o in outside:
+                extra.add(o)
+                if os.path.lexists(o):
+                    to_back.add(o)
+    new_roots = bk.Roots(roots.recursive, roots.flat, tuple(sorted(extra)), roots.exclude)
+    return sorted(to_back), new_roots
+
+
+# --- verification -------------------------------------------------------------------------
+
+
+def run_imports(python: str, statements: list[str], timeout: float = 300) -> list[str]:
+    failures = []
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    for stmt in statements:
+        with tempfile.TemporaryDirectory(prefix="envdoctor-verify-") as cwd:
+            try:
+                proc = subprocess.run([python, "-c", stmt], capture_output=True, text=True, env=env, cwd=cwd,
+                                      timeout=timeout, stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                failures.append(f"`{stmt}`: no answer within {timeout:g} s")
+                continue
+        if proc.returncode != 0:
+            last = [l for l in proc.stderr.strip().splitlines() if l.strip()][-1:] or [f"exit {proc.returncode}"]
+            failures.append(f"`{stmt}`: {last[0][:300]}")
+    return failures
+
+
+def verify(plan: Plan, after: Report, python: str, timeout: float) -> list[str]:
+    failures = []
+    for a in plan.runnable:
+        for comp in a.verify.components_ok:
+            c = after.components.get(comp)
+            status = c.load.status if c and c.load else "missing"
+            if status != "ok":
+                msg = (c.load.error.message.strip().splitlines() or [""])[-1][:200] if c and c.load and c.load.error else ""
+                failures.append(f"{comp}: {status}" + (f" ({msg})" if msg else ""))
+        for dist, version in a.verify.present.items():
+            pkg = after.packages.get(norm_name(dist))
+            if pkg is None:
+                failures.append(f"{dist} is not installed")
+            elif version and pkg.version != version:
+                failures.append(f"{dist} is {pkg.version}, expected {version}")
+        for dist in a.verify.absent:
+            if norm_name(dist) in after.packages:
+                failures.append(f"{dist} is still installed")
+        failures += run_imports(python, a.verify.imports, timeout)
+    return failures
+
+
+# --- the transaction ------------------------------------------------------------------------
+
+
+def _cleanup(j: Journal, keep_backup: bool) -> None:
+    shutil.rmtree(j.path("wheels"), ignore_errors=True)
+    if not keep_backup:
+        shutil.rmtree(j.path("backup"), ignore_errors=True)
+
+
+def _prune(state: Path) -> None:
+    committed = [j for j in Journal.all(state) if j.data.get("kind") == "fix" and j.state == "committed"]
+    for j in committed[:-KEEP_COMMITTED]:
+        _cleanup(j, keep_backup=False)
+        j.set(state="committed", undo_available=False)
+
+
+def rollback(j: Journal, echo: Echo = _quiet) -> list[str]:
+    """Restore the environment to the journal's before-manifest. Idempotent; returns what still differs."""
+    changed_anything = any(s["step"].startswith(("uninstall", "install")) for s in j.data["steps"])
+    j.set(state="rolling_back")
+    j.step("rollback")
+    if not changed_anything:
+        j.step("rollback", "end", note="nothing had been changed")
+        j.set(state="aborted")
+        _cleanup(j, keep_backup=False)
+        return []
+    before = j.load_json("manifest-before.json")
+    backup = bk.Backup.load(j.path("backup"), j.load_json("backup.json"))
+    roots = bk.Roots.from_dict(j.data["roots"])
+    echo("  rolling back: removing new files, restoring the backup")
+    problems = bk.rollback_to(before, roots, backup)
+    j.step("rollback", "end", problems=len(problems))
+    if problems:
+        j.set(state="rollback_incomplete", problems=problems[:50])
+    else:
+        j.set(state="rolled_back")
+        _cleanup(j, keep_backup=False)
+    return problems
+
+
+def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, allow_torch: bool,
+               probe: Callable[[], Report], timeout: float, echo: Echo = _quiet) -> tuple[FixResult, Optional[Report]]:
+    """Run the plan's actions as one transaction. The caller holds `lock`."""
+    state = lock.state
+    roots = roots_for(info, state)
+    j = Journal.create(state, "fix", python=info.python, prefix=info.prefix, plan=plan.to_dict(),
+                       roots=roots.to_dict())
+    pip = Pip(info.python, log_dir=j.path("logs"), keep_fds=(lock.fd,) if lock.fd is not None else ())
+    result = FixResult(status="verified", txn=j.id)
+    after: Optional[Report] = None
+    try:
+        j.step("prepare")
+        prepared = prepare(plan, pip, info, report, j.path("wheels"), allow_torch, echo)
+        to_back, roots = touched_paths(prepared, report, info, roots)
+        j.set(roots=roots.to_dict())
+        j.step("prepare", "end", wheels=[w.name for p in prepared for w in p.wheels])
+
+        j.step("manifest")
+        before = bk.scan(roots)
+        j.save_json("manifest-before.json", before)
+        j.step("manifest", "end", entries=len(before))
+
+        j.step("backup")
+        echo(f"  backing up {len(to_back)} top-level paths that may be replaced or removed")
+        backup = bk.Backup(j.path("backup"))
+        for p in to_back:
+            backup.add(p)
+        j.save_json("backup.json", backup.index)
+        j.step("backup", "end", entries=len(backup.index))
+
+        for i, p in enumerate(prepared):
+            for dist in p.action.remove:
+                j.step(f"uninstall:{dist}")
+                echo(f"  pip uninstall -y {dist}")
+                res = pip.run("uninstall", "-y", dist, name=f"uninstall:{dist}")
+                if not res.ok:
+                    raise FixFailed(f"pip uninstall {dist} failed:\n{res.tail()}")
+                j.step(f"uninstall:{dist}", "end")
+            name = "install" if i == 0 else f"install-{i + 1}"
+            j.step(name)
+            watch = [str(t) for w in p.wheels for t in wheel_targets(w, info.paths) if not os.path.lexists(t)]
+            echo(f"  pip install {' '.join(w.name for w in p.wheels)}")
+            res = pip.run("install", "--no-index", "--no-deps", "--no-cache-dir", "--no-user", "--force-reinstall",
+                          *[str(w) for w in p.wheels], name=name, watch=watch)
+            if not res.ok:
+                raise FixFailed(f"pip install failed:\n{res.tail()}")
+            j.step(name, "end")
+
+        j.step("verify")
+        echo("  verifying: probing the environment again")
+        after = probe()
+        failures = verify(plan, after, info.python, timeout)
+        if failures:
+            j.step("verify", "end", failures=failures)
+            result.failures = failures
+            raise FixFailed("the fresh probe does not confirm the fix:\n  " + "\n  ".join(failures))
+        j.step("verify", "end")
+
+        j.step("commit")
+        post = bk.scan(roots)
+        j.save_json("manifest-after.json", post)
+        added, removed, changed = bk.diff(before, post)
+        result.changes = {"added": len(added), "removed": len(removed), "changed": len(changed)}
+        j.set(state="committed", changes=result.changes, undo_available=True)
+        j.step("commit", "end")
+        _cleanup(j, keep_backup=True)
+        _prune(state)
+        result.message = "fix applied and verified"
+    except Exception as exc:  # noqa: BLE001 - every failure ends in a rollback, then is reported
+        result.status = "rolled_back"
+        result.message = str(exc) if isinstance(exc, FixFailed) else f"{type(exc).__name__}: {exc}"
+        j.set(error=result.message)
+        result.problems = rollback(j, echo)
+        if result.problems:
+            result.status = "rollback_incomplete"
+        elif j.state == "aborted":
+            result.status = "aborted"
+    result.pip = [{"command": " ".join(c.argv[1:]), "exit": c.returncode, "seconds": c.seconds, "log": c.log}
+                  for c in pip.calls]
+    return result, after
+
+
+# --- recovery and undo ----------------------------------------------------------------------
+
+
+def _finish(j: Journal, echo: Echo) -> dict[str, Any]:
+    last = j.data["steps"][-1] if j.data["steps"] else {"step": "start", "phase": "begin"}
+    where = f"{last['step']}:{last['phase']}"
+    if j.data.get("kind") == "undo":
+        problems = _run_undo(j, echo)
+        status = "undone" if not problems else "undo_incomplete"
+    else:
+        problems = rollback(j, echo)
+        status = {"aborted": "aborted"}.get(j.state, "rolled_back" if not problems else "rollback_incomplete")
+    return {"status": status, "txn": j.id, "kind": j.data.get("kind"), "interrupted_at": where,
+            "pid": j.data.get("pid"), "problems": problems[:20], "state_dir": str(j.dir.parent.parent)}
+
+
+def recover_locked(state: Path, echo: Echo = _quiet) -> list[dict[str, Any]]:
+    """Finish every interrupted transaction of this environment. The caller holds the lock."""
+    out = []
+    for j in Journal.all(state):
+        if not j.terminal:
+            echo(f"envdoctor: finishing an interrupted {j.data.get('kind')} ({j.id}, stopped at "
+                 f"{j.data['steps'][-1]['step'] if j.data['steps'] else 'start'})")
+            out.append(_finish(j, echo))
+    return out
+
+
+def pending(prefix: str | Path) -> list[Journal]:
+    state = state_dir(prefix)
+    if not state.is_dir():
+        return []
+    return [j for j in Journal.all(state) if not j.terminal]
+
+
+def recover_if_needed(prefix: str | Path, wait: float = 5.0, echo: Echo = _quiet) -> Optional[dict[str, Any]]:
+    """If a fix on the environment at `prefix` was interrupted (killed, power loss), finish its rollback.
+
+    Returns None when there was nothing to do, else a summary: status rolled_back | aborted | undone |
+    rollback_incomplete | busy (another envdoctor holds the lock). Cheap when there is nothing to do.
+    """
+    if not pending(prefix):
+        return None
+    state = state_dir(prefix)
+    lock = EnvLock(state)
+    try:
+        if not lock.acquire(wait):
+            return {"status": "busy", "holder": lock.holder(), "state_dir": str(state)}
+    except UsageError as exc:
+        return {"status": "rollback_incomplete", "problems": [str(exc)], "state_dir": str(state)}
+    try:
+        done = recover_locked(state, echo)
+    finally:
+        lock.release()
+    if not done:
+        return None
+    worst = next((d for d in done if d["status"] not in ("rolled_back", "aborted", "undone")), done[-1])
+    return {**worst, "all": done}
+
+
+def prefix_of(python: Optional[str]) -> Optional[str]:
+    """The prefix (sys.prefix) of the interpreter `check`/`fix` will look at, or None if it cannot tell."""
+    try:
+        from envdoctor.probe.target import resolve
+
+        exe = resolve(python).executable
+        proc = subprocess.run([exe, "-c", "import sys; sys.stdout.write(sys.prefix)"], capture_output=True,
+                              text=True, timeout=30, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        return proc.stdout.strip() or None if proc.returncode == 0 else None
+    except Exception:  # noqa: BLE001 - the probe that follows reports a bad interpreter properly
+        return None
+
+
+def recover_for_python(python: Optional[str], wait: float = 5.0, echo: Echo = _quiet) -> Optional[dict[str, Any]]:
+    prefix = prefix_of(python)
+    return recover_if_needed(prefix, wait, echo) if prefix else None
+
+
+def _run_undo(u: Journal, echo: Echo) -> list[str]:
+    state = u.dir.parent.parent
+    t = Journal.load(state / "txn" / u.data["of"])
+    if t is None:
+        u.set(state="done", error="the fix's journal is gone")
+        return ["the fix's journal is gone"]
+    before = t.load_json("manifest-before.json")
+    after = t.load_json("manifest-after.json")
+    backup = bk.Backup.load(t.path("backup"), t.load_json("backup.json"))
+    roots = bk.Roots.from_dict(t.data["roots"])
+    u.step("undo")
+    echo("  removing what the fix added, restoring what it replaced")
+    problems = bk.undo_to(before, after, roots, backup)
+    u.step("undo", "end", problems=len(problems))
+    if problems:
+        u.set(state="undo_incomplete", problems=problems[:50])
+        return problems
+    t.set(state="undone", undone_by=u.id)
+    u.set(state="done")
+    _cleanup(t, keep_backup=False)
+    return []
+
+
+def last_committed(state: Path) -> Optional[Journal]:
+    commits = [j for j in Journal.all(state) if j.data.get("kind") == "fix" and j.state == "committed"
+               and j.data.get("undo_available", True)]
+    return commits[-1] if commits else None
+
+
+def undo_last(state: Path, echo: Echo = _quiet) -> FixResult:
+    """Revert the last committed fix of this environment. The caller holds the lock."""
+    t = last_committed(state)
+    if t is None:
+        raise UsageError("nothing to undo: no applied fix is recorded for this environment "
+                         f"(state directory {state})")
+    before = t.load_json("manifest-before.json")
+    after = t.load_json("manifest-after.json")
+    backup = bk.Backup.load(t.path("backup"), t.load_json("backup.json"))
+    changed = bk.drift(before, after, backup)
+    if changed:
+        shown = "\n  ".join(changed[:10]) + ("\n  ..." if len(changed) > 10 else "")
+        return FixResult(status="undo_refused", txn=t.id, failures=changed[:50],
+                         message=f"the environment changed after fix {t.id}; undoing it would lose those "
+                                 f"changes ({len(changed)} paths):\n  {shown}")
+    u = Journal.create(state, "undo", of=t.id, python=t.data.get("python"), prefix=t.data.get("prefix"))
+    problems = _run_undo(u, echo)
+    if problems:
+        return FixResult(status="undo_incomplete", txn=t.id, problems=problems,
+                         message=f"undo of {t.id} could not restore {len(problems)} paths")
+    return FixResult(status="undone", txn=t.id, message=f"fix {t.id} undone: the environment is as before it")

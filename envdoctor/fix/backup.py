@@ -1,0 +1,324 @@
+"""File-level state of an environment: manifests, backups, and restoring byte for byte.
+
+A *manifest* lists every entry under the install roots (site-packages recursively, the
+scripts directory flat) with type, mode, size, mtime and inode. Before a fix changes
+anything it saves one, and backs up every file the fix may replace or remove: the whole
+top-level trees named in the affected distributions' RECORD (pip removes RECORD files and
+their __pycache__ twins; taking the whole tree also covers files RECORD forgot) and
+whatever a new wheel would overwrite. Backups are hard links where the filesystem allows
+(pip unlinks before it writes, so a link keeps the old bytes at no cost), copies otherwise.
+
+Rolling back = delete what is not in the manifest, recreate missing directories, put
+every backed-up file back, then rescan and compare. Every step is idempotent, so a
+rollback interrupted by a crash is simply run again.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+# path -> [type "f"|"d"|"l", mode, size, mtime_ns, inode, symlink target or ""]
+Manifest = dict[str, list]
+
+
+@dataclass(frozen=True)
+class Roots:
+    recursive: tuple[str, ...]  # site-packages directories
+    flat: tuple[str, ...] = ()  # the scripts directory: only its direct entries
+    extra: tuple[str, ...] = ()  # single paths elsewhere that a wheel writes (data files, headers)
+    exclude: tuple[str, ...] = ()  # our own state directory, if it lies under a root
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"recursive": list(self.recursive), "flat": list(self.flat), "extra": list(self.extra),
+                "exclude": list(self.exclude)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, list[str]]) -> "Roots":
+        return cls(tuple(d.get("recursive", ())), tuple(d.get("flat", ())), tuple(d.get("extra", ())),
+                   tuple(d.get("exclude", ())))
+
+
+def _entry(path: str, st: os.stat_result) -> list:
+    if stat.S_ISLNK(st.st_mode):
+        return ["l", stat.S_IMODE(st.st_mode), 0, 0, st.st_ino, os.readlink(path)]
+    if stat.S_ISDIR(st.st_mode):
+        return ["d", stat.S_IMODE(st.st_mode), 0, 0, st.st_ino, ""]
+    return ["f", stat.S_IMODE(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ino, ""]
+
+
+def entry_of(path: str) -> Optional[list]:
+    try:
+        return _entry(path, os.lstat(path))
+    except FileNotFoundError:
+        return None
+
+
+def scan(roots: Roots) -> Manifest:
+    out: Manifest = {}
+    excluded = tuple(os.path.normpath(e) for e in roots.exclude)
+    for root in roots.recursive:
+        if not os.path.isdir(root):
+            continue
+        out[root] = entry_of(root)  # type: ignore[assignment]
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in excluded]
+            for name in dirnames + filenames:
+                p = os.path.join(dirpath, name)
+                e = entry_of(p)
+                if e is not None:
+                    out[p] = e
+            # os.walk does not descend into symlinked dirs; they are recorded as links above
+    for root in roots.flat:
+        try:
+            names = os.listdir(root)
+        except OSError:
+            continue
+        for name in names:
+            p = os.path.join(root, name)
+            e = entry_of(p)
+            if e is not None and e[0] != "d":
+                out[p] = e
+    for p in roots.extra:
+        e = entry_of(p)
+        if e is not None:
+            out[p] = e
+    return out
+
+
+def _same(a: Optional[list], b: Optional[list], inode: bool = False) -> bool:
+    """Same file state: type, mode, size, mtime (and inode when asked). Directories: type and mode."""
+    if a is None or b is None:
+        return a is b
+    if a[0] != b[0] or a[1] != b[1]:
+        return False
+    if a[0] == "l":
+        return a[5] == b[5]
+    if a[0] == "d":
+        return True
+    return a[2] == b[2] and a[3] == b[3] and (not inode or a[4] == b[4])
+
+
+def diff(before: Manifest, after: Manifest) -> tuple[list[str], list[str], list[str]]:
+    """(added, removed, changed) paths."""
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = sorted(p for p in set(before) & set(after) if not _same(before[p], after[p]))
+    return added, removed, changed
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+            raise
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def _remove(path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+class Backup:
+    """Copies (hard links) of files, stored under `<dir>/files/<absolute path>`, plus an index."""
+
+    INDEX = "backup.json"
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.files = directory / "files"
+        self.index: dict[str, list] = {}
+
+    def _store(self, path: str) -> str:
+        return str(self.files) + os.path.abspath(path)
+
+    def add(self, path: str) -> None:
+        """Back up `path`: a file, a symlink, or a whole directory tree."""
+        e = entry_of(path)
+        if e is None or path in self.index:
+            return
+        if e[0] == "d":
+            self.index[path] = e
+            os.makedirs(self._store(path), exist_ok=True)
+            for dirpath, dirnames, filenames in os.walk(path):
+                for name in dirnames:
+                    p = os.path.join(dirpath, name)
+                    pe = entry_of(p)
+                    if pe is None:
+                        continue
+                    if pe[0] == "l":  # a symlinked directory: keep the link itself
+                        self._add_leaf(p, pe)
+                    else:
+                        self.index[p] = pe
+                        os.makedirs(self._store(p), exist_ok=True)
+                for name in filenames:
+                    p = os.path.join(dirpath, name)
+                    pe = entry_of(p)
+                    if pe is not None:
+                        self._add_leaf(p, pe)
+        else:
+            self._add_leaf(path, e)
+
+    def _add_leaf(self, path: str, e: list) -> None:
+        if path in self.index:
+            return
+        dst = self._store(path)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if os.path.lexists(dst):
+            os.unlink(dst)
+        if e[0] == "l":
+            os.symlink(e[5], dst)
+        else:
+            _link_or_copy(path, dst)
+        self.index[path] = e
+
+    def save(self) -> dict[str, list]:
+        return self.index
+
+    @classmethod
+    def load(cls, directory: Path, index: dict[str, list]) -> "Backup":
+        b = cls(directory)
+        b.index = index
+        return b
+
+    def restore(self, only: Optional[Iterable[str]] = None) -> list[str]:
+        """Put every backed-up entry back as it was. Returns paths it could not restore."""
+        problems: list[str] = []
+        wanted = set(only) if only is not None else None
+        # directories first, parents before children
+        for path in sorted((p for p, e in self.index.items() if e[0] == "d"), key=len):
+            if wanted is not None and path not in wanted:
+                continue
+            cur = entry_of(path)
+            try:
+                if cur is not None and cur[0] != "d":
+                    _remove(path)
+                    cur = None
+                if cur is None:
+                    os.makedirs(path, exist_ok=True)
+                os.chmod(path, self.index[path][1])
+            except OSError as exc:
+                problems.append(f"{path}: {exc.strerror or exc}")
+        for path, e in self.index.items():
+            if e[0] == "d" or (wanted is not None and path not in wanted):
+                continue
+            src = self._store(path)
+            cur = entry_of(path)
+            if cur is not None and _same(cur, e, inode=True):
+                continue
+            try:
+                if cur is not None:
+                    _remove(path)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                if e[0] == "l":
+                    os.symlink(e[5], path)
+                else:
+                    _link_or_copy(src, path)
+                    if stat.S_IMODE(os.lstat(path).st_mode) != e[1]:
+                        os.chmod(path, e[1])
+            except OSError as exc:
+                problems.append(f"{path}: {exc.strerror or exc}")
+        return problems
+
+
+def remove_added(before: Manifest, roots: Roots, keep: Iterable[str] = ()) -> list[str]:
+    """Delete every entry under the roots that is not in `before` (deepest first)."""
+    problems: list[str] = []
+    keep_set = set(keep)
+    now = scan(roots)
+    extra = [p for p in now if p not in before and p not in keep_set]
+    for path in sorted(extra, key=lambda p: p.count(os.sep), reverse=True):
+        try:
+            _remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            problems.append(f"{path}: {exc.strerror or exc}")
+    return problems
+
+
+def recreate_dirs(before: Manifest) -> list[str]:
+    problems = []
+    for path in sorted((p for p, e in before.items() if e[0] == "d"), key=len):
+        if not os.path.lexists(path):
+            try:
+                os.makedirs(path, exist_ok=True)
+                os.chmod(path, before[path][1])
+            except OSError as exc:
+                problems.append(f"{path}: {exc.strerror or exc}")
+    return problems
+
+
+def rollback_to(before: Manifest, roots: Roots, backup: Backup) -> list[str]:
+    """Make the roots equal to `before` again. Returns what still differs (empty = restored)."""
+    problems = remove_added(before, roots)
+    problems += recreate_dirs(before)
+    problems += backup.restore()
+    if problems:
+        return problems
+    added, removed, changed = diff(before, scan(roots))
+    return ([f"{p}: still present" for p in added] + [f"{p}: missing" for p in removed]
+            + [f"{p}: differs" for p in changed])
+
+
+def drift(before: Manifest, after: Manifest, backup: Backup) -> list[str]:
+    """What changed in the environment since `after` (a committed fix), among the paths an undo touches."""
+    out = []
+    for p in set(after) - set(before):
+        if not _same(entry_of(p), after[p]):
+            out.append(p)
+    for p in backup.index:
+        expect = after.get(p)
+        cur = entry_of(p)
+        if not _same(cur, expect):
+            out.append(p)
+    return sorted(set(out))
+
+
+def undo_to(before: Manifest, after: Manifest, roots: Roots, backup: Backup) -> list[str]:
+    """Revert a committed fix: remove what it added, put back what it replaced or removed."""
+    problems: list[str] = []
+    added = sorted(set(after) - set(before), key=lambda p: p.count(os.sep), reverse=True)
+    added_dirs = {p for p in added if after[p][0] == "d"}
+    for p in added:
+        try:
+            _remove(p)  # a directory the fix created goes with whatever appeared in it since
+        except OSError as exc:
+            problems.append(f"{p}: {exc.strerror or exc}")
+    # byte-code that Python wrote later for modules the fix added, outside directories it created
+    for p in added:
+        if p.endswith(".py"):
+            d, name = os.path.split(p)
+            cache = os.path.join(d, "__pycache__")
+            if cache in added_dirs or not os.path.isdir(cache):
+                continue
+            stem = name[:-3] + "."
+            for f in os.listdir(cache):
+                fp = os.path.join(cache, f)
+                if f.startswith(stem) and f.endswith(".pyc") and fp not in before:
+                    try:
+                        os.unlink(fp)
+                    except OSError as exc:
+                        problems.append(f"{fp}: {exc.strerror or exc}")
+    problems += recreate_dirs({p: e for p, e in before.items() if p in backup.index})
+    problems += backup.restore()
+    for p in backup.index:
+        if not _same(entry_of(p), before.get(p)):
+            problems.append(f"{p}: differs after undo")
+    for p in added:
+        if os.path.lexists(p):
+            problems.append(f"{p}: still present after undo")
+    return problems
