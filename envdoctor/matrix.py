@@ -230,6 +230,26 @@ def compat_row(tables: Any, cuda: str) -> Optional[dict[str, Any]]:
     return next((r for r in tables.rows("cuda_compat") if r["major"] == major), None)
 
 
+def driver_runs(tables: Any, driver: Optional[str], driver_cuda: Optional[str], build_cuda: str,
+                os_name: str) -> bool:
+    """Can this driver run a +cuXY build? Its own CUDA is new enough, or (CUDA >= 11) minor-version
+    compatibility: same major and a driver at or above the family floor. Unknown driver: True."""
+    dcv = parse_version(driver_cuda) if driver_cuda else None
+    b = parse_version(build_cuda)
+    if b is None or (dcv is None and not driver):
+        return True
+    if dcv is not None and b <= dcv:
+        return True
+    row = compat_row(tables, build_cuda)
+    col = "windows" if os_name == "windows" else "linux"
+    if row is None or not row.get("minor_compat") or not row.get(col):
+        return False
+    if dcv is not None and dcv.major != b.major:
+        return False
+    have, floor = driver_version_tuple(driver), driver_version_tuple(row[col])
+    return bool(have and floor and have >= floor)
+
+
 def driver_cuda_from_branch(tables: Any, driver: Optional[str]) -> Optional[str]:
     """The newest CUDA a driver branch supports (for drivers that do not report it)."""
     t = driver_version_tuple(driver)

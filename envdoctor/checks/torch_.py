@@ -135,11 +135,11 @@ def torch_cpu_build_with_gpu(report: Report, tables: Any) -> Iterable[Finding]:
     if os_name(report) == "macos":
         return
     rel = matrix.torch_release(tables, ver)
-    dcv = matrix.parse_version(report.gpu.cuda_driver_version)
     builds = []
     if rel is not None:
         builds = sorted((b for b in rel.get("cuda", []) + rel.get("cuda_experimental", [])
-                         if dcv is None or matrix.parse_version(b) <= dcv),
+                         if matrix.driver_runs(tables, report.gpu.driver_version, report.gpu.cuda_driver_version,
+                                               b, os_name(report))),
                         key=lambda b: matrix.parse_version(b), reverse=True)
     fixes = []
     if builds:
