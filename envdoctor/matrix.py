@@ -58,6 +58,11 @@ def parse_version(text: Optional[str]) -> Optional[Version]:
         return None
 
 
+def vkey(text: Optional[str]) -> Version:
+    """A sortable Version for any text (unparsable -> 0)."""
+    return parse_version(text) or Version("0")
+
+
 def public(version: str) -> str:
     """'2.5.1+cu124' -> '2.5.1'."""
     return version.split("+", 1)[0].strip()
@@ -310,7 +315,8 @@ def install_command(choice: WheelChoice, pip: str = "python -m pip") -> str:
 
 
 def _wheel_candidates(tables: Any, torch_minor: str, variant: str, python: str, os_name: str,
-                      consumers: Optional[dict[str, str]], mmcv_major: Optional[int]) -> list[tuple[Version, dict[str, Any]]]:
+                      consumers: Optional[dict[str, str]],
+                      mmcv_major: Optional[int]) -> list[tuple[Version, dict[str, Any]]]:
     ranges = consumer_ranges(tables, consumers)
     out = []
     for row in tables.rows("mmcv_wheels"):
@@ -372,8 +378,8 @@ def why_no_mmcv_wheel(tables: Any, torch_version: str, torch_cuda: Optional[str]
             reasons.append(f"no wheel for the {cuda_tag(torch_cuda)} build of torch {torch_minor} "
                            f"(wheels exist for {', '.join(have)})")
     if not any(in_spec(py, r["python"]) for r in os_rows):
-        newest = max((SpecifierSet(r["python"]) for r in os_rows), key=lambda s: str(s))
-        reasons.append(f"no mmcv wheel for Python {py} on {os_name} (Python {newest} only)")
+        have = sorted({p for r in os_rows for p in _pythons(r["python"], None)}, key=Version)
+        reasons.append(f"no mmcv wheel for Python {py} on {os_name} (Python {have[0]} to {have[-1]} only)")
     if not reasons:
         reasons.append(f"no mmcv wheel for Python {py} with torch {torch_minor} ({cuda_tag(torch_cuda)}) on {os_name}")
     return reasons

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 
-import pytest
 
 from tests.conftest import real_env, run_cli, validate_report
 

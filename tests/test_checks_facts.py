@@ -3,14 +3,13 @@ the seed's own environment, and reports recorded from the real tests/envs.py env
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import pytest
 
 from envdoctor.checks import run_checks
-from envdoctor.facts import Component, LoadError, LoadResult, Package, Report
+from envdoctor.facts import LoadError, LoadResult, Package, Report
 from envdoctor.rules import load_tables
 from tests.conftest import validate_report
 
@@ -82,7 +81,8 @@ def test_seed_is_diagnosed_exactly():
     assert any("mmcv-full 1.7.1" in fx.description and "torch 1.13.1 (cu117)" in fx.description for fx in alts)
     assert any("mmcv 2.2.0" in fx.description and "torch 2.3.1 (cu121)" in fx.description for fx in alts)
     cmds = [c for fx in alts for c in fx.commands]
-    assert "python -m pip install torch==2.3.1 torchvision==0.18.1 --index-url https://download.pytorch.org/whl/cu121" in cmds
+    assert ("python -m pip install torch==2.3.1 torchvision==0.18.1 "
+            "--index-url https://download.pytorch.org/whl/cu121") in cmds
     assert any("mmcv-full==1.7.1" in c and "cu117/torch1.13.0/index.html" in c for c in cmds)
     # ED001 gave way to the specific finding; nothing wrong is said about the driver (12.7 runs cu124)
     assert "ED001" not in by and "ED102" not in by

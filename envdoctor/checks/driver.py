@@ -64,10 +64,7 @@ def _cuda_builds_for_driver(tables: Any, torch_ver: str, driver_cuda: Optional[s
     if rel is None:
         return []
     builds = list(rel.get("cuda", [])) + list(rel.get("cuda_experimental", []))
-    dc = matrix.parse_version(driver_cuda)
-    ok = [b for b in builds if dc is None or matrix.parse_version(b) <= dc
-          or (int(b.split(".")[0]) == dc.major and int(b.split(".")[0]) >= 11)]
-    return sorted(ok, key=lambda b: matrix.parse_version(b), reverse=True)
+    return sorted(builds, key=matrix.vkey, reverse=True)
 
 
 def _torch_reinstall(report: Report, tables: Any, ver: str, cuda: Optional[str]) -> Fix:
@@ -139,7 +136,8 @@ def driver_too_old(report: Report, tables: Any) -> Iterable[Finding]:
             problem = f"driver {gpu.driver_version} is below CUDA {major}.x's floor {floor}"
             evidence["required"] = floor
             evidence["source"] = row["source"]
-        elif exact and drv < (matrix.driver_version_tuple(exact[0]) or (0,)) and (dcv is None or dcv < matrix.parse_version(cuda)):
+        elif (exact and drv < (matrix.driver_version_tuple(exact[0]) or (0,))
+              and (dcv is None or dcv < matrix.vkey(cuda))):
             problem = (f"driver {gpu.driver_version} runs CUDA {cuda} only through minor-version compatibility "
                        f"(CUDA {cuda}'s own driver is >= {exact[0]}): a limited feature set, and PTX JIT fails")
             severity = "warning"
@@ -203,15 +201,15 @@ def _builds_with_arch(tables: Any, torch_ver: str, cc: str, os_: str, driver: Op
                       driver_cuda: Optional[str]) -> list[tuple[str, str]]:
     """(torch version, CUDA) of official builds that run on this GPU: this torch release first, then newer."""
     out = []
-    releases = sorted(tables.rows("torch_release"), key=lambda r: matrix.parse_version(r["torch"]), reverse=True)
+    releases = sorted(tables.rows("torch_release"), key=lambda r: matrix.vkey(r["torch"]), reverse=True)
     this = matrix.minor_of(torch_ver)
     releases.sort(key=lambda r: r["torch"] != this)  # this release first
     for rel in releases:
-        if matrix.parse_version(rel["torch"]) < matrix.parse_version(this or "0"):
+        if matrix.vkey(rel["torch"]) < matrix.vkey(this):
             continue
         version = torch_ver if rel["torch"] == this else matrix._torch_patch(tables, rel["torch"])
         for cu in sorted(rel.get("cuda", []) + rel.get("cuda_experimental", []),
-                         key=lambda c: matrix.parse_version(c), reverse=True):
+                         key=matrix.vkey, reverse=True):
             if not matrix.driver_runs(tables, driver, driver_cuda, cu, os_):
                 continue
             row = matrix.arch_for(tables, version, cu, os_)

@@ -72,7 +72,8 @@ PYTHON = Rule(
 def _reinstall(report: Report, tables: Any, ver: str, cuda: Any) -> Fix:
     pub = matrix.public(ver)
     idx = matrix.pytorch_index(tables, pub, cuda)
-    option, url = (idx[0], idx[1]) if idx else ("--index-url", "https://download.pytorch.org/whl/" + matrix.cuda_tag(cuda))
+    option, url = (idx[0], idx[1]) if idx else ("--index-url",
+                                                "https://download.pytorch.org/whl/" + matrix.cuda_tag(cuda))
     return Fix(description=f"reinstall torch {pub} ({matrix.cuda_tag(cuda)}) with its dependencies",
                commands=[f"{pip(report)} install --force-reinstall torch=={pub} {option} {url}"], strategy="torch")
 
@@ -140,7 +141,7 @@ def torch_cpu_build_with_gpu(report: Report, tables: Any) -> Iterable[Finding]:
         builds = sorted((b for b in rel.get("cuda", []) + rel.get("cuda_experimental", [])
                          if matrix.driver_runs(tables, report.gpu.driver_version, report.gpu.cuda_driver_version,
                                                b, os_name(report))),
-                        key=lambda b: matrix.parse_version(b), reverse=True)
+                        key=matrix.vkey, reverse=True)
     fixes = []
     if builds:
         fx = _reinstall(report, tables, ver, builds[0])
