@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
 
@@ -24,13 +23,15 @@ def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: lis
              select: Optional[list[str]], ignore: Optional[list[str]], show_progress: bool = False) -> Report:
     """probe -> facts -> checks -> findings."""
     tables = load_tables(rules_dirs)
-    status_ctx = nullcontext()
-    if show_progress:
+    if not show_progress:
+        report = collect(python, quick=quick, timeout=timeout)
+    else:
+        # a spinner on stderr, only on a terminal; its text follows the probes as they finish
         from rich.console import Console
 
-        status_ctx = Console(stderr=True).status("probing: importing torch, torchvision, mmcv in isolated processes")
-    with status_ctx:
-        report = collect(python, quick=quick, timeout=timeout)
+        with Console(stderr=True).status("probing: starting isolated imports of torch, torchvision, mmcv") as status:
+            report = collect(python, quick=quick, timeout=timeout,
+                             progress=lambda text: status.update(f"probing: {text}"))
     report.findings = run_checks(report, tables, select, ignore)
     return report
 
