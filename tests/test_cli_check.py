@@ -98,8 +98,7 @@ def test_progress_goes_to_stderr_only_on_a_terminal():
     import pty
     import subprocess
 
-    from tests.conftest import ROOT
-    from tests.conftest import real_env
+    from tests.conftest import ROOT, real_env
     from tests.envs import python_in
 
     master, slave = pty.openpty()
