@@ -186,7 +186,8 @@ def prepare(plan: Plan, pip: Pip, info: TargetInfo, report: Report, wheel_dir: P
         for _round in range(6):
             echo(f"  downloading {' '.join(specs)} (binary only, no cache)")
             res = pip.run("download", "--no-cache-dir", "--only-binary=:all:", "--no-deps", "-d", str(adir),
-                          *action.sources, *specs, name="download")
+                          *action.sources, *specs, name="download",
+                          isolated="--no-index" in action.sources)
             if not res.ok:
                 raise FixFailed(f"pip could not get {' '.join(specs)}:\n{res.tail()}")
             wheels = sorted(adir.glob("*.whl"))
@@ -350,7 +351,7 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
             for dist in p.action.remove:
                 j.step(f"uninstall:{dist}")
                 echo(f"  pip uninstall -y {dist}")
-                res = pip.run("uninstall", "-y", dist, name=f"uninstall:{dist}")
+                res = pip.run("uninstall", "-y", dist, name=f"uninstall:{dist}", isolated=True)
                 if not res.ok:
                     raise FixFailed(f"pip uninstall {dist} failed:\n{res.tail()}")
                 j.step(f"uninstall:{dist}", "end")
@@ -359,7 +360,7 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
             watch = [str(t) for w in p.wheels for t in wheel_targets(w, info.paths) if not os.path.lexists(t)]
             echo(f"  pip install {' '.join(w.name for w in p.wheels)}")
             res = pip.run("install", "--no-index", "--no-deps", "--no-cache-dir", "--no-user", "--force-reinstall",
-                          *[str(w) for w in p.wheels], name=name, watch=watch)
+                          *[str(w) for w in p.wheels], name=name, watch=watch, isolated=True)
             if not res.ok:
                 raise FixFailed(f"pip install failed:\n{res.tail()}")
             j.step(name, "end")
