@@ -109,11 +109,11 @@ def fix(
 
 
 @app.command()
-def explain(rule_id: str = typer.Argument(..., metavar="ID")) -> None:
+def explain(rule_id: str = typer.Argument(..., metavar="ID"), rules: Optional[List[str]] = RulesOpt) -> None:
     """What a rule checks, why, what it reads and how it is fixed."""
     from envdoctor.commands import explain as cmd
 
-    _run(lambda: cmd.run(rule_id))
+    _run(lambda: cmd.run(rule_id, rules or []))
 
 
 @app.command("rules")
@@ -122,6 +122,37 @@ def rules_(rules: Optional[List[str]] = RulesOpt) -> None:
     from envdoctor.commands import rules_cmd as cmd
 
     _run(lambda: cmd.run(rules or []))
+
+
+@app.command()
+def diff(
+    a: str = typer.Argument(..., metavar="A.json", help="A report (JSON, or the Markdown of --format markdown)."),
+    b: Optional[str] = typer.Argument(None, metavar="[B.json]", help="Default: a fresh probe of this environment."),
+    python: Optional[str] = PythonOpt,
+    fmt: str = typer.Option("text", "--format", "-f", help="text | json"),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the diff to this file."),
+    rules: Optional[List[str]] = RulesOpt,
+    no_redact: bool = typer.Option(False, "--no-redact", help="Compare without redacting either side."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds each isolated import may take (fresh probe)."),
+) -> None:
+    """What differs between two reports, most important first; exit 1 if B is worse than A."""
+    from envdoctor.commands import diff as cmd
+
+    _run(lambda: cmd.run(a, b, python, fmt, output, no_redact, timeout, rules or []))
+
+
+@app.command()
+def inspect(
+    file: str = typer.Argument(..., metavar="FILE", help="A compiled extension: .so, .pyd or .dll."),
+    python: Optional[str] = typer.Option(None, "--python", help="Resolve against this interpreter's environment."),
+    search_dir: Optional[List[str]] = typer.Option(None, "--search-dir",
+                                                   help="Extra library/DLL directory (repeatable)."),
+    fmt: str = typer.Option("text", "--format", "-f", help="text | json"),
+) -> None:
+    """Why one compiled extension would not load, read from the binary itself (ELF or PE)."""
+    from envdoctor.commands import inspect as cmd
+
+    _run(lambda: cmd.run(file, python, search_dir or [], fmt))
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ class LoadResult:
     error: Optional[LoadError] = None
     cause: Optional[str] = None  # a short classification, e.g. "missing_library", "undefined_symbol"
     stdout_bytes: int = 0  # the import printed this much (we never parse stdout)
+    note: Optional[str] = None  # why a load was skipped, e.g. "not tried: `import torchvision` failed"
 
     @property
     def ok(self) -> bool:
@@ -89,6 +90,7 @@ class Host:
     arch: str = ""
     glibc: Optional[str] = None
     libstdcxx: Optional[str] = None  # path of the libstdc++ the target would load
+    libstdcxx_source: Optional[str] = None  # how it was found: target prefix | LD_LIBRARY_PATH | ld.so.cache | ...
     glibcxx: Optional[str] = None  # newest GLIBCXX_x.y.z version it provides
     cpu: str = ""
     cpu_count: Optional[int] = None
@@ -111,6 +113,7 @@ class PythonEnv:
     user_site: Optional[str] = None
     user_site_enabled: bool = False
     sys_path: list[str] = field(default_factory=list)
+    selection_notes: list[str] = field(default_factory=list)  # why a candidate before it was passed over
 
 
 @dataclass
@@ -128,6 +131,7 @@ class Package:
     compiled_missing: list[str] = field(default_factory=list)  # of those, not on disk (bounded)
     record_files: int = 0
     record_missing: int = 0
+    shadowed_locations: list[str] = field(default_factory=list)  # the same distribution, later on sys.path
 
 
 @dataclass

@@ -10,6 +10,11 @@ if [ -z "$PY" ]; then
     if command -v "$cand" >/dev/null 2>&1; then PY="$cand"; break; fi
   done
 fi
+# The PE tests (tests/test_binary_pe.py) cross-compile Windows DLLs with MinGW-w64.
+if ! command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && apt-get install -y -qq gcc-mingw-w64-x86-64 >/dev/null
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi

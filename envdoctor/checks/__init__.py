@@ -29,6 +29,10 @@ class Rule:
     evidence: tuple[str, ...] = ()  # the facts it reads, as report paths
     tables: tuple[str, ...] = ()  # the rule tables it reads
     fixes: tuple[str, ...] = ()  # what it proposes, in words
+    # components whose failed load this rule explains when it fires: the generic ED001 is then
+    # dropped for them (a finding also explains the component named in its evidence["component"])
+    explains: tuple[str, ...] = ()
+    generic: bool = False  # a catch-all (ED001) that gives way to a specific finding
 
 
 @dataclass
@@ -69,9 +73,43 @@ def _matches(rule_id: str, patterns: Optional[Iterable[str]]) -> bool:
     return any(rule_id.startswith(p.strip().upper()) for p in patterns or () if p.strip())
 
 
+def explained_components(findings: Iterable[Finding], reg: Optional[Registry] = None) -> set[str]:
+    """The components whose load failure a specific (non-generic) finding explains."""
+    reg = reg or REGISTRY
+    out: set[str] = set()
+    for f in findings:
+        rule = reg.rules.get(f.id)
+        if rule is None or rule.generic:
+            continue
+        out.update(rule.explains)
+        comp = f.evidence.get("component") if isinstance(f.evidence, dict) else None
+        if isinstance(comp, str):
+            out.add(comp)
+    return out
+
+
+def dedupe(findings: list[Finding], reg: Optional[Registry] = None) -> list[Finding]:
+    """Drop a generic finding (ED001) when a specific one explains the same component's failure."""
+    reg = reg or REGISTRY
+    explained = explained_components(findings, reg)
+    keep = []
+    for f in findings:
+        rule = reg.rules.get(f.id)
+        comp = f.evidence.get("component") if isinstance(f.evidence, dict) else None
+        if rule is not None and rule.generic and (comp in explained or f.component in explained):
+            continue
+        keep.append(f)
+    return keep
+
+
 def run_checks(report: Report, tables: Any, select: Optional[list[str]] = None,
                ignore: Optional[list[str]] = None) -> list[Finding]:
+    """Classify load failures (fills LoadResult.cause), run every selected check, dedupe."""
     reg = load_all()
+    if hasattr(tables, "rows"):
+        from envdoctor.classify import classify_report
+
+        classify_report(report, tables)
     out: list[Finding] = []
     for rule_id in sorted(reg.rules):
         if select and not _matches(rule_id, select):
@@ -85,4 +123,4 @@ def run_checks(report: Report, tables: Any, select: Optional[list[str]] = None,
                                title=f"check {rule_id} failed: {type(exc).__name__}: {exc}",
                                detail="This is a bug in envdoctor; please report it with this output.",
                                evidence={"traceback": traceback.format_exc()[-2000:]}))
-    return out
+    return dedupe(out, reg)

@@ -33,6 +33,10 @@ def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: lis
         status_ctx = Console(stderr=True).status("probing: importing torch, torchvision, mmcv in isolated processes")
     with status_ctx:
         report = collect(python, quick=quick, timeout=timeout)
+    if not quick:
+        from envdoctor.probe.pip_cache import probe_pip_cache  # locally built mmcv wheels pip would reuse (ED406)
+
+        report.extra["pip_cache"] = probe_pip_cache()
     report.extra.update(extra or {})  # e.g. a recovered fix, for ED601
     report.findings = run_checks(report, tables, select, ignore)
     return report

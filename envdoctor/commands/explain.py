@@ -1,4 +1,4 @@
-"""`envdoctor explain ID`: what a rule checks, why, what it reads, how it is fixed."""
+"""`envdoctor explain ID`: what a rule checks, why, what it reads, how it is fixed, and its sources."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from rich.markup import escape
 
 from envdoctor.checks import load_all
 from envdoctor.errors import UsageError
+from envdoctor.rules import load_tables
 
 
-def run(rule_id: str) -> int:
+def run(rule_id: str, rules_dirs: list[str] | None = None) -> int:
     reg = load_all()
     rule = reg.rules.get(rule_id.strip().upper())
     if rule is None:
@@ -28,5 +29,12 @@ def run(rule_id: str) -> int:
         for fx in rule.fixes:
             c.print(f"  - {escape(fx)}")
     if rule.tables:
-        c.print("[bold]Tables[/bold]: " + escape(", ".join(rule.tables)))
+        tables = load_tables(rules_dirs or [])
+        c.print("[bold]Tables[/bold]: " + escape(", ".join(
+            f"{t} ({len(tables.rows(t))} rows)" for t in rule.tables)))
+        sources = tables.sources(*rule.tables)
+        if sources:
+            c.print("[bold]Sources[/bold] (of the table rows it uses):")
+            for src in sources:
+                c.print(f"  - {escape(src)}")
     return 0

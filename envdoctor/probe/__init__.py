@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import datetime
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import Any, Callable, Optional
 
 from envdoctor import __version__
+from envdoctor.binary import attach_analysis
 from envdoctor.errors import UsageError
-from envdoctor.facts import Component, LoadError, LoadResult, Package, PythonEnv, Report
+from envdoctor.facts import Component, CudaToolkit, Gpu, LoadResult, Package, PythonEnv, Report
 from envdoctor.probe import target as target_mod
 from envdoctor.probe.gpu import probe_gpu
-from envdoctor.probe.host import probe_host
-from envdoctor.probe.target import OLD_PYTHON_EXIT, ScriptRun, Target
+from envdoctor.probe.host import newest_glibcxx, probe_host
+from envdoctor.probe.loads import LOAD_SOURCES, LoadRun, apply_loads, load_module  # noqa: F401 - public
+from envdoctor.probe.target import OLD_PYTHON_EXIT, Target
 from envdoctor.probe.toolkit import probe_toolkit
 
 # Environment variables that matter for deep-learning set-ups. Nothing else is read
@@ -30,15 +32,8 @@ ENV_ALLOW = (
 )
 
 Progress = Callable[[str], None]
-
-# Which probe process yields which component's load result: (process, stage name).
-LOAD_SOURCES = {
-    "torch": ("torch", "torch"),
-    "torchvision": ("torchvision", "torchvision"),
-    "torchvision.ops": ("torchvision", "torchvision.ops"),
-    "mmcv": ("mmcv", "mmcv"),
-    "mmcv._ext": ("mmcv", "mmcv._ext"),
-}
+# NVML, nvidia-smi and nvcc run beside the imports; a hung driver tool must not hold the report.
+SIDE_PROBE_TIMEOUT = 20.0
 
 
 def environment_facts() -> dict[str, str]:
@@ -50,6 +45,7 @@ def environment_facts() -> dict[str, str]:
 
 
 def probe_static(target: Target, timeout: float) -> dict[str, Any]:
+    """Run static_facts.py in the target; a target that cannot run it is a usage error (exit 2)."""
     run = target_mod.run_script(target, "static_facts.py", [], timeout)
     if run.returncode == OLD_PYTHON_EXIT and "ENVDOCTOR-OLD-PYTHON" in run.stderr:
         version = run.stderr.split("ENVDOCTOR-OLD-PYTHON", 1)[1].split()[0]
@@ -58,10 +54,30 @@ def probe_static(target: Target, timeout: float) -> dict[str, Any]:
             "(torch, torchvision and mmcv have not supported Python 2 since 2019)"
         )
     if run.data is None:
-        why = "timed out" if run.timed_out else (f"killed by {run.signal}" if run.signal else f"exit {run.returncode}")
-        last = run.stderr.strip().splitlines()[-1:] or [""]
-        raise UsageError(f"{target.executable} did not run the probe ({why}): is it a Python interpreter? {last[0]}".strip())
+        if run.timed_out:
+            why = f"no answer within {timeout:g} s"
+        elif run.signal:
+            why = f"it was killed by {run.signal} at start-up"
+        else:
+            why = f"exit {run.returncode}"
+        last = [line for line in run.stderr.strip().splitlines() if line.strip()][-1:] or [""]
+        hint = f": {last[0].strip()[:200]}" if last[0] else ""
+        raise UsageError(f"{target.executable} did not run the probe ({why}); is it a working Python "
+                         f"interpreter?{hint}")
+    for problem in run.data.get("path_problems", []):
+        if problem.get("site_packages") and problem.get("under_prefix"):
+            raise UsageError(f"cannot read the site-packages of {target.executable}: {problem['path']} is "
+                             f"{_describe_problem(problem)}")
     return run.data
+
+
+def _describe_problem(problem: dict[str, Any]) -> str:
+    state = problem.get("state")
+    if state == "broken-symlink":
+        return f"a broken symbolic link (to {problem.get('target')})"
+    if state == "not-a-directory":
+        return "not a directory"
+    return f"unreadable ({problem.get('error') or 'errno %s' % problem.get('errno')})"
 
 
 def python_env(target: Target, data: dict[str, Any]) -> PythonEnv:
@@ -81,6 +97,7 @@ def python_env(target: Target, data: dict[str, Any]) -> PythonEnv:
         user_site=py.get("user_site"),
         user_site_enabled=py.get("user_site_enabled", False),
         sys_path=py.get("sys_path", []),
+        selection_notes=list(target.notes),
     )
 
 
@@ -101,33 +118,38 @@ def packages(data: dict[str, Any]) -> dict[str, Package]:
             compiled_missing=d.get("compiled_missing", []),
             record_files=d.get("record_files", 0),
             record_missing=d.get("record_missing", 0),
+            shadowed_locations=d.get("shadowed_locations", []),
         )
     return out
 
 
 def static_components(data: dict[str, Any], pkgs: dict[str, Package]) -> dict[str, Component]:
+    """torch, torchvision (+ .ops), mmcv (+ ._ext) as the files say, before anything is imported."""
     comps: dict[str, Component] = {}
     for name, c in data["components"].items():
         owners = c.get("distributions", [])
         ver_py = c.get("version_py") or {}
-        version = ver_py.get("__version__")
-        if version is None and owners:
-            version = pkgs.get(_norm(owners[0]), Package(name="")).version or None
-        facts: dict[str, Any] = {"package_dirs": [d["path"] for d in c.get("package_dirs", [])]}
+        meta_version = pkgs[_norm(owners[0])].version if owners and _norm(owners[0]) in pkgs else None
+        facts: dict[str, Any] = {
+            # every copy on sys.path, first one wins: a user-site torch shadowing the env's shows here
+            "package_dirs": c.get("package_dirs", []),
+            "metadata_version": meta_version,
+        }
         if ver_py:
             facts["version_py"] = ver_py
         if "ext_files" in c:
             facts["ext_files"] = c["ext_files"]
+        if owners:
+            facts["distributions"] = owners
+            facts["owners"] = c.get("owners", [])
         comps[name] = Component(
             name=name,
             installed=c.get("installed", False),
-            version=version,
+            version=ver_py.get("__version__") or meta_version,
             distribution=owners[0] if owners else None,
             location=c.get("location"),
             facts=facts,
         )
-        if owners:
-            comps[name].facts["distributions"] = owners
     if "torchvision" in comps:
         tv = comps["torchvision"]
         comps["torchvision.ops"] = Component(
@@ -136,9 +158,11 @@ def static_components(data: dict[str, Any], pkgs: dict[str, Package]) -> dict[st
         )
     if "mmcv" in comps:
         m = comps["mmcv"]
+        ext_record = [e for o in m.facts.get("owners", []) for e in o.get("ext_in_record", [])]
         comps["mmcv._ext"] = Component(
             name="mmcv._ext", installed=bool(m.facts.get("ext_files")), version=m.version,
-            distribution=m.distribution, location=m.location, facts={"ext_files": m.facts.get("ext_files", [])},
+            distribution=m.distribution, location=m.location,
+            facts={"ext_files": m.facts.get("ext_files", []), "in_record": ext_record},
         )
     return comps
 
@@ -147,114 +171,93 @@ def _norm(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def load_results(run: ScriptRun) -> dict[str, LoadResult]:
-    """Turn one probe process's stages into load results; a dead process marks the running stage."""
-    results: dict[str, LoadResult] = {}
-    stages = (run.data or {}).get("stages", [])
-    done = bool((run.data or {}).get("done"))
-    for st in stages:
-        status = st.get("status")
-        err = st.get("error")
-        res = LoadResult(status=status, seconds=st.get("seconds"))
-        if err:
-            res.error = LoadError(
-                type=err.get("type", ""), message=err.get("message", ""), errno=err.get("errno"),
-                winerror=err.get("winerror"), traceback=err.get("traceback"),
-            )
-        if status == "running" and not done:
-            res.status = "timeout" if run.timed_out else "crash"
-            res.seconds = run.seconds
-            res.error = LoadError(
-                type="Timeout" if run.timed_out else "Crash",
-                message=(f"no answer within {run.seconds:.1f} s" if run.timed_out
-                         else f"the process died ({run.signal or 'exit %s' % run.returncode})"),
-                signal=run.signal,
-                traceback=run.stderr[-4000:] or None,
-            )
-        res.stdout_bytes = run.stdout_bytes
-        results[st["name"]] = res
-    if not stages and run.data is None:
-        # died before the first stage: the interpreter itself failed
-        results["*"] = LoadResult(
-            status="timeout" if run.timed_out else "crash", seconds=run.seconds,
-            error=LoadError(type="Crash", message=f"probe did not start (exit {run.returncode})",
-                            signal=run.signal, traceback=run.stderr[-4000:] or None),
-        )
-    return results
+def path_notes(data: dict[str, Any]) -> list[str]:
+    """sys.path entries other than the env's own site-packages that cannot be read (facts, not fatal)."""
+    out = []
+    for p in data.get("path_problems", []):
+        if not (p.get("site_packages") and p.get("under_prefix")):
+            out.append(f"sys.path entry {p['path']} is {_describe_problem(p)}")
+    return out
 
 
-def probe_loads(target: Target, comps: dict[str, Component], timeout: float,
-                progress: Optional[Progress] = None) -> dict[str, ScriptRun]:
-    wanted = [name for name in ("torch", "torchvision", "mmcv") if comps.get(name) and comps[name].installed]
-    runs: dict[str, ScriptRun] = {}
-    if not wanted:
-        return runs
-    with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
-        futures = {name: pool.submit(target_mod.run_script, target, "load_probe.py", [name], timeout)
-                   for name in wanted}
-        for name, fut in futures.items():
-            runs[name] = fut.result()
-            if progress:
-                progress(name)
-    return runs
+def _in_thread(fn: Callable[[], Any], default: Any, timeout: float, errors: list[str], what: str
+               ) -> Callable[[], Any]:
+    """Start fn in a daemon thread; the returned getter waits at most `timeout` s for its value."""
+    box: dict[str, Any] = {}
 
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except Exception as exc:  # a side probe must never take the report down
+            box["error"] = f"{what}: {type(exc).__name__}: {exc}"
 
-def apply_loads(comps: dict[str, Component], runs: dict[str, ScriptRun]) -> None:
-    per_process = {name: load_results(run) for name, run in runs.items()}
-    for comp_name, (proc, stage) in LOAD_SOURCES.items():
-        comp = comps.get(comp_name)
-        if comp is None:
-            continue
-        if proc not in runs:
-            comp.load = LoadResult(status="missing" if not comp.installed else "skipped")
-            continue
-        results = per_process[proc]
-        res = results.get(stage) or results.get("*")
-        if res is None:
-            # an earlier stage (e.g. import torch) failed, so this one never ran
-            res = LoadResult(status="skipped")
-        comp.load = res
-    for proc, run in runs.items():
-        facts = (run.data or {}).get("facts", {})
-        if proc == "torchvision":
-            direct = per_process[proc].get("torchvision._C(direct)")
-            if direct is not None and direct.error is not None:
-                comps["torchvision.ops"].facts["loader_error"] = direct.error.message
-            if facts.get("ops_library"):
-                comps["torchvision.ops"].facts["library"] = facts["ops_library"]
-            comps["torchvision"].facts["runtime"] = facts
-        elif proc == "mmcv":
-            ext_keys = ("ext_file", "compiling_cuda_version", "compiler_version")
-            comps["mmcv._ext"].facts.update({k: facts[k] for k in ext_keys if k in facts})
-            comps["mmcv"].facts["runtime"] = {k: v for k, v in facts.items() if k not in ext_keys}
-        elif proc in comps:
-            comps[proc].facts["runtime"] = facts
+    t = threading.Thread(target=run, name=f"envdoctor-{what}", daemon=True)
+    t.start()
+
+    def get() -> Any:
+        t.join(timeout)
+        if t.is_alive():
+            errors.append(f"{what}: no answer within {timeout:g} s")
+            return default
+        if "error" in box:
+            errors.append(box["error"])
+            return default
+        return box["value"]
+
+    return get
 
 
 def collect(python: Optional[str] = None, quick: bool = False, timeout: float = 60.0,
-            progress: Optional[Progress] = None) -> Report:
+            progress: Optional[Progress] = None, fork: Optional[bool] = None) -> Report:
+    """Probe the machine and the target environment; a Report without findings.
+
+    The load probes start first and run while the static probe, the host, GPU and
+    toolkit probes do their (short) work, so the wall time is about that of
+    `import torch` + the slowest dependent import.
+    """
     tgt = target_mod.resolve(python)
-    static = probe_static(tgt, timeout)
     report = Report(
         envdoctor=__version__,
         created=datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
         mode="quick" if quick else "full",
     )
+    errors: list[str] = []
+    loads = None if quick else LoadRun(tgt, timeout, fork=fork)
+    try:
+        if not quick:
+            # NVML, nvidia-smi, nvcc: off the critical path (quick mode runs none of them)
+            gpu_get = _in_thread(probe_gpu, Gpu(notes=["not probed: timed out"]), SIDE_PROBE_TIMEOUT, errors, "gpu")
+            tk_get = _in_thread(probe_toolkit, CudaToolkit(), SIDE_PROBE_TIMEOUT, errors, "cuda toolkit")
+        static = probe_static(tgt, timeout)
+    except BaseException:
+        if loads is not None:
+            loads.abort()
+        raise
     report.python = python_env(tgt, static)
     report.packages = packages(static)
     report.components = static_components(static, report.packages)
     report.environment = environment_facts()
+    report.host = probe_host(report.python.prefix)
     if quick:
-        # static facts only: no NVML, no subprocess beyond the static probe
-        report.host = probe_host(report.python.prefix)
         for comp in report.components.values():
-            comp.load = LoadResult(status="skipped")
-        return report
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        loads = pool.submit(probe_loads, tgt, report.components, timeout, progress)
-        report.host = probe_host(report.python.prefix)
-        report.gpu = probe_gpu()
-        report.cuda_toolkit = probe_toolkit()
-        runs = loads.result()
-    apply_loads(report.components, runs)
+            comp.load = LoadResult(status="skipped", note="not tried: --quick")
+    else:
+        assert loads is not None
+        outcomes = loads.wait(progress)
+        apply_loads(report.components, outcomes)
+        _libstdcxx_in_use(report)
+        report.gpu = gpu_get()
+        report.cuda_toolkit = tk_get()
+        attach_analysis(report)  # why a failed extension does not load, read from its file
+    report.probe_errors = path_notes(static) + errors
     return report
+
+
+def _libstdcxx_in_use(report: Report) -> None:
+    """The libstdc++ that `import torch` actually mapped beats the one resolved from the search path."""
+    runtime = report.components.get("torch", Component(name="torch")).facts.get("runtime") or {}
+    mapped = [p for p in runtime.get("libstdcxx") or [] if isinstance(p, str)]
+    if mapped and report.host.os == "Linux":
+        report.host.libstdcxx = mapped[0]
+        report.host.libstdcxx_source = "loaded by import torch"
+        report.host.glibcxx = newest_glibcxx(mapped[0]) or report.host.glibcxx

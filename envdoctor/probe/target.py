@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from envdoctor.errors import UsageError
 
@@ -42,7 +42,8 @@ OLD_PYTHON_EXIT = 97
 @dataclass
 class Target:
     executable: str
-    selected_by: str
+    selected_by: str  # --python | VIRTUAL_ENV | CONDA_PREFIX | PATH | self
+    notes: list[str] = field(default_factory=list)  # candidates passed over, and why
 
 
 @dataclass
@@ -55,6 +56,8 @@ class ScriptRun:
     stderr: str = ""
     stdout_bytes: int = 0
     notes: list[str] = field(default_factory=list)
+    # every file the script left in its output directory: *.json parsed, other files as text
+    files: dict[str, Any] = field(default_factory=dict)
 
 
 def _interpreter_in(prefix: Path) -> Optional[Path]:
@@ -68,88 +71,179 @@ def _interpreter_in(prefix: Path) -> Optional[Path]:
 def resolve(python: Optional[str]) -> Target:
     """--python PATH, else the active venv / conda env, else `python` on PATH, else ourselves."""
     if python:
-        path = Path(python).expanduser()
+        # absolute, but not resolved: a venv's bin/python is a symlink that must stay one
+        path = Path(os.path.abspath(Path(python).expanduser()))
         if path.is_dir():
             exe = _interpreter_in(path)
             if exe is None:
                 raise UsageError(f"--python {python}: a directory, but no bin/python or python.exe in it")
             return Target(str(exe), "--python")
         if not path.exists():
-            found = shutil.which(python)
+            found = shutil.which(python) if os.sep not in python else None
             if found is None:
                 raise UsageError(f"--python {python}: no such file")
             path = Path(found)
         if not os.access(path, os.X_OK):
             raise UsageError(f"--python {python}: not an executable file")
         return Target(str(path), "--python")
+    notes: list[str] = []
     for var in ("VIRTUAL_ENV", "CONDA_PREFIX"):
         value = os.environ.get(var)
         if value:
             exe = _interpreter_in(Path(value))
             if exe is not None:
-                return Target(str(exe), var)
+                return Target(str(exe), var, notes)
+            notes.append(f"{var} is set to {value}, but it holds no interpreter")
     for name in ("python", "python3"):
         found = shutil.which(name)
         if found:
-            return Target(found, "PATH")
-    return Target(sys.executable, "self")
+            return Target(found, "PATH", notes)
+    notes.append("no python or python3 on PATH")
+    return Target(sys.executable, "self", notes)
 
 
-def run_script(target: Target, script: str, args: list[str], timeout: float) -> ScriptRun:
-    """Run scripts/<script> in the target; its JSON result comes back through a temp file."""
-    scratch = tempfile.mkdtemp(prefix="envdoctor-")
-    out = os.path.join(scratch, "result.json")
-    cmd = [target.executable, "-c", BOOTSTRAP, str(SCRIPTS / script), out, *args]
-    env = dict(os.environ)
-    env["PYTHONFAULTHANDLER"] = "1"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env["TORCHVISION_WARN_WHEN_EXTENSION_LOADING_FAILS"] = "1"
-    start = time.monotonic()
-    timed_out = False
+def _signal_name(returncode: Optional[int]) -> Optional[str]:
+    if returncode is None or returncode >= 0:
+        return None
     try:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=scratch,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=(os.name == "posix"),
-        )
-    except OSError as exc:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise UsageError(f"cannot run {target.executable}: {exc.strerror or exc}") from None
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill(proc)
-        stdout, stderr = proc.communicate()
-    seconds = time.monotonic() - start
-    data = None
-    try:
-        with open(out, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        data = None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    rc = proc.returncode
-    sig = None
-    if rc is not None and rc < 0 and not timed_out:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+class RunningScript:
+    """A probe script running in the target interpreter, in its own scratch directory and session.
+
+    Output goes to files (the result JSON, the process's stdout and stderr), never to
+    pipes, so the caller can poll progress without risk of a pipe filling up.
+    """
+
+    def __init__(self, target: Target, script: str, args: list[str], timeout: float, out_is_dir: bool = False,
+                 env: Optional[dict[str, str]] = None) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.scratch = tempfile.mkdtemp(prefix="envdoctor-")
+        self.out_dir = os.path.join(self.scratch, "out")
+        os.mkdir(self.out_dir)
+        first = self.out_dir if out_is_dir else os.path.join(self.out_dir, "result.json")
+        cmd = [target.executable, "-c", BOOTSTRAP, str(SCRIPTS / script), first, *args]
+        full_env = dict(os.environ)
+        full_env["PYTHONFAULTHANDLER"] = "1"
+        full_env["PYTHONDONTWRITEBYTECODE"] = "1"
+        full_env["TORCHVISION_WARN_WHEN_EXTENSION_LOADING_FAILS"] = "1"
+        if env:
+            full_env.update(env)
+        self._stdout = open(os.path.join(self.scratch, "proc.stdout"), "wb")
+        self._stderr = open(os.path.join(self.scratch, "proc.stderr"), "wb")
+        self.start = time.monotonic()
+        self.timed_out = False
         try:
-            sig = signal.Signals(-rc).name
-        except ValueError:
-            sig = f"signal {-rc}"
-    return ScriptRun(
-        data=data,
-        returncode=rc,
-        signal=sig,
-        timed_out=timed_out,
-        seconds=round(seconds, 3),
-        stderr=stderr.decode("utf-8", "backslashreplace")[-8000:],
-        stdout_bytes=len(stdout),
-    )
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=self.scratch,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._stdout,
+                stderr=self._stderr,
+                start_new_session=(os.name == "posix"),
+            )
+        except OSError as exc:
+            self._close()
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise UsageError(f"cannot run {target.executable}: {exc.strerror or exc}") from None
+
+    def _close(self) -> None:
+        for f in (self._stdout, self._stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def poll(self) -> Optional[int]:
+        """The exit code, or None while running; kills the process group once the timeout has passed."""
+        rc = self.proc.poll()
+        if rc is None and self.elapsed() > self.timeout:
+            self.timed_out = True
+            _kill(self.proc)
+            rc = self.proc.wait()
+        return rc
+
+    def read_json(self, name: str) -> Optional[dict[str, Any]]:
+        try:
+            with open(os.path.join(self.out_dir, name), encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def wait(self, tick: Optional[Callable[["RunningScript"], None]] = None, interval: float = 0.05) -> ScriptRun:
+        if tick is None:
+            try:
+                self.proc.wait(timeout=max(0.0, self.timeout - self.elapsed()))
+            except subprocess.TimeoutExpired:
+                self.timed_out = True
+                _kill(self.proc)
+                self.proc.wait()
+            return self.finish()
+        while self.poll() is None:
+            tick(self)
+            time.sleep(interval)
+        return self.finish()
+
+    def finish(self) -> ScriptRun:
+        rc = self.proc.returncode
+        seconds = self.elapsed()
+        # Forked children of a parent that died would be orphans: end the whole session.
+        _kill(self.proc)
+        self._close()
+        files: dict[str, Any] = {}
+        try:
+            names = sorted(os.listdir(self.out_dir))
+        except OSError:
+            names = []
+        for name in names:
+            if name.endswith(".tmp"):
+                continue
+            path = os.path.join(self.out_dir, name)
+            try:
+                with open(path, "rb") as f:
+                    raw = f.read(1 << 22)
+            except OSError:
+                continue
+            if name.endswith(".json"):
+                try:
+                    files[name] = json.loads(raw.decode("utf-8"))
+                except ValueError:
+                    files[name] = None
+            elif name.endswith(".stdout"):
+                files[name] = len(raw)  # imported code printed this much; never parsed
+            else:
+                files[name] = raw.decode("utf-8", "backslashreplace")[-8000:]
+        try:
+            stdout_bytes = os.path.getsize(os.path.join(self.scratch, "proc.stdout"))
+            with open(os.path.join(self.scratch, "proc.stderr"), "rb") as f:
+                stderr = f.read()[-8000:].decode("utf-8", "backslashreplace")
+        except OSError:
+            stdout_bytes, stderr = 0, ""
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        return ScriptRun(
+            data=files.get("result.json"),
+            returncode=rc,
+            signal=None if self.timed_out else _signal_name(rc),
+            timed_out=self.timed_out,
+            seconds=round(seconds, 3),
+            stderr=stderr,
+            stdout_bytes=stdout_bytes,
+            files=files,
+        )
+
+
+def run_script(target: Target, script: str, args: list[str], timeout: float, out_is_dir: bool = False,
+               env: Optional[dict[str, str]] = None) -> ScriptRun:
+    """Run scripts/<script> in the target and wait; its JSON result comes back through a file."""
+    return RunningScript(target, script, args, timeout, out_is_dir=out_is_dir, env=env).wait()
 
 
 def _kill(proc: subprocess.Popen) -> None:

@@ -12,25 +12,29 @@ from typing import Optional
 from envdoctor.facts import CudaToolkit
 
 _RELEASE = re.compile(r"release (\d+\.\d+)")
+DEFAULT_HOME = "/usr/local/cuda"  # where torch's cpp_extension looks last, too
 
 
 def parse_nvcc_version(text: str) -> Optional[str]:
+    """"Cuda compilation tools, release 13.0, V13.0.88" -> "13.0"."""
     m = _RELEASE.search(text)
     return m.group(1) if m else None
 
 
-def probe_toolkit() -> CudaToolkit:
+def probe_toolkit(default_home: str = DEFAULT_HOME) -> CudaToolkit:
+    """nvcc from $CUDA_HOME / $CUDA_PATH, else PATH, else the default prefix; its version."""
     tk = CudaToolkit()
     for var in ("CUDA_HOME", "CUDA_PATH"):
         if os.environ.get(var):
             tk.cuda_home, tk.cuda_home_source = os.environ[var], var
             break
+    exe = "nvcc.exe" if os.name == "nt" else "nvcc"
     nvcc = None
-    if tk.cuda_home and (Path(tk.cuda_home) / "bin" / "nvcc").exists():
-        nvcc = str(Path(tk.cuda_home) / "bin" / "nvcc")
+    if tk.cuda_home and (Path(tk.cuda_home) / "bin" / exe).exists():
+        nvcc = str(Path(tk.cuda_home) / "bin" / exe)
     nvcc = nvcc or shutil.which("nvcc")
-    if nvcc is None and Path("/usr/local/cuda/bin/nvcc").exists():
-        nvcc = "/usr/local/cuda/bin/nvcc"
+    if nvcc is None and (Path(default_home) / "bin" / exe).exists():
+        nvcc = str(Path(default_home) / "bin" / exe)
     if nvcc:
         tk.nvcc = nvcc
         try:

@@ -1,26 +1,95 @@
-"""Try to import one component in this (isolated, disposable) process.
+"""Try to import torch, torchvision, mmcv (or any one module) in disposable processes.
 
 Runs inside the *target* interpreter: standard library only, Python 3.6+.
-Usage: load_probe.py OUT_JSON COMPONENT [MODULE]. The result goes to OUT_JSON,
-rewritten after every stage, so that when an import kills the process the
-parent still knows which stage was running. Never judges: it records.
+Never judges: it records. Results go to JSON files in OUT_DIR (never stdout,
+which imported modules print to), rewritten after every stage, so that when an
+import kills its process the parent still knows which stage was running.
+
+Usage:
+  load_probe.py OUT_DIR components TIMEOUT [--no-fork]
+      `import torch` once in this process, then (on Linux) fork one child per
+      dependent probe: torch.cuda facts, torchvision (+ ops), mmcv (+ _ext).
+      Each child reports through its own file and its own stdout/stderr files,
+      so a crash in mmcv._ext cannot take the torch or torchvision result with
+      it. Without fork (Windows, macOS, --no-fork) the dependent probes run one
+      after another in this process; the caller runs them as separate
+      processes instead (mode `component`).
+  load_probe.py OUT_DIR component NAME TIMEOUT
+      one of torch | torchvision | mmcv in this process (no fork).
+  load_probe.py OUT_DIR module NAME TIMEOUT [EXTRA_SYS_PATH...]
+      a plain `import NAME`, with EXTRA_SYS_PATH entries put first on sys.path.
+
+Files: OUT_DIR/<probe>.json with {"component", "stages": [...], "facts", "done"};
+OUT_DIR/children.json with each forked child's exit (pid, status, signal,
+timed_out, seconds); OUT_DIR/<probe>.stdout / .stderr for forked children.
 """
 import faulthandler
 import json
 import os
+import signal
 import sys
 import time
 import traceback
 
-STATE = {"stages": [], "facts": {}}
-OUT = None
+# A child that outlives its deadline by this much is killed outright
+# (faulthandler's watchdog normally ends it first, with a stack dump).
+KILL_GRACE = 3.0
 
 
-def flush():
-    tmp = OUT + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(STATE, f, default=str)
-    os.replace(tmp, OUT)
+class Recorder(object):
+    """One probe's state, flushed atomically to its own file after every change."""
+
+    def __init__(self, path, component):
+        self.path = path
+        self.state = {"component": component, "stages": [], "facts": {}, "pid": os.getpid()}
+        self.flush()
+
+    @property
+    def facts(self):
+        return self.state["facts"]
+
+    def flush(self):
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.state, f, default=str)
+        os.replace(tmp, self.path)
+
+    def stage(self, name, fn, module=None):
+        """Run one stage; record status, timing and the error. Returns fn's value or None."""
+        rec = {"name": name, "status": "running", "started": time.time()}
+        self.state["stages"].append(rec)
+        self.flush()
+        start = time.time()
+        try:
+            value = fn()
+        except BaseException as exc:  # noqa: B902 - SystemExit/KeyboardInterrupt from an import is a result too
+            rec["seconds"] = round(time.time() - start, 4)
+            rec["error"] = describe(exc)
+            rec["status"] = "missing" if is_missing(exc, module or name) else "import_error"
+            self.flush()
+            return None
+        rec["seconds"] = round(time.time() - start, 4)
+        rec["status"] = "ok"
+        self.flush()
+        return value
+
+    def stage_status(self, name):
+        for st in self.state["stages"]:
+            if st["name"] == name:
+                return st["status"]
+        return None
+
+    def done(self):
+        self.state["done"] = True
+        self.flush()
+
+
+def is_missing(exc, module):
+    """ModuleNotFoundError for the module itself or one of its parent packages (not a dependency)."""
+    if type(exc).__name__ != "ModuleNotFoundError":
+        return False
+    name = getattr(exc, "name", None) or ""
+    return bool(name) and (module == name or module.startswith(name + "."))
 
 
 def describe(exc):
@@ -31,29 +100,17 @@ def describe(exc):
     if isinstance(exc, ImportError):
         err["module"] = getattr(exc, "name", None)
         err["path"] = getattr(exc, "path", None)
+    # the chain matters: torch.ops.load_library re-raises "Could not load this library"
+    # from the loader's real message
+    chain = []
+    cur = exc.__cause__ or exc.__context__
+    while cur is not None and len(chain) < 5:
+        chain.append("%s: %s" % (type(cur).__name__, str(cur)[:1000]))
+        cur = cur.__cause__ or cur.__context__
+    if chain:
+        err["chain"] = chain
     err["traceback"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-6000:]
     return err
-
-
-def stage(name, fn):
-    """Run one stage; record status and timing. Returns fn's value or None."""
-    rec = {"name": name, "status": "running"}
-    STATE["stages"].append(rec)
-    flush()
-    start = time.time()
-    try:
-        value = fn()
-    except BaseException as exc:  # noqa: B902 - SystemExit from an import is a result too
-        rec["seconds"] = round(time.time() - start, 4)
-        rec["error"] = describe(exc)
-        missing = isinstance(exc, ImportError) and type(exc).__name__ == "ModuleNotFoundError"
-        rec["status"] = "missing" if missing and getattr(exc, "name", None) == name else "import_error"
-        flush()
-        return None
-    rec["seconds"] = round(time.time() - start, 4)
-    rec["status"] = "ok"
-    flush()
-    return value
 
 
 def safe(fn, default=None):
@@ -64,25 +121,53 @@ def safe(fn, default=None):
 
 
 def loaded_libraries(*needles):
-    """Shared objects mapped into this process whose name contains a needle (Linux)."""
+    """Shared objects mapped into this process whose file name contains a needle (Linux)."""
     found = []
     try:
         with open("/proc/self/maps") as f:
             for line in f:
                 parts = line.split()
-                if len(parts) >= 6 and any(n in parts[-1] for n in needles) and parts[-1] not in found:
-                    found.append(parts[-1])
+                if len(parts) < 6:
+                    continue
+                path = parts[-1]
+                base = os.path.basename(path)
+                if any(n in base for n in needles) and path not in found:
+                    found.append(path)
     except (OSError, IOError):
         pass
     return found
 
 
-def import_module(name):
+def importer(name):
     return lambda: __import__(name, fromlist=["__name__"])
 
 
-def torch_facts(torch):
-    f = STATE["facts"]
+def installed(name):
+    """Whether a top-level module can be found, without importing it."""
+    try:
+        import importlib.util
+        return importlib.util.find_spec(name) is not None
+    except Exception:  # a broken parent package or finder: let the import itself tell
+        return True
+
+
+def with_watchdog(timeout, fn):
+    """Run fn; if it has not returned after `timeout` s, dump every thread's stack and _exit(1)."""
+    if timeout and timeout > 0:
+        faulthandler.dump_traceback_later(timeout, exit=True)
+    try:
+        return fn()
+    finally:
+        if timeout and timeout > 0:
+            faulthandler.cancel_dump_traceback_later()
+
+
+# ---------------------------------------------------------------- the probes
+
+
+def torch_static_facts(rec, torch):
+    """Facts that need the imported torch but do not initialise CUDA (safe before fork)."""
+    f = rec.facts
     f["version"] = safe(lambda: torch.__version__)
     f["file"] = safe(lambda: torch.__file__)
     f["cuda"] = safe(lambda: torch.version.cuda)
@@ -91,103 +176,275 @@ def torch_facts(torch):
     f["debug"] = safe(lambda: bool(torch.version.debug))
     f["cudnn"] = safe(lambda: torch.backends.cudnn.version())
     f["arch_list"] = safe(lambda: torch.cuda.get_arch_list())
-    f["cuda_available"] = safe(lambda: torch.cuda.is_available())
-    flush()
-    if f["cuda_available"] is True:
-        f["device_count"] = safe(lambda: torch.cuda.device_count())
-        devices = []
-        for i in range(f["device_count"] if isinstance(f["device_count"], int) else 0):
-            devices.append({
-                "index": i,
-                "name": safe(lambda: torch.cuda.get_device_name(i)),
-                "capability": safe(lambda: "%d.%d" % torch.cuda.get_device_capability(i)),
-            })
-        f["devices"] = devices
     f["libcudart"] = loaded_libraries("libcudart", "cudart64")
-    f["libraries"] = loaded_libraries("libtorch", "libc10")[:10]
-    flush()
+    f["libstdcxx"] = loaded_libraries("libstdc++")
+    f["libraries"] = loaded_libraries("libtorch", "libc10")[:12]
+    rec.flush()
 
 
-def probe_torch():
-    torch = stage("torch", import_module("torch"))
-    if torch is not None:
-        torch_facts(torch)
+def torch_cuda_facts(rec, torch):
+    """cuda_available, devices, capabilities: this may initialise the driver (and crash or hang)."""
+    f = rec.facts
+
+    def query():
+        f["cuda_available"] = safe(lambda: torch.cuda.is_available())
+        rec.flush()
+        if f["cuda_available"] is True:
+            f["device_count"] = safe(lambda: torch.cuda.device_count())
+            devices = []
+            for i in range(f["device_count"] if isinstance(f["device_count"], int) else 0):
+                devices.append({
+                    "index": i,
+                    "name": safe(lambda: torch.cuda.get_device_name(i)),
+                    "capability": safe(lambda: "%d.%d" % torch.cuda.get_device_capability(i)),
+                })
+            f["devices"] = devices
+        else:
+            f["device_count"] = 0
+        # the CUDA runtime may be loaded lazily, on first use
+        f["libcudart"] = loaded_libraries("libcudart", "cudart64")
+        return True
+
+    rec.stage("torch.cuda", query)
 
 
-def probe_torchvision():
-    torch = stage("torch", import_module("torch"))
-    if torch is None:
-        return
-    tv = stage("torchvision", import_module("torchvision"))
+def torchvision_probe(rec, torch):
+    tv = rec.stage("torchvision", importer("torchvision"))
     if tv is not None:
-        STATE["facts"]["version"] = safe(lambda: tv.__version__)
-        STATE["facts"]["cuda"] = safe(lambda: tv.version.cuda)
+        rec.facts["version"] = safe(lambda: tv.__version__)
+        rec.facts["file"] = safe(lambda: tv.__file__)
+        rec.facts["cuda"] = safe(lambda: getattr(getattr(tv, "version", None), "cuda", None))
+        rec.flush()
 
         def nms():
             import torchvision.ops
-            boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
-            return torchvision.ops.nms(boxes, torch.tensor([1.0]), 0.5).tolist()
+            boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+            return torchvision.ops.nms(boxes, torch.tensor([1.0, 0.5]), 0.5).tolist()
 
-        stage("torchvision.ops", nms)
-    ops_ok = any(s["name"] == "torchvision.ops" and s["status"] == "ok" for s in STATE["stages"])
-    if not ops_ok:
+        rec.stage("torchvision.ops", nms)
+    if rec.stage_status("torchvision.ops") != "ok" and torch is not None:
         # torchvision hides the loader error ("operator torchvision::nms does not exist");
         # loading the library directly, after torch, surfaces the real one.
-        import glob
-        import importlib.util
-        spec = importlib.util.find_spec("torchvision")
-        if spec and spec.submodule_search_locations:
-            libs = []
-            for loc in spec.submodule_search_locations:
-                libs += glob.glob(os.path.join(loc, "_C.*"))
-            STATE["facts"]["ops_library"] = libs[0] if libs else None
-            if libs:
-                stage("torchvision._C(direct)", lambda: torch.ops.load_library(libs[0]))
+        libs = ops_libraries()
+        rec.facts["ops_library"] = libs[0] if libs else None
+        rec.flush()
+        if libs:
+            import ctypes
+            rec.stage("torchvision._C(direct)", lambda: ctypes.CDLL(libs[0]) and True)
 
 
-def probe_mmcv():
+def ops_libraries():
+    """torchvision's compiled ops: `_C_stable.so` (0.29+), `_C.so` / `_C.cpython-*.so` / `_C.pyd` before."""
+    import glob
+    import importlib.util
     try:
-        import importlib.util
-        has_torch = importlib.util.find_spec("torch") is not None
+        spec = importlib.util.find_spec("torchvision")
     except Exception:
-        has_torch = False
-    if has_torch:
-        # mmcv._ext needs torch's libraries loaded first, as in real use.
-        stage("torch", import_module("torch"))
-    mmcv = stage("mmcv", import_module("mmcv"))
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    found = []
+    for loc in spec.submodule_search_locations:
+        for pattern in ("_C.*", "_C_*.so", "_C_*.pyd"):
+            for path in sorted(glob.glob(os.path.join(loc, pattern))):
+                if path.endswith((".so", ".pyd", ".dylib")) and path not in found:
+                    found.append(path)
+    # prefer the stable-ABI library that new torchvision loads
+    found.sort(key=lambda p: 0 if "_C_stable" in os.path.basename(p) else 1)
+    return found
+
+
+def mmcv_probe(rec):
+    mmcv = rec.stage("mmcv", importer("mmcv"))
     if mmcv is not None:
-        STATE["facts"]["version"] = safe(lambda: getattr(mmcv, "__version__", None))
-        STATE["facts"]["file"] = safe(lambda: getattr(mmcv, "__file__", None))
-    ext = stage("mmcv._ext", import_module("mmcv._ext"))
+        rec.facts["version"] = safe(lambda: getattr(mmcv, "__version__", None))
+        rec.facts["file"] = safe(lambda: getattr(mmcv, "__file__", None))
+        rec.flush()
+    ext = rec.stage("mmcv._ext", importer("mmcv._ext"))
     if ext is not None:
-        STATE["facts"]["ext_file"] = safe(lambda: ext.__file__)
-        STATE["facts"]["compiling_cuda_version"] = safe(lambda: ext.get_compiling_cuda_version())
-        STATE["facts"]["compiler_version"] = safe(lambda: ext.get_compiler_version())
+        rec.facts["ext_file"] = safe(lambda: ext.__file__)
+        rec.facts["compiling_cuda_version"] = safe(lambda: ext.get_compiling_cuda_version())
+        rec.facts["compiler_version"] = safe(lambda: ext.get_compiler_version())
+        rec.flush()
 
 
-def probe_module(name):
-    mod = stage(name, import_module(name))
+def module_probe(rec, name):
+    mod = rec.stage(name, importer(name))
     if mod is not None:
-        STATE["facts"]["file"] = safe(lambda: getattr(mod, "__file__", None))
+        rec.facts["file"] = safe(lambda: getattr(mod, "__file__", None))
+        rec.facts["version"] = safe(lambda: getattr(mod, "__version__", None))
+        rec.flush()
 
 
-PROBES = {"torch": probe_torch, "torchvision": probe_torchvision, "mmcv": probe_mmcv}
+# ---------------------------------------------------------------- process plumbing
+
+
+def fork_child(out_dir, name, fn):
+    """Run fn(Recorder) in a forked child with its own result, stdout and stderr files."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        for fd, suffix in ((1, ".stdout"), (2, ".stderr")):
+            target = os.open(os.path.join(out_dir, name + suffix), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(target, fd)
+            os.close(target)
+        rec = Recorder(os.path.join(out_dir, name + ".json"), name)
+        fn(rec)
+        rec.done()
+        try:
+            sys.stdout.flush()
+        except Exception:
+            pass
+    except BaseException:  # the probe machinery itself failed: say so on the child's stderr
+        code = 3
+        try:
+            traceback.print_exc()
+            sys.stderr.flush()
+        except Exception:
+            pass
+    # never return into the parent's code, never run its atexit handlers or teardown
+    os._exit(code)
+
+
+def wait_children(out_dir, children, timeout):
+    """Wait for every child, killing those past their deadline; record how each ended."""
+    report = {}
+    pending = dict(children)
+    while pending:
+        now = time.time()
+        for name, (pid, started) in list(pending.items()):
+            try:
+                wpid, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                wpid, status = pid, 0
+            info = report.setdefault(name, {"pid": pid, "timed_out": False})
+            if wpid == 0:
+                if timeout and now - started > timeout + KILL_GRACE:
+                    info["timed_out"] = True
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                continue
+            info["seconds"] = round(now - started, 4)
+            info["ended"] = now
+            if os.WIFSIGNALED(status):
+                sig = os.WTERMSIG(status)
+                info["signal"] = signal_name(sig)
+                info["returncode"] = -sig
+            else:
+                info["returncode"] = os.WEXITSTATUS(status)
+            del pending[name]
+        if pending:
+            time.sleep(0.005)
+        write_json(os.path.join(out_dir, "children.json"), report)
+    return report
+
+
+def signal_name(num):
+    try:
+        return signal.Signals(num).name
+    except (ValueError, AttributeError):
+        return "signal %d" % num
+
+
+def write_json(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, default=str)
+    os.replace(tmp, path)
+
+
+def run_components(out_dir, timeout, use_fork):
+    rec = Recorder(os.path.join(out_dir, "torch.json"), "torch")
+    torch = None
+    if installed("torch"):
+        torch = with_watchdog(timeout, lambda: rec.stage("torch", importer("torch")))
+        if torch is not None:
+            torch_static_facts(rec, torch)
+    else:
+        rec.state["stages"].append({"name": "torch", "status": "missing", "seconds": 0.0})
+        rec.flush()
+
+    jobs = []
+    if torch is not None:
+        jobs.append(("torch.cuda", lambda r: with_watchdog(timeout, lambda: torch_cuda_facts(r, torch))))
+    for name, fn in (("torchvision", lambda r: with_watchdog(timeout, lambda: torchvision_probe(r, torch))),
+                     ("mmcv", lambda r: with_watchdog(timeout, lambda: mmcv_probe(r)))):
+        if installed(name):
+            jobs.append((name, fn))
+        else:
+            missing = Recorder(os.path.join(out_dir, name + ".json"), name)
+            missing.state["stages"].append({"name": name, "status": "missing", "seconds": 0.0})
+            missing.done()
+
+    if use_fork:
+        children = {}
+        for name, fn in jobs:
+            children[name] = (fork_child(out_dir, name, fn), time.time())
+        rec.state["children"] = dict((n, c[0]) for n, c in children.items())
+        rec.flush()
+        wait_children(out_dir, children, timeout)
+    else:
+        for name, fn in jobs:
+            sub = Recorder(os.path.join(out_dir, name + ".json"), name)
+            fn(sub)
+            sub.done()
+    rec.done()
 
 
 def main():
-    global OUT
-    OUT = sys.argv[1]
-    what = sys.argv[2]
+    out_dir, mode, name_or_timeout = sys.argv[1], sys.argv[2], sys.argv[3]
     # A crash prints the Python stack to stderr, which the parent keeps.
-    faulthandler.enable(all_threads=False)
+    faulthandler.enable(all_threads=True)
     if "" in sys.path:  # the probe runs in a scratch directory: never import from it
         sys.path.remove("")
-    STATE["component"] = what
-    flush()
-    PROBES.get(what, lambda: probe_module(what))()
-    STATE["done"] = True
-    flush()
-    sys.stdout.flush()
+    script_dir = os.path.dirname(os.path.abspath(__file__))
+    if script_dir in sys.path:  # nor from envdoctor's own scripts directory
+        sys.path.remove(script_dir)
+    import warnings
+    warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "fork() in a multi-threaded process"
+    if mode == "components":
+        timeout = float(name_or_timeout)
+        use_fork = hasattr(os, "fork") and sys.platform.startswith("linux") and "--no-fork" not in sys.argv[4:]
+        run_components(out_dir, timeout, use_fork)
+    elif mode == "component":
+        name, timeout = name_or_timeout, float(sys.argv[4])
+        rec = Recorder(os.path.join(out_dir, name + ".json"), name)
+        if name == "torch":
+            torch = with_watchdog(timeout, lambda: rec.stage("torch", importer("torch")))
+            if torch is not None:
+                torch_static_facts(rec, torch)
+                with_watchdog(timeout, lambda: torch_cuda_facts(rec, torch))
+        elif name == "torchvision":
+            torch = rec.stage("torch", importer("torch")) if installed("torch") else None
+            with_watchdog(timeout, lambda: torchvision_probe(rec, torch))
+        elif name == "mmcv":
+            if installed("torch"):  # mmcv._ext needs torch's libraries loaded first, as in real use
+                rec.stage("torch", importer("torch"))
+            with_watchdog(timeout, lambda: mmcv_probe(rec))
+        rec.done()
+    elif mode == "module":
+        name, timeout = name_or_timeout, float(sys.argv[4])
+        for extra in reversed(sys.argv[5:]):
+            sys.path.insert(0, extra)
+        rec = Recorder(os.path.join(out_dir, "module.json"), name)
+        with_watchdog(timeout, lambda: module_probe(rec, name))
+        rec.done()
+    else:
+        sys.stderr.write("load_probe.py: unknown mode %r\n" % mode)
+        sys.exit(2)
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
     # Skip interpreter teardown: some extensions crash in their destructors,
     # which is not what we are asked about.
     os._exit(0)

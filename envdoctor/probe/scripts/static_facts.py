@@ -89,6 +89,44 @@ def path_dirs():
     return seen
 
 
+def dir_state(path):
+    """ok | absent | broken-symlink | not-a-directory | unreadable (with the OS error)."""
+    if not os.path.lexists(path):
+        return {"path": path, "state": "absent"}
+    if not os.path.exists(path):
+        return {"path": path, "state": "broken-symlink", "target": safe_readlink(path)}
+    if not os.path.isdir(path):
+        return {"path": path, "state": "not-a-directory"}
+    try:
+        os.listdir(path)
+    except OSError as exc:
+        return {"path": path, "state": "unreadable", "errno": exc.errno, "error": exc.strerror or str(exc)}
+    return {"path": path, "state": "ok"}
+
+
+def safe_readlink(path):
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def path_problems(py):
+    """sys.path entries and site-packages directories that exist but cannot be read."""
+    out = []
+    seen = set()
+    for p in list(py["site_packages"]) + ([py["user_site"]] if py["user_site"] else []) + list(sys.path):
+        if not p or p in seen:
+            continue
+        seen.add(p)
+        st = dir_state(p)
+        if st["state"] not in ("ok", "absent"):
+            st["site_packages"] = p in py["site_packages"]
+            st["under_prefix"] = os.path.abspath(p).startswith(os.path.abspath(sys.prefix) + os.sep)
+            out.append(st)
+    return out
+
+
 def record_facts(dist_dir, location, full):
     text = read_text(os.path.join(dist_dir, "RECORD"))
     out = {"compiled_files": 0, "compiled_missing": [], "record_files": 0, "record_missing": 0,
@@ -194,7 +232,11 @@ def package_dirs(name):
     for location in path_dirs():
         pkg = os.path.join(location, name)
         if os.path.isdir(pkg):
-            found.append({"path": pkg, "has_init": os.path.exists(os.path.join(pkg, "__init__.py"))})
+            entry = {"path": pkg, "has_init": os.path.exists(os.path.join(pkg, "__init__.py"))}
+            ver = parse_version_py(os.path.join(pkg, "version.py"))
+            if ver and ver.get("__version__"):
+                entry["version"] = ver["__version__"]
+            found.append(entry)
     return found
 
 
@@ -220,6 +262,32 @@ def component(name, dists, owners_of):
     if ver is not None:
         info["version_py"] = ver
     return info
+
+
+def owner_details(top, owners, dists, ext_stem=None):
+    """For each distribution that owns package `top`: version, wheel tags, and its compiled
+    extension (`top/<ext_stem>.*`) as listed in RECORD and as found on disk."""
+    out = []
+    for name in owners:
+        d = dists.get(norm_name(name))
+        if d is None:
+            continue
+        info = {"name": d["name"], "version": d.get("version", ""), "location": d.get("location"),
+                "installer": d.get("installer"), "wheel_tags": d.get("wheel_tags", []),
+                "wheel_generator": d.get("wheel_generator"), "direct_url": d.get("direct_url"),
+                "record_files": d.get("record_files", 0), "record_missing": d.get("record_missing", 0)}
+        if ext_stem:
+            listed = []
+            rec = read_text(os.path.join(d.get("metadata_dir", ""), "RECORD"), 1 << 22) or ""
+            pat = re.compile(r"^" + re.escape(top) + "/" + re.escape(ext_stem) + r"(?:[._][^/]*)?\.(so|pyd|dylib)$")
+            for line in rec.splitlines():
+                path = line.split(",", 1)[0]
+                if pat.match(path):
+                    listed.append({"path": path,
+                                   "exists": os.path.exists(os.path.join(d.get("location", ""), path))})
+            info["ext_in_record"] = listed
+        out.append(info)
+    return out
 
 
 def main():
@@ -251,7 +319,10 @@ def main():
     tv_dirs = comps["torchvision"].get("package_dirs") or []
     if tv_dirs:
         comps["torchvision"]["ext_files"] = ext_files(tv_dirs[0]["path"], "_C")
+    for name, stem in (("torch", None), ("torchvision", "_C"), ("mmcv", "_ext")):
+        comps[name]["owners"] = owner_details(name, comps[name]["distributions"], dists, stem)
     result["components"] = comps
+    result["path_problems"] = path_problems(result["python"])
     tmp = out_path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(result, f)

@@ -1,0 +1,71 @@
+"""`envdoctor diff A.json [B.json]`: what differs between two reports, most important first.
+
+B defaults to a fresh probe of the current (or --python) environment. Both sides are
+redacted the same way before comparing (redaction is idempotent), so a redacted report
+from an issue compares cleanly with a fresh probe here; --no-redact keeps both raw.
+Exit 0 when B is not worse than A, 1 when it is (a component fails to import that did
+not, or a new error-level finding), 2 on a usage error (e.g. a file that is not a report).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+from envdoctor.compare import compare
+from envdoctor.errors import UsageError
+from envdoctor.facts import Report
+from envdoctor.redact import Redactor, redact_report
+from envdoctor.render.diff import render_diff_json, render_diff_text
+from envdoctor.report_io import load_report
+
+FORMATS = ("text", "json")
+
+
+def _fresh(python: Optional[str], timeout: float, rules_dirs: list[str]) -> Report:
+    from envdoctor.commands.check import diagnose
+
+    return diagnose(python, False, timeout, rules_dirs, None, None, show_progress=sys.stderr.isatty())
+
+
+def run(a_path: str, b_path: Optional[str], python: Optional[str], fmt: str, output: Optional[str],
+        no_redact: bool, timeout: float, rules_dirs: list[str]) -> int:
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    if b_path is not None and python is not None:
+        raise UsageError("--python probes a fresh B; give either B.json or --python, not both")
+    a = load_report(a_path)
+    if b_path is not None:
+        b, label_b = load_report(b_path), b_path
+    else:
+        b = _fresh(python, timeout, rules_dirs)
+        label_b = f"fresh probe of {b.python.executable}"
+    label_a = a_path
+    if not no_redact:
+        redactor = Redactor()
+        a, b = redact_report(a, redactor), redact_report(b, redactor)
+        label_a, label_b = redactor.text(label_a), redactor.text(label_b)
+    diff = compare(a, b, label_a, label_b)
+    if fmt == "json":
+        text = render_diff_json(diff)
+        if output:
+            _write(output, text)
+        else:
+            sys.stdout.write(text)
+    elif output:
+        try:
+            with open(output, "w", encoding="utf-8") as f:
+                render_diff_text(diff, f, color=False)
+        except OSError as exc:
+            raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
+    else:
+        render_diff_text(diff)
+    return 1 if diff.worse else 0
+
+
+def _write(output: str, text: str) -> None:
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"-o {output}: {exc.strerror or exc}") from None

@@ -1,0 +1,303 @@
+"""Load probes: import torch, torchvision, mmcv (or any one module) in isolated processes.
+
+On Linux one process of the target interpreter imports torch once and forks a
+child per dependent probe (torch.cuda facts, torchvision + ops, mmcv + _ext),
+each reporting through its own files; elsewhere each probe is its own process.
+Either way a crash or hang is a *result* (status crash / timeout, with the
+signal and the faulthandler stack), never an exception here.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence, Union
+
+from envdoctor.facts import Component, LoadError, LoadResult
+from envdoctor.probe import target as target_mod
+from envdoctor.probe.target import RunningScript, ScriptRun, Target
+
+Progress = Callable[[str], None]
+
+# Which probe file and stage yields each component's load result.
+LOAD_SOURCES = {
+    "torch": ("torch", "torch"),
+    "torchvision": ("torchvision", "torchvision"),
+    "torchvision.ops": ("torchvision", "torchvision.ops"),
+    "mmcv": ("mmcv", "mmcv"),
+    "mmcv._ext": ("mmcv", "mmcv._ext"),
+}
+PROBES = ("torch", "torch.cuda", "torchvision", "mmcv")
+# faulthandler.dump_traceback_later(exit=True) writes this header, then exits with code 1
+WATCHDOG_MARK = "Timeout ("
+
+
+@dataclass
+class ProbeOutcome:
+    """What one probe process, or one forked child, left behind."""
+
+    name: str
+    data: Optional[dict[str, Any]]
+    returncode: Optional[int]
+    signal: Optional[str] = None
+    timed_out: bool = False
+    seconds: float = 0.0
+    stderr: str = ""
+    stdout_bytes: int = 0
+    ended_by_parent: bool = False  # the parent process ended before this child did
+
+
+def use_fork() -> bool:
+    """fork after `import torch` is what torch's own DataLoader does on Linux; elsewhere use processes."""
+    return sys.platform.startswith("linux")
+
+
+class LoadRun:
+    """The load probes, started at once (so they overlap the static probe) and awaited later."""
+
+    def __init__(self, target: Target, timeout: float, fork: Optional[bool] = None) -> None:
+        self.timeout = timeout
+        self.fork = use_fork() if fork is None else fork
+        if self.fork:
+            # torch import (<= timeout), then the children in parallel (each <= timeout), plus slack
+            self.runs = {"*": RunningScript(target, "load_probe.py", ["components", str(timeout)],
+                                            2 * timeout + 10, out_is_dir=True)}
+        else:
+            self.runs = {}
+            for name in ("torch", "torchvision", "mmcv"):
+                self.runs[name] = RunningScript(target, "load_probe.py", ["component", name, str(timeout)],
+                                                timeout + 10, out_is_dir=True)
+
+    def abort(self) -> None:
+        for run in self.runs.values():
+            target_mod._kill(run.proc)
+            run.finish()
+
+    def wait(self, progress: Optional[Progress] = None) -> dict[str, ProbeOutcome]:
+        finished: dict[str, ScriptRun] = {}
+        last = [""]
+
+        def tick(_: RunningScript) -> None:
+            if progress is None:
+                return
+            text = self.progress_text()
+            if text != last[0]:
+                last[0] = text
+                progress(text)
+
+        for key, run in self.runs.items():
+            finished[key] = run.wait(tick if progress else None)
+        if progress:
+            progress(self.progress_text(finished))
+        return self.outcomes(finished)
+
+    def progress_text(self, finished: Optional[dict[str, ScriptRun]] = None) -> str:
+        """"torch ✓ 1.4 s · torchvision … · mmcv …" from the probes' result files as they are now."""
+        parts = []
+        for name in ("torch", "torchvision", "mmcv"):
+            data = None
+            if finished is not None:
+                src = finished.get("*") or finished.get(name)
+                data = src.files.get(f"{name}.json") if src else None
+            else:
+                run = self.runs.get("*") or self.runs.get(name)
+                data = run.read_json(f"{name}.json") if run else None
+            stages = [s for s in (data or {}).get("stages", []) if s.get("name") == name]
+            if not stages:
+                parts.append(f"{name} …")
+                continue
+            st = stages[0]
+            status = st.get("status")
+            if status == "running":
+                parts.append(f"{name} …")
+            elif status == "ok":
+                parts.append(f"{name} ok {st.get('seconds', 0):.1f} s")
+            else:
+                parts.append(f"{name} {status}")
+        return "importing in isolated processes: " + " · ".join(parts)
+
+    def outcomes(self, finished: dict[str, ScriptRun]) -> dict[str, ProbeOutcome]:
+        out: dict[str, ProbeOutcome] = {}
+        if "*" in finished:
+            run = finished["*"]
+            out["torch"] = _outcome("torch", run.files.get("torch.json"), run)
+            children = run.files.get("children.json") or {}
+            for name in PROBES[1:]:
+                data = run.files.get(f"{name}.json")
+                if data is None:
+                    continue
+                child = children.get(name)
+                stderr = run.files.get(f"{name}.stderr", "") or ""
+                if child is None or "returncode" not in child:
+                    # the parent ended (killed at the overall deadline) before this child did
+                    out[name] = ProbeOutcome(name, data, None, timed_out=run.timed_out, seconds=run.seconds,
+                                             stderr=stderr, ended_by_parent=True)
+                    continue
+                rc = child.get("returncode")
+                out[name] = ProbeOutcome(
+                    name, data, rc, signal=child.get("signal"),
+                    timed_out=bool(child.get("timed_out")) or (rc == 1 and WATCHDOG_MARK in stderr),
+                    seconds=float(child.get("seconds") or 0.0), stderr=stderr,
+                    stdout_bytes=int(run.files.get(f"{name}.stdout", 0) or 0),
+                )
+        else:
+            for name, run in finished.items():
+                out[name] = _outcome(name, run.files.get(f"{name}.json"), run)
+        return out
+
+
+def _outcome(name: str, data: Optional[dict[str, Any]], run: ScriptRun) -> ProbeOutcome:
+    timed_out = run.timed_out or (run.returncode == 1 and WATCHDOG_MARK in run.stderr)
+    return ProbeOutcome(name, data, run.returncode, signal=run.signal, timed_out=timed_out, seconds=run.seconds,
+                        stderr=run.stderr, stdout_bytes=run.stdout_bytes)
+
+
+def stage_results(outcome: ProbeOutcome) -> dict[str, LoadResult]:
+    """Each stage of one probe as a LoadResult; the stage that was running when the process died
+    is the one that crashed (or hung)."""
+    results: dict[str, LoadResult] = {}
+    data = outcome.data or {}
+    done = bool(data.get("done"))
+    for st in data.get("stages", []):
+        status = st.get("status")
+        res = LoadResult(status=status, seconds=st.get("seconds"))
+        err = st.get("error")
+        if err:
+            res.error = _load_error(err)
+        if status == "running" and not done:
+            res = _died(outcome, st)
+        res.stdout_bytes = outcome.stdout_bytes
+        results[st["name"]] = res
+    if not data.get("stages") and not done:
+        # died before its first stage: the interpreter itself failed to run the probe
+        results["*"] = _died(outcome, {})
+    return results
+
+
+def _load_error(err: dict[str, Any]) -> LoadError:
+    message = err.get("message", "")
+    tb = err.get("traceback")
+    chain = err.get("chain") or []
+    if chain and tb is None:
+        tb = "\n".join(chain)
+    return LoadError(type=err.get("type", ""), message=message, errno=err.get("errno"),
+                     winerror=err.get("winerror"), traceback=tb)
+
+
+def _died(outcome: ProbeOutcome, stage: dict[str, Any]) -> LoadResult:
+    started, seconds = stage.get("started"), outcome.seconds
+    if outcome.timed_out:
+        status, etype = "timeout", "Timeout"
+        message = "no answer within the timeout; the stack of the hang is in the traceback"
+    elif outcome.ended_by_parent:
+        status, etype, message = "error", "ProbeError", "the probe's parent process ended before this import finished"
+    elif outcome.signal:
+        status, etype, message = "crash", "Crash", f"the process was killed by {outcome.signal}"
+    else:
+        status, etype = "crash", "Exit"
+        message = f"the process exited with code {outcome.returncode} during the import"
+    if started is None:
+        seconds = outcome.seconds
+    return LoadResult(status=status, seconds=round(seconds, 3),
+                      error=LoadError(type=etype, message=message, signal=outcome.signal,
+                                      traceback=outcome.stderr[-6000:].strip() or None))
+
+
+def apply_loads(comps: dict[str, Component], outcomes: dict[str, ProbeOutcome]) -> None:
+    """Put each component's load result and runtime facts on it."""
+    per_probe = {name: stage_results(o) for name, o in outcomes.items()}
+    for comp_name, (probe, stage) in LOAD_SOURCES.items():
+        comp = comps.get(comp_name)
+        if comp is None:
+            continue
+        results = per_probe.get(probe)
+        if results is None:
+            if probe != "torch" and outcomes.get("torch") and not (outcomes["torch"].data or {}).get("done"):
+                why = "not tried: the probe process died while importing torch"
+            else:
+                why = "not tried: the probe did not run"
+            comp.load = LoadResult(status="skipped", note=why)
+            continue
+        res = results.get(stage) or results.get("*")
+        parent = results.get(probe)
+        if res is None and parent is not None and parent.status == "missing":
+            res = LoadResult(status="missing", seconds=0.0)  # mmcv._ext when mmcv is not installed at all
+        if res is None:
+            res = LoadResult(status="skipped", note=_skipped_note(comp_name, per_probe))
+        comp.load = res
+    _runtime_facts(comps, outcomes, per_probe)
+
+
+def _skipped_note(comp_name: str, per_probe: dict[str, dict[str, LoadResult]]) -> str:
+    if comp_name == "torchvision.ops":
+        tv = per_probe.get("torchvision", {}).get("torchvision")
+        if tv is not None and tv.status != "ok":
+            return "not tried: `import torchvision` failed"
+    return "not tried"
+
+
+def _runtime_facts(comps: dict[str, Component], outcomes: dict[str, ProbeOutcome],
+                   per_probe: dict[str, dict[str, LoadResult]]) -> None:
+    torch = comps.get("torch")
+    if torch is not None and "torch" in outcomes:
+        facts = dict((outcomes["torch"].data or {}).get("facts", {}))
+        cuda = outcomes.get("torch.cuda")
+        if cuda is not None:
+            facts.update((cuda.data or {}).get("facts", {}))
+            res = stage_results(cuda).get("torch.cuda")
+            if res is not None and res.status != "ok":
+                # torch.cuda.is_available() itself crashed or hung: that is a fact too
+                facts["cuda_probe"] = {"status": res.status, "message": res.error.message if res.error else "",
+                                       "signal": res.error.signal if res.error else None}
+        else:
+            res = per_probe.get("torch", {}).get("torch.cuda")
+            if res is not None and res.status != "ok":
+                facts["cuda_probe"] = {"status": res.status, "message": res.error.message if res.error else ""}
+        if facts:
+            torch.facts["runtime"] = facts
+    tv_out = outcomes.get("torchvision")
+    if tv_out is not None and "torchvision" in comps:
+        facts = dict((tv_out.data or {}).get("facts", {}))
+        ops = comps.get("torchvision.ops")
+        direct = per_probe["torchvision"].get("torchvision._C(direct)")
+        if ops is not None:
+            if facts.get("ops_library"):
+                ops.facts["library"] = facts.pop("ops_library")
+            if direct is not None:
+                ops.facts["direct_load"] = {"status": direct.status,
+                                            "message": direct.error.message if direct.error else None}
+                if direct.error is not None:
+                    ops.facts["loader_error"] = direct.error.message
+                if ops.load is None or ops.load.status == "skipped":
+                    # torchvision itself did not import: the direct load is the only word on the ops
+                    ops.load = direct
+                    ops.facts["loaded_directly"] = True
+        comps["torchvision"].facts["runtime"] = facts
+    mm_out = outcomes.get("mmcv")
+    if mm_out is not None and "mmcv" in comps:
+        facts = dict((mm_out.data or {}).get("facts", {}))
+        ext_keys = ("ext_file", "compiling_cuda_version", "compiler_version")
+        if "mmcv._ext" in comps:
+            comps["mmcv._ext"].facts.update({k: facts[k] for k in ext_keys if k in facts})
+        comps["mmcv"].facts["runtime"] = {k: v for k, v in facts.items() if k not in ext_keys}
+
+
+def load_module(target: Union[Target, str], module: str, extra_sys_path: Sequence[str] = (),
+                timeout: float = 30.0) -> LoadResult:
+    """`import MODULE` in a fresh process of the target interpreter; how it went, as a LoadResult.
+
+    `target` is a Target or an interpreter path; `extra_sys_path` entries go first on sys.path.
+    A crash (signal + faulthandler stack) or a hang (killed after `timeout` s, with the stack
+    of the hang) is a result, never an exception.
+    """
+    if isinstance(target, str):
+        target = Target(target, "--python")
+    run = target_mod.run_script(target, "load_probe.py", ["module", module, str(timeout), *extra_sys_path],
+                                timeout + 10, out_is_dir=True)
+    outcome = _outcome("module", run.files.get("module.json"), run)
+    results = stage_results(outcome)
+    res = results.get(module) or results.get("*")
+    if res is None:
+        res = LoadResult(status="error", error=LoadError(type="ProbeError", message="the probe left no result",
+                                                         traceback=run.stderr[-4000:] or None))
+    return res

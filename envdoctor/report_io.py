@@ -1,0 +1,96 @@
+"""Read a report file back: the JSON written by `check --format json`, or the Markdown of
+`check --format markdown` (the JSON inside its <details> block, e.g. saved from an issue).
+
+Anything else is refused with one line (ReportError -> exit 2): a file that is not a
+report, a report of a schema major this envdoctor does not read, a damaged report.
+Readers accept unknown fields (additive changes keep the major; see docs/report.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Union
+
+from envdoctor.errors import ReportError
+from envdoctor.facts import SCHEMA, SCHEMA_PREFIX, Report
+
+# The top-level sections every report of this major has, with their JSON types.
+_SECTIONS: dict[str, type] = {
+    "host": dict, "gpu": dict, "cuda_toolkit": dict, "python": dict, "packages": dict, "components": dict,
+    "findings": list,
+}
+_FENCE = re.compile(r"^(?P<fence>`{3,})json[ \t]*\n(?P<body>.*?)\n(?P=fence)[ \t]*$", re.S | re.M)
+
+
+def schema_major(schema: str) -> int:
+    """`envdoctor.report/1` -> 1 (a minor part, `1.2`, is tolerated for the future)."""
+    tail = schema[len(SCHEMA_PREFIX):]
+    try:
+        return int(tail.split(".", 1)[0])
+    except ValueError:
+        raise ReportError(f"unknown report schema {schema!r}") from None
+
+
+CURRENT_MAJOR = schema_major(SCHEMA)
+
+
+def _json_from_markdown(text: str) -> Any:
+    for m in _FENCE.finditer(text):
+        body = m.group("body")
+        if SCHEMA_PREFIX in body:
+            return json.loads(body)
+    return None
+
+
+def parse_report(data: Any, name: str = "report") -> Report:
+    """Check a decoded JSON value is a report this envdoctor reads, and build it."""
+    if not isinstance(data, dict) or not isinstance(data.get("schema"), str):
+        raise ReportError(f"{name} is not an envdoctor report (no \"schema\" field)")
+    schema = data["schema"]
+    if not schema.startswith(SCHEMA_PREFIX):
+        raise ReportError(f"{name} is not an envdoctor report (schema {schema!r}, expected {SCHEMA!r})")
+    major = schema_major(schema)
+    if major != CURRENT_MAJOR:
+        hint = "upgrade envdoctor to read it" if major > CURRENT_MAJOR else "re-run an envdoctor of that version"
+        raise ReportError(f"{name} is an envdoctor report of schema version {major}; this envdoctor reads "
+                          f"version {CURRENT_MAJOR} ({hint})")
+    for key, typ in _SECTIONS.items():
+        if not isinstance(data.get(key), typ):
+            raise ReportError(f"{name} is a damaged envdoctor report: {key!r} is missing or not a JSON "
+                              f"{'object' if typ is dict else 'array'}")
+    for key in ("packages", "components"):
+        bad = [k for k, v in data[key].items() if not isinstance(v, dict)]
+        if bad:
+            raise ReportError(f"{name} is a damaged envdoctor report: {key}[{bad[0]!r}] is not a JSON object")
+    if any(not isinstance(f, dict) for f in data["findings"]):
+        raise ReportError(f"{name} is a damaged envdoctor report: a finding is not a JSON object")
+    try:
+        return Report.from_dict(data)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise ReportError(f"{name} is a damaged envdoctor report: {exc}") from None
+
+
+def load_report(path: Union[str, Path]) -> Report:
+    """A report from a file (JSON, or the Markdown of `--format markdown`)."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ReportError(f"cannot read {p}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ReportError(f"{p} is not an envdoctor report (not UTF-8 text)") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        try:
+            data = _json_from_markdown(text.replace("\r\n", "\n"))  # saved from a browser: CRLF
+        except ValueError as inner:
+            raise ReportError(f"{p} holds a damaged envdoctor report (invalid JSON in its ```json block: "
+                              f"{inner})") from None
+        if data is None:
+            raise ReportError(f"{p} is not an envdoctor report (not JSON: {exc})") from None
+    return parse_report(data, str(p))

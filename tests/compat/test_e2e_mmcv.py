@@ -1,0 +1,209 @@
+"""End to end with mmcv's real Python code (mmcv-lite 2.2.0, mmcv 1.7.2 without ops).
+
+The compat package is enabled into a test venv's site-packages (where envdoctor is
+not installed); mmcv's own ``mmcv.ops`` classes then run on the stand-in ``mmcv._ext``.
+"""
+
+import json
+import os
+import subprocess
+import textwrap
+
+import pytest
+
+from conftest import site_packages
+from envdoctor.compat import hook
+
+NOTICE = "envdoctor-compat: serving mmcv._ext"
+
+SCRIPT = textwrap.dedent(r'''
+    import json, sys
+    import torch
+    torch.manual_seed(0)
+    from mmcv.ops import (DeformConv2d, DeformConv2dPack, ModulatedDeformConv2d,
+                          ModulatedDeformConv2dPack, deform_conv2d, modulated_deform_conv2d)
+    import mmcv._ext as ext
+    from _envdoctor_compat import mmcv_api as mine
+    res = {"ext_is_compat": getattr(ext, "__envdoctor_compat__", False)}
+
+    def grads(mod, *inputs):
+        for p in mod.parameters():
+            p.grad = None
+        xs = [t.detach().clone().requires_grad_(True) for t in inputs]
+        out = mod(*xs)
+        g = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+        out.backward(g)
+        return [out.detach()] + [t.grad for t in xs] + [p.grad for p in mod.parameters()]
+
+    def maxdiff(a, b):
+        return max((x - y).abs().max().item() for x, y in zip(a, b))
+
+    # ModulatedDeformConv2dPack (DCNv2): mmcv's class vs envdoctor's, same state dict
+    a = ModulatedDeformConv2dPack(8, 6, 3, padding=1, deform_groups=2).double()
+    b = mine.ModulatedDeformConv2dPack(8, 6, 3, padding=1, deform_groups=2).double()
+    assert list(a.state_dict()) == list(b.state_dict()), (list(a.state_dict()), list(b.state_dict()))
+    with torch.no_grad():
+        a.conv_offset.weight.normal_(0, 0.3)
+        a.conv_offset.bias.normal_(0, 0.3)
+        a.conv_offset.bias[:36] = torch.round(a.conv_offset.bias[:36] * 1024) / 1024
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 8, 7, 9, dtype=torch.float64)
+    res["dcnv2_pack"] = maxdiff(grads(a, x), grads(b, x))
+
+    # at init (zero offsets: samples on exactly -1) the conv_offset gradients still agree
+    a0 = ModulatedDeformConv2dPack(8, 6, 3, padding=1, deform_groups=2).double()
+    b0 = mine.ModulatedDeformConv2dPack(8, 6, 3, padding=1, deform_groups=2).double()
+    b0.load_state_dict(a0.state_dict())
+    res["dcnv2_pack_init"] = maxdiff(grads(a0, x), grads(b0, x))
+
+    # DeformConv2dPack (DCNv1), groups and a batch divisible by im2col_step
+    c = DeformConv2dPack(8, 4, (3, 2), padding=(1, 0), groups=2, deform_groups=2, im2col_step=2).double()
+    d = mine.DeformConv2dPack(8, 4, (3, 2), padding=(1, 0), groups=2, deform_groups=2, im2col_step=2).double()
+    with torch.no_grad():
+        c.conv_offset.weight.normal_(0, 0.3)
+    d.load_state_dict(c.state_dict())
+    x4 = torch.randn(4, 8, 6, 5, dtype=torch.float64)
+    res["dcnv1_pack"] = maxdiff(grads(c, x4), grads(d, x4))
+
+    # functional forms, float32
+    xf = torch.randn(1, 4, 6, 6)
+    off = torch.randn(1, 18, 6, 6)
+    msk = torch.rand(1, 9, 6, 6)
+    w = torch.randn(5, 4, 3, 3)
+    bias = torch.randn(5)
+    o1 = modulated_deform_conv2d(xf, off, msk, w, bias, 1, 1, 1, 1, 1)
+    o2 = mine.modulated_deform_conv2d(xf, off, msk, w, bias, 1, 1, 1, 1, 1)
+    res["functional_v2_fp32"] = (o1 - o2).abs().max().item()
+    o1 = deform_conv2d(xf, off, w, 1, 1, 1, 1, 1, False, 32)
+    o2 = mine.deform_conv2d(xf, off, w, 1, 1, 1, 1, 1, False, 32)
+    res["functional_v1_fp32"] = (o1 - o2).abs().max().item()
+
+    # E2FGVI / BasicVSR++ SecondOrderDeformableAlignment, subclassing mmcv's class
+    class SecondOrderDeformableAlignment(ModulatedDeformConv2d):
+        def __init__(self, *args, **kwargs):
+            self.max_residue_magnitude = kwargs.pop("max_residue_magnitude", 10)
+            super().__init__(*args, **kwargs)
+            self.conv_offset = torch.nn.Sequential(
+                torch.nn.Conv2d(3 * self.out_channels + 4, self.out_channels, 3, 1, 1),
+                torch.nn.LeakyReLU(negative_slope=0.1, inplace=True),
+                torch.nn.Conv2d(self.out_channels, self.out_channels, 3, 1, 1),
+                torch.nn.LeakyReLU(negative_slope=0.1, inplace=True),
+                torch.nn.Conv2d(self.out_channels, self.out_channels, 3, 1, 1),
+                torch.nn.LeakyReLU(negative_slope=0.1, inplace=True),
+                torch.nn.Conv2d(self.out_channels, 27 * self.deform_groups, 3, 1, 1))
+            self.init_offset()
+
+        def init_offset(self):
+            torch.nn.init.constant_(self.conv_offset[-1].weight, 0)
+            torch.nn.init.constant_(self.conv_offset[-1].bias, 0)
+
+        def forward(self, x, extra_feat, flow_1, flow_2):
+            extra_feat = torch.cat([extra_feat, flow_1, flow_2], dim=1)
+            out = self.conv_offset(extra_feat)
+            o1, o2, mask = torch.chunk(out, 3, dim=1)
+            offset = self.max_residue_magnitude * torch.tanh(torch.cat((o1, o2), dim=1))
+            offset_1, offset_2 = torch.chunk(offset, 2, dim=1)
+            offset_1 = offset_1 + flow_1.flip(1).repeat(1, offset_1.size(1) // 2, 1, 1)
+            offset_2 = offset_2 + flow_2.flip(1).repeat(1, offset_2.size(1) // 2, 1, 1)
+            offset = torch.cat([offset_1, offset_2], dim=1)
+            mask = torch.sigmoid(mask)
+            return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, self.stride,
+                                           self.padding, self.dilation, self.groups,
+                                           self.deform_groups)
+
+    H, W = 12, 20
+    layer = SecondOrderDeformableAlignment(256, 128, 3, padding=1, deform_groups=16)
+    torch.nn.init.normal_(layer.conv_offset[-1].weight, 0, 1e-3)
+    feat = torch.randn(1, 256, H, W, requires_grad=True)
+    cond = torch.randn(1, 3 * 128, H, W)
+    flow1 = torch.randn(1, 2, H, W) * 3
+    flow2 = torch.randn(1, 2, H, W) * 3
+    out = layer(feat, cond, flow1, flow2)
+    out.square().mean().backward()
+    res["e2fgvi_out_shape"] = list(out.shape)
+    res["e2fgvi_finite"] = bool(torch.isfinite(out).all() and torch.isfinite(feat.grad).all()
+                                and torch.isfinite(layer.conv_offset[0].weight.grad).all())
+    res["e2fgvi_offset_grad_nonzero"] = layer.conv_offset[-1].weight.grad.abs().sum().item() > 0
+    keys = sorted(layer.state_dict())
+    res["e2fgvi_keys"] = keys
+    # the same weights through envdoctor's own functional op
+    with torch.no_grad():
+        eo = layer.conv_offset(torch.cat([cond, flow1, flow2], 1))
+        o1_, o2_, m_ = torch.chunk(eo, 3, dim=1)
+        off_ = 10 * torch.tanh(torch.cat((o1_, o2_), 1))
+        a_, b_ = torch.chunk(off_, 2, dim=1)
+        off_ = torch.cat([a_ + flow1.flip(1).repeat(1, a_.size(1) // 2, 1, 1),
+                          b_ + flow2.flip(1).repeat(1, b_.size(1) // 2, 1, 1)], 1)
+        mine_out = mine.modulated_deform_conv2d(feat, off_, torch.sigmoid(m_), layer.weight,
+                                                layer.bias, 1, 1, 1, 1, 16)
+    res["e2fgvi_vs_mine"] = (mine_out - out.detach()).abs().max().item()
+
+    # other ops exist (hasattr) but explain themselves when called
+    try:
+        ext.nms(torch.zeros(1, 4), torch.zeros(1), iou_threshold=0.5, offset=0)
+        res["nms"] = "no error"
+    except NotImplementedError as e:
+        res["nms"] = str(e)
+    print("RESULT " + json.dumps(res))
+''')
+
+
+def _run(venv, code, env_extra=None):
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    env.pop("ENVDOCTOR_COMPAT", None)
+    env.update(env_extra or {})
+    return subprocess.run([str(venv / "bin" / "python"), "-c", code], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, env=env, timeout=600)
+
+
+@pytest.fixture(params=["mmcv2_env", "mmcv1_env"])
+def enabled_env(request):
+    venv = request.getfixturevalue(request.param)
+    site = site_packages(venv)
+    hook.disable(site)
+    # precondition: the real failure
+    p = _run(venv, "from mmcv.ops import ModulatedDeformConv2dPack")
+    assert p.returncode != 0 and "No module named 'mmcv._ext'" in p.stderr, p.stderr[-2000:]
+    created = hook.enable(site)
+    yield venv, site, created
+    hook.disable(site)
+
+
+def test_mmcv_python_code_runs_on_the_standin(enabled_env):
+    venv, site, created = enabled_env
+    assert sorted(p.name for p in created) == ["_envdoctor_compat", "_envdoctor_compat.pth"]
+    p = _run(venv, SCRIPT)
+    assert p.returncode == 0, p.stderr[-4000:]
+    assert p.stderr.count(NOTICE) == 1, p.stderr
+    assert "no compiled mmcv._ext is installed" in p.stderr
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    res = json.loads(line[len("RESULT "):])
+    assert res["ext_is_compat"] is True
+    for key in ("dcnv2_pack", "dcnv2_pack_init", "dcnv1_pack"):
+        assert res[key] <= 1e-12, (key, res[key])
+    assert res["functional_v2_fp32"] <= 1e-5
+    assert res["functional_v1_fp32"] <= 1e-5
+    assert res["e2fgvi_out_shape"] == [1, 128, 12, 20]
+    assert res["e2fgvi_finite"] and res["e2fgvi_offset_grad_nonzero"]
+    assert res["e2fgvi_vs_mine"] <= 1e-5
+    assert res["e2fgvi_keys"] == sorted(
+        ["weight", "bias"] + ["conv_offset.%d.%s" % (i, s) for i in (0, 2, 4, 6)
+                              for s in ("weight", "bias")])
+    assert "mmcv._ext.nms is not available" in res["nms"] and "envdoctor fix" in res["nms"]
+
+
+def test_env_var_off_and_disable(enabled_env):
+    venv, site, created = enabled_env
+    p = _run(venv, "from mmcv.ops import ModulatedDeformConv2dPack", {"ENVDOCTOR_COMPAT": "0"})
+    assert p.returncode != 0
+    assert "ModuleNotFoundError: No module named 'mmcv._ext'" in p.stderr
+    assert NOTICE not in p.stderr
+    # forced: served even though nothing is wrong with the (absent) real module's lookup
+    p = _run(venv, "import mmcv._ext as e; print(e.__envdoctor_compat__)", {"ENVDOCTOR_COMPAT": "force"})
+    assert p.returncode == 0 and p.stdout.strip() == "True" and "forced" in p.stderr
+    removed = hook.disable(site)
+    assert sorted(removed) == sorted(created)
+    assert not any(path.exists() for path in created)
+    p = _run(venv, "from mmcv.ops import ModulatedDeformConv2dPack")
+    assert p.returncode != 0 and "No module named 'mmcv._ext'" in p.stderr
