@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import real_env, run_cli, validate_report
 from tests.envs import site_packages
-from tests.wheelfactory import build_all, tree_hash, tree_listing
+from tests.wheelfactory import build_all, hash_of, tree_hash, tree_listing
 
 ISOLATED_PIP = {"PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": "", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
@@ -77,9 +77,14 @@ def py(env: Path, code: str) -> subprocess.CompletedProcess:
                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
 
 
+def snapshot(site: Path) -> tuple[str, dict[str, str]]:
+    listing = tree_listing(site)
+    return hash_of(listing), listing
+
+
 def assert_same_tree(site: Path, before_hash: str, before_list: dict[str, str]) -> None:
-    if tree_hash(site) != before_hash:
-        now = tree_listing(site)
+    now = tree_listing(site)
+    if hash_of(now) != before_hash:
         diff = sorted(k for k in set(now) | set(before_list) if now.get(k) != before_list.get(k))
         pytest.fail(f"site-packages differs from before in {len(diff)} paths: {diff[:15]}")
 
@@ -114,7 +119,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(templates, wheels, tmp_path
 def test_wheel_fix_is_verified_then_undo_restores_byte_for_byte(templates, wheels, tmp_path):
     env = clone(templates, "nops", tmp_path)
     site = site_packages(env)
-    h, listing = tree_hash(site), tree_listing(site)
+    h, listing = snapshot(site)
     assert "No module named 'mmcv._ext'" in py(env, "import mmcv.ops").stderr
 
     proc = fix(env, *wheel_args(wheels), "--apply", "--yes")
@@ -144,7 +149,7 @@ def test_wheel_fix_is_verified_then_undo_restores_byte_for_byte(templates, wheel
 def test_conflicting_distributions_are_all_removed_first(templates, wheels, tmp_path):
     env = clone(templates, "conflict", tmp_path)
     site = site_packages(env)
-    h, listing = tree_hash(site), tree_listing(site)
+    h, listing = snapshot(site)
     proc = fix(env, *wheel_args(wheels), "--apply", "--yes")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "uninstall -y mmcv-lite" in proc.stdout and "uninstall -y mmcv\n" in proc.stdout + "\n"
@@ -169,7 +174,7 @@ def test_json_format_carries_the_fix_result(templates, wheels, tmp_path):
 def test_torchvision_that_does_not_pair_is_replaced(templates, wheels, tmp_path):
     env = clone(templates, "tv", tmp_path)
     site = site_packages(env)
-    h, listing = tree_hash(site), tree_listing(site)
+    h, listing = snapshot(site)
     proc = fix(env, "--pin", "torchvision==0.28.0", "--index-url", str(wheels["index"]), "--apply", "--yes")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert py(env, "import torchvision; assert torchvision.__version__ == '0.28.0'").returncode == 0
@@ -180,7 +185,7 @@ def test_torchvision_that_does_not_pair_is_replaced(templates, wheels, tmp_path)
 def test_a_change_to_torch_is_refused_without_the_flag(templates, wheels, tmp_path):
     env = clone(templates, "tv", tmp_path)
     site = site_packages(env)
-    h, listing = tree_hash(site), tree_listing(site)
+    h, listing = snapshot(site)
     # torchvision 0.29.1 requires torch>=2.14.0: installing it would replace torch
     proc = fix(env, "--pin", "torchvision==0.29.1", "--index-url", str(wheels["index"]), "--apply", "--yes")
     assert proc.returncode == 1
@@ -195,7 +200,7 @@ def test_a_change_to_torch_is_refused_without_the_flag(templates, wheels, tmp_pa
 def test_pip_failing_half_way_is_rolled_back(templates, wheels, tmp_path):
     env = clone(templates, "nops", tmp_path)
     site = site_packages(env)
-    h, listing = tree_hash(site), tree_listing(site)
+    h, listing = snapshot(site)
     # the corrupt wheel needs its requirement from somewhere: a local index with both
     idx = tmp_path / "idx"
     idx.mkdir()
@@ -214,7 +219,7 @@ def test_pip_failing_half_way_is_rolled_back(templates, wheels, tmp_path):
 def test_a_wheel_whose_import_still_fails_is_rolled_back(templates, wheels, tmp_path):
     env = clone(templates, "nops", tmp_path)
     site = site_packages(env)
-    h, listing = tree_hash(site), tree_listing(site)
+    h, listing = snapshot(site)
     idx = tmp_path / "idx"
     idx.mkdir()
     shutil.copy(next(wheels["badext"].glob("mmcv-*.whl")), idx)
@@ -229,7 +234,7 @@ def test_a_wheel_whose_import_still_fails_is_rolled_back(templates, wheels, tmp_
 def test_an_error_after_pip_is_rolled_back(templates, wheels, tmp_path, where):
     env = clone(templates, "nops", tmp_path)
     site = site_packages(env)
-    h, listing = tree_hash(site), tree_listing(site)
+    h, listing = snapshot(site)
     proc = fix(env, *wheel_args(wheels), "--apply", "--yes", extra_env={"ENVDOCTOR_FIX_FAIL_AT": where})
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "fault injected" in proc.stdout
@@ -244,7 +249,7 @@ CRASH_POINTS = ["prepare", "manifest", "backup", "backup:end", "uninstall:mmcv",
 def test_kill_9_at_each_step_then_check_restores(templates, wheels, tmp_path, where):
     env = clone(templates, "nops", tmp_path)
     site = site_packages(env)
-    h, listing = tree_hash(site), tree_listing(site)
+    h, listing = snapshot(site)
     proc = fix(env, *wheel_args(wheels), "--apply", "--yes", extra_env={"ENVDOCTOR_FIX_CRASH_AT": where})
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
     j = journals(env)[-1]
@@ -273,7 +278,7 @@ def test_commit_is_final_even_if_killed_right_after(templates, wheels, tmp_path)
 def test_kill_9_during_rollback_is_finished_by_the_next_fix(templates, wheels, tmp_path):
     env = clone(templates, "nops", tmp_path)
     site = site_packages(env)
-    h, listing = tree_hash(site), tree_listing(site)
+    h, listing = snapshot(site)
     proc = fix(env, *wheel_args(wheels), "--apply", "--yes",
                extra_env={"ENVDOCTOR_FIX_FAIL_AT": "verify", "ENVDOCTOR_FIX_CRASH_AT": "rollback"})
     assert proc.returncode == -signal.SIGKILL
@@ -287,7 +292,7 @@ def test_kill_9_during_rollback_is_finished_by_the_next_fix(templates, wheels, t
 def test_read_only_site_packages_fails_cleanly(templates, wheels, tmp_path):
     env = clone(templates, "nops", tmp_path)
     site = site_packages(env)
-    h, listing = tree_hash(site), tree_listing(site)
+    h, listing = snapshot(site)
     probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind {site} {site} && "
                             f"mount -o remount,bind,ro {site} && touch {site}/x"], capture_output=True, text=True)
     if "Read-only file system" not in probe.stderr:
@@ -374,7 +379,7 @@ def install():
 def test_compat_wheel_is_visible_to_pip_and_removable_by_it(templates, tmp_path):
     env = clone(templates, "nops", tmp_path)
     site = site_packages(env)
-    h, listing = tree_hash(site), tree_listing(site)
+    h, listing = snapshot(site)
     src = tmp_path / "standin"
     (src / "_envdoctor_compat").mkdir(parents=True)
     (src / "_envdoctor_compat" / "__init__.py").write_text("")
@@ -410,7 +415,7 @@ def test_e2e_mmcv_lite_compat_then_undo(tmp_path):
 
     env = clone_env("mmcv-lite", tmp_path / "mmcv-lite")
     site = site_packages(env)
-    h, listing = tree_hash(site), tree_listing(site)
+    h, listing = snapshot(site)
     stmt = "from mmcv.ops import ModulatedDeformConv2dPack"
     assert py(env, stmt).returncode != 0
     proc = fix(env, "--apply", "--yes", "--strategy", "compat", timeout=600)

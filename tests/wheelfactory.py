@@ -206,44 +206,36 @@ if __name__ == "__main__":
         print(k, sorted(p.name for p in v.iterdir()))
 
 
-def tree_hash(root: Path) -> str:
-    """sha256 over every entry under `root`: relative path, type, permission bits, and the bytes of files
-    (or the target of symlinks). __pycache__ is included: nothing in the fix may leave byte-code behind."""
+def tree_listing(root: Path) -> dict[str, str]:
+    """Every entry under `root` -> its type, permission bits and content digest (bytes of files, target of
+    symlinks). __pycache__ is included: nothing in the fix may leave byte-code behind."""
     import hashlib
     import os
     import stat
 
-    h = hashlib.sha256()
+    out = {}
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(dirnames + filenames):
+        for name in dirnames + filenames:
             p = os.path.join(dirpath, name)
             st = os.lstat(p)
-            rel = os.path.relpath(p, root)
-            h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode):o}\0".encode())
+            kind = stat.S_IFMT(st.st_mode)
+            h = hashlib.sha256()
             if stat.S_ISLNK(st.st_mode):
                 h.update(os.readlink(p).encode())
             elif stat.S_ISREG(st.st_mode):
                 with open(p, "rb") as f:
                     for chunk in iter(lambda: f.read(1 << 20), b""):
                         h.update(chunk)
-            h.update(b"\n")
-    return h.hexdigest()
-
-
-def tree_listing(root: Path) -> dict[str, str]:
-    """Per-file digests, to show which paths differ when two tree_hash values do not match."""
-    import hashlib
-    import os
-
-    out = {}
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            p = os.path.join(dirpath, name)
-            if os.path.islink(p):
-                out[os.path.relpath(p, root)] = "link:" + os.readlink(p)
-            else:
-                with open(p, "rb") as f:
-                    out[os.path.relpath(p, root)] = hashlib.sha256(f.read()).hexdigest()[:12] + \
-                        f":{os.stat(p).st_mode & 0o777:o}"
+            out[os.path.relpath(p, root)] = f"{kind:o}:{stat.S_IMODE(st.st_mode):o}:{h.hexdigest()}"
     return out
+
+
+def hash_of(listing: dict[str, str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(f"{k}\0{v}" for k, v in sorted(listing.items())).encode()).hexdigest()
+
+
+def tree_hash(root: Path) -> str:
+    """One sha256 over paths + types + modes + bytes of everything under `root` (see tree_listing)."""
+    return hash_of(tree_listing(root))

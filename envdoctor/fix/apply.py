@@ -203,6 +203,9 @@ def prepare(plan: Plan, pip: Pip, info: TargetInfo, report: Report, wheel_dir: P
                     raise FixFailed(f"{' '.join(action.install)} would change {t} (to "
                                     f"{parse_wheel_filename(names[t].name)[1]}): pass --allow-torch-change to "
                                     "allow it, or --pin another version")
+        for w in wheels:  # later actions see what earlier ones will have installed
+            n, v = parse_wheel_filename(w.name)
+            installed[n] = v
         out.append(Prepared(action, wheels))
     return out
 
