@@ -106,7 +106,8 @@ def classify(load: Optional[LoadResult], tables: Any) -> Optional[Cause]:
     if cause is not None:
         return cause
     if load.status == "crash":
-        return Cause(kind="crash", title=f"the import killed the process ({err.signal if err and err.signal else 'no signal'})")
+        signal = err.signal if err and err.signal else "no signal"
+        return Cause(kind="crash", title=f"the import killed the process ({signal})")
     if load.status == "missing":
         return Cause(kind="missing_module", title="the module is not installed")
     return Cause(kind="unknown", title=(message.strip().splitlines() or [""])[0][:200])

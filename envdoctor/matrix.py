@@ -58,6 +58,11 @@ def parse_version(text: Optional[str]) -> Optional[Version]:
         return None
 
 
+def vkey(text: Optional[str]) -> Version:
+    """A sortable Version for any text (unparsable -> 0)."""
+    return parse_version(text) or Version("0")
+
+
 def public(version: str) -> str:
     """'2.5.1+cu124' -> '2.5.1'."""
     return version.split("+", 1)[0].strip()
@@ -230,6 +235,26 @@ def compat_row(tables: Any, cuda: str) -> Optional[dict[str, Any]]:
     return next((r for r in tables.rows("cuda_compat") if r["major"] == major), None)
 
 
+def driver_runs(tables: Any, driver: Optional[str], driver_cuda: Optional[str], build_cuda: str,
+                os_name: str) -> bool:
+    """Can this driver run a +cuXY build? Its own CUDA is new enough, or (CUDA >= 11) minor-version
+    compatibility: same major and a driver at or above the family floor. Unknown driver: True."""
+    dcv = parse_version(driver_cuda) if driver_cuda else None
+    b = parse_version(build_cuda)
+    if b is None or (dcv is None and not driver):
+        return True
+    if dcv is not None and b <= dcv:
+        return True
+    row = compat_row(tables, build_cuda)
+    col = "windows" if os_name == "windows" else "linux"
+    if row is None or not row.get("minor_compat") or not row.get(col):
+        return False
+    if dcv is not None and dcv.major != b.major:
+        return False
+    have, floor = driver_version_tuple(driver), driver_version_tuple(row[col])
+    return bool(have and floor and have >= floor)
+
+
 def driver_cuda_from_branch(tables: Any, driver: Optional[str]) -> Optional[str]:
     """The newest CUDA a driver branch supports (for drivers that do not report it)."""
     t = driver_version_tuple(driver)
@@ -290,7 +315,8 @@ def install_command(choice: WheelChoice, pip: str = "python -m pip") -> str:
 
 
 def _wheel_candidates(tables: Any, torch_minor: str, variant: str, python: str, os_name: str,
-                      consumers: Optional[dict[str, str]], mmcv_major: Optional[int]) -> list[tuple[Version, dict[str, Any]]]:
+                      consumers: Optional[dict[str, str]],
+                      mmcv_major: Optional[int]) -> list[tuple[Version, dict[str, Any]]]:
     ranges = consumer_ranges(tables, consumers)
     out = []
     for row in tables.rows("mmcv_wheels"):
@@ -352,8 +378,8 @@ def why_no_mmcv_wheel(tables: Any, torch_version: str, torch_cuda: Optional[str]
             reasons.append(f"no wheel for the {cuda_tag(torch_cuda)} build of torch {torch_minor} "
                            f"(wheels exist for {', '.join(have)})")
     if not any(in_spec(py, r["python"]) for r in os_rows):
-        newest = max((SpecifierSet(r["python"]) for r in os_rows), key=lambda s: str(s))
-        reasons.append(f"no mmcv wheel for Python {py} on {os_name} (Python {newest} only)")
+        have = sorted({p for r in os_rows for p in _pythons(r["python"], None)}, key=Version)
+        reasons.append(f"no mmcv wheel for Python {py} on {os_name} (Python {have[0]} to {have[-1]} only)")
     if not reasons:
         reasons.append(f"no mmcv wheel for Python {py} with torch {torch_minor} ({cuda_tag(torch_cuda)}) on {os_name}")
     return reasons

@@ -238,6 +238,7 @@ class Tables:
 
 
 _LINE = re.compile(r"line (\d+)")
+_HEADER = re.compile(r"^\s*\[\[\s*([A-Za-z0-9_-]+)\s*\]\]")
 
 
 def _locate(text: str, table: str, index: int, key: Optional[str] = None) -> Optional[int]:
@@ -308,12 +309,19 @@ def load_file(path: Path) -> dict[str, Any]:
         m = _LINE.search(str(exc))
         raise RuleFileError(path, int(m.group(1)) if m else None, f"not valid TOML: {exc}") from None
     validate_data(path, text, data)
+    # the line of every [[table]] header, found in one pass (for messages and `envdoctor explain`)
+    headers: dict[str, list[int]] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        m = _HEADER.match(line)
+        if m:
+            headers.setdefault(m.group(1), []).append(n)
     for name, rows in data.items():
         if name == "meta":
             continue
+        lines = headers.get(name, [])
         for i, row in enumerate(rows):
             row["_file"] = str(path)
-            row["_line"] = _locate(text, name, i)
+            row["_line"] = lines[i] if i < len(lines) else _locate(text, name, i)
     return data
 
 

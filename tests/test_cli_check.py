@@ -68,3 +68,65 @@ def test_unknown_rule_for_explain_is_exit_2():
 def test_explain_known_rule():
     proc = run_cli("explain", "ED001")
     assert proc.returncode == 0 and "import-fails" in proc.stdout
+
+
+# ---------------------------------------------------------------- text output, progress, real envs
+
+ANSI = "\x1b["
+
+
+def test_text_output_is_plain_when_piped_and_groups_components():
+    from tests.conftest import real_env
+    from tests.envs import python_in
+
+    proc = run_cli("check", "--python", str(python_in(real_env("torch213-tv291"))))
+    assert proc.returncode in (0, 1), proc.stderr
+    out = proc.stdout
+    assert ANSI not in out and ANSI not in proc.stderr  # not a terminal: no colour, no spinner
+    rows = {line.split()[1]: line for line in out.splitlines()[1:10] if line.startswith("  ")}
+    assert rows["torch"].lstrip().startswith("✓") and "2.13.0+cpu" in rows["torch"]
+    assert rows["torchvision"].lstrip().startswith("✗")
+    assert "operator torchvision::nms does not exist" in rows["torchvision"]
+    assert "libc10_cuda.so: cannot open shared object file" in rows["torchvision.ops"]
+    assert "not installed" in rows["mmcv"]
+    assert len(out.splitlines()) < 60  # one screen
+
+
+def test_progress_goes_to_stderr_only_on_a_terminal():
+    """stderr on a pseudo-terminal: the spinner shows the probes; stdout (a pipe) stays plain."""
+    import os
+    import pty
+    import subprocess
+
+    from tests.conftest import ROOT, real_env
+    from tests.envs import python_in
+
+    master, slave = pty.openpty()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TERM="xterm", COLUMNS="120")
+    proc = subprocess.Popen([sys.executable, "-m", "envdoctor", "check", "--python",
+                             str(python_in(real_env("torch213")))],
+                            stdout=subprocess.PIPE, stderr=slave, env=env, cwd=ROOT)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the other side closed
+            break
+        if not chunk:
+            break
+        seen += chunk
+    out, _ = proc.communicate(timeout=120)
+    os.close(master)
+    assert proc.returncode in (0, 1)
+    text = seen.decode("utf-8", "replace")
+    assert "probing" in text and "torch" in text
+    assert b"\x1b[" not in out and b"probing" not in out
+    assert b"torch" in out
+
+
+def test_quick_text_marks_nothing_as_imported():
+    proc = run_cli("check", "--quick", "--python", sys.executable)
+    assert proc.returncode in (0, 1)
+    assert "not probed (--quick)" in proc.stdout
+    assert "imports (" not in proc.stdout

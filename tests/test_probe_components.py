@@ -9,7 +9,7 @@ import pytest
 
 from envdoctor.probe import collect
 from tests.cext import build_fake_package, have_compilers
-from tests.conftest import need_python, real_env
+from tests.conftest import need_python, real_env, validate_report
 from tests.envs import python_in
 
 
@@ -105,6 +105,7 @@ def test_a_crash_in_mmcv_ext_does_not_take_torch_down(tmp_path, monkeypatch, for
     assert report.components["torch"].facts["runtime"]["version"] == "2.13.0+cpu"
     assert report.components["torch"].facts["runtime"]["cuda_available"] is False
     assert report.components["mmcv"].facts["runtime"]["version"] == "9.9.9"
+    validate_report(report.to_dict())  # crash results (signal, stack) fit the schema
 
 
 @pytest.mark.skipif(not have_compilers(), reason="gcc not installed")
@@ -118,6 +119,7 @@ def test_a_hang_in_mmcv_ext_times_out_alone(tmp_path, monkeypatch):
     st = statuses(report)
     assert st["torch"] == "ok" and st["mmcv"] == "ok" and st["mmcv._ext"] == "timeout"
     assert "Timeout" in report.components["mmcv._ext"].load.error.traceback
+    validate_report(report.to_dict())
 
 
 @pytest.mark.parametrize("minor", ["3.6", "3.7", "3.12", "3.13"])

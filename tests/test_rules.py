@@ -72,7 +72,7 @@ def test_cli_rules_bad_file_is_one_line_exit_2(tmp_path):
     d = _write(tmp_path, ROW + '[[torch_pair]]\ntorchvision = "0.31.0"\ntorch = "=>2.16"\nsource = "https://x.org/"\n')
     proc = run_cli("rules", "--rules", str(d))
     assert proc.returncode == 2
-    assert f"user.toml:8:" in proc.stderr and "Traceback" not in proc.stderr
+    assert "user.toml:8:" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     proc = run_cli("check", "--quick", "--python", sys.executable, "--rules", str(d))
     assert proc.returncode == 2 and "user.toml:8:" in proc.stderr

@@ -14,12 +14,13 @@ T = load_tables()
 @pytest.mark.parametrize("text, kind, extra", [
     ("DLL load failed while importing _ext: 找不到指定的程序。", "missing_procedure",
      {"winerror": 127, "language": "zh-CN", "module": "_ext"}),
-    ("DLL load failed while importing _ext: 找不到指定的模块。", "missing_library", {"winerror": 126, "language": "zh-CN"}),
+    ("DLL load failed while importing _ext: 找不到指定的模块。", "missing_library",
+     {"winerror": 126, "language": "zh-CN"}),
     ("DLL load failed while importing _ext: The specified procedure could not be found.", "missing_procedure",
      {"winerror": 127, "language": "en"}),
     ("DLL load failed: 지정된 모듈을 찾을 수 없습니다.", "missing_library", {"winerror": 126, "language": "ko"}),
-    ('[WinError 126] 找不到指定的模块。 Error loading "D:\\ocr\\venv\\Lib\\site-packages\\torch\\lib\\fbgemm.dll" or one of '
-     "its dependencies.", "missing_library",
+    ('[WinError 126] 找不到指定的模块。 Error loading '
+     '"D:\\ocr\\venv\\Lib\\site-packages\\torch\\lib\\fbgemm.dll" or one of its dependencies.', "missing_library",
      {"winerror": 126, "library": "D:\\ocr\\venv\\Lib\\site-packages\\torch\\lib\\fbgemm.dll"}),
     ("[WinError 1114] A dynamic link library (DLL) initialization routine failed. Error loading "
      '"C:\\x\\torch\\lib\\c10.dll" or one of its dependencies.', "dll_init_failed", {"winerror": 1114}),
@@ -33,7 +34,8 @@ T = load_tables()
     ("/v/torchvision/_C.so: undefined symbol: _ZN3c104cuda29c10_cuda_check_implementationEiPKcS2_jb",
      "undefined_symbol", {"symbol": "_ZN3c104cuda29c10_cuda_check_implementationEiPKcS2_jb"}),
     ("/usr/lib/x86_64-linux-gnu/libstdc++.so.6: version `GLIBCXX_3.4.30' not found (required by "
-     "/v/torch/lib/libtorch_python.so)", "glibcxx", {"version": "GLIBCXX_3.4.30", "library": "/v/torch/lib/libtorch_python.so"}),
+     "/v/torch/lib/libtorch_python.so)", "glibcxx",
+     {"version": "GLIBCXX_3.4.30", "library": "/v/torch/lib/libtorch_python.so"}),
     ("/usr/lib64/libstdc++.so.6: version `CXXABI_1.3.8' not found (required by /v/torch/lib/libATen.so)", "glibcxx",
      {"version": "CXXABI_1.3.8"}),
     ("A module that was compiled using NumPy 1.x cannot be run in\nNumPy 2.0.0 as it may crash.", "numpy_abi",
@@ -72,8 +74,10 @@ def test_statuses_without_a_message():
     assert classify(LoadResult(status="skipped"), T) is None
     assert classify(LoadResult(status="crash", error=LoadError(type="Crash", message="the process died (SIGSEGV)",
                                                                signal="SIGSEGV")), T).kind == "crash"
-    assert classify(LoadResult(status="timeout", error=LoadError(type="Timeout", message="no answer")), T).kind == "timeout"
-    assert classify(LoadResult(status="import_error", error=LoadError(type="X", message="something new")), T).kind == "unknown"
+    timeout = LoadResult(status="timeout", error=LoadError(type="Timeout", message="no answer"))
+    assert classify(timeout, T).kind == "timeout"
+    new = LoadResult(status="import_error", error=LoadError(type="X", message="something new"))
+    assert classify(new, T).kind == "unknown"
 
 
 def test_traceback_is_the_fallback():

@@ -230,7 +230,8 @@ def _cstr(data: bytes, off: int) -> str:
 class Needed:
     name: str
     path: Optional[str]
-    how: str  # loaded | rpath | ld_library_path | runpath | search_dir | torch_lib | ld.so.cache | default | path | missing
+    # loaded | rpath | ld_library_path | runpath | search_dir | torch_lib | ld.so.cache | default | path | missing
+    how: str
     needed_by: str
 
 

@@ -107,7 +107,8 @@ def read(path: str) -> PeObject:
 class Found:
     name: str
     path: Optional[str]
-    how: str  # loaded | module_dir | app_dir | dll_directory | system32 | apiset | system | vc_runtime | interpreter | missing
+    # loaded | module_dir | app_dir | dll_directory | system32 | apiset | system | vc_runtime | interpreter | missing
+    how: str
     needed_by: str
 
 

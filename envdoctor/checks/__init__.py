@@ -56,7 +56,8 @@ def check(rule: Rule) -> Callable[[CheckFn], CheckFn]:
 
 
 def finding(rule: Rule, title: str, detail: str = "", evidence: Optional[dict[str, Any]] = None,
-            fixes: Optional[list[Any]] = None, severity: Optional[str] = None, component: Optional[str] = None) -> Finding:
+            fixes: Optional[list[Any]] = None, severity: Optional[str] = None,
+            component: Optional[str] = None) -> Finding:
     return Finding(id=rule.id, name=rule.name, severity=severity or rule.severity,
                    component=component or rule.component, title=title, detail=detail,
                    evidence=evidence or {}, fixes=list(fixes or []))

@@ -76,7 +76,8 @@ NOT_A_BINARY = Rule(
     "download or copy, a Windows .pyd in a Linux environment.",
     evidence=EVIDENCE,
     fixes=("Git LFS pointer: `git lfs install && git lfs pull` in the repository.",
-           "Otherwise reinstall the package: `pip install --force-reinstall --no-cache-dir --no-deps PACKAGE==VERSION`."),
+           "Otherwise reinstall the package: "
+           "`pip install --force-reinstall --no-cache-dir --no-deps PACKAGE==VERSION`."),
 )
 NO_INIT = Rule(
     id="ED706", name="extension-no-init-function", severity="error", component="*",

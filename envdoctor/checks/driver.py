@@ -64,10 +64,7 @@ def _cuda_builds_for_driver(tables: Any, torch_ver: str, driver_cuda: Optional[s
     if rel is None:
         return []
     builds = list(rel.get("cuda", [])) + list(rel.get("cuda_experimental", []))
-    dc = matrix.parse_version(driver_cuda)
-    ok = [b for b in builds if dc is None or matrix.parse_version(b) <= dc
-          or (int(b.split(".")[0]) == dc.major and int(b.split(".")[0]) >= 11)]
-    return sorted(ok, key=lambda b: matrix.parse_version(b), reverse=True)
+    return sorted(builds, key=matrix.vkey, reverse=True)
 
 
 def _torch_reinstall(report: Report, tables: Any, ver: str, cuda: Optional[str]) -> Fix:
@@ -139,7 +136,8 @@ def driver_too_old(report: Report, tables: Any) -> Iterable[Finding]:
             problem = f"driver {gpu.driver_version} is below CUDA {major}.x's floor {floor}"
             evidence["required"] = floor
             evidence["source"] = row["source"]
-        elif exact and drv < (matrix.driver_version_tuple(exact[0]) or (0,)) and (dcv is None or dcv < matrix.parse_version(cuda)):
+        elif (exact and drv < (matrix.driver_version_tuple(exact[0]) or (0,))
+              and (dcv is None or dcv < matrix.vkey(cuda))):
             problem = (f"driver {gpu.driver_version} runs CUDA {cuda} only through minor-version compatibility "
                        f"(CUDA {cuda}'s own driver is >= {exact[0]}): a limited feature set, and PTX JIT fails")
             severity = "warning"
@@ -154,7 +152,7 @@ def driver_too_old(report: Report, tables: Any) -> Iterable[Finding]:
     fixes = [Fix(description=f"update the NVIDIA driver to >= {evidence.get('required') or 'the one of CUDA ' + cuda} "
                              f"({NVIDIA_DOWNLOAD})")]
     builds = [b for b in _cuda_builds_for_driver(tables, ver, driver_cuda)
-              if dcv is None or matrix.parse_version(b) <= dcv]
+              if matrix.driver_runs(tables, gpu.driver_version, driver_cuda, b, os_)]
     if builds:
         fixes.append(_torch_reinstall(report, tables, ver, builds[0]))
     yield finding(DRIVER_TOO_OLD, f"NVIDIA driver {gpu.driver_version} is too old for torch {ver} (CUDA {cuda})",
@@ -173,15 +171,18 @@ def gpu_arch_not_compiled(report: Report, tables: Any) -> Iterable[Finding]:
         row = matrix.arch_for(tables, ver, cuda, os_name(report))
         if row is None:
             return
-        arch = list(row["arch"]) + list(row.get("ptx", []))
+        arch = list(row["arch"])
         source = row["source"]
+    # SASS only, as torch's own check (_check_cubins): PTX-only coverage fails in practice (sm_120 on cu124)
+    arch = [a for a in arch if isinstance(a, str) and a.startswith("sm_")]
     for dev in report.gpu.devices:
         cc = dev.compute_capability
         if not cc or matrix.runs_on(tables, cc, arch):
             continue
         sm = "sm_" + cc.replace(".", "")
         fixes = []
-        for build in _builds_with_arch(tables, ver, cc, os_name(report), report.gpu.cuda_driver_version):
+        for build in _builds_with_arch(tables, ver, cc, os_name(report), report.gpu.driver_version,
+                                       report.gpu.cuda_driver_version):
             fixes.append(_torch_reinstall(report, tables, build[0], build[1]))
             break
         if not fixes:
@@ -196,23 +197,24 @@ def gpu_arch_not_compiled(report: Report, tables: Any) -> Iterable[Finding]:
                       fixes=fixes)
 
 
-def _builds_with_arch(tables: Any, torch_ver: str, cc: str, os_: str,
+def _builds_with_arch(tables: Any, torch_ver: str, cc: str, os_: str, driver: Optional[str],
                       driver_cuda: Optional[str]) -> list[tuple[str, str]]:
     """(torch version, CUDA) of official builds that run on this GPU: this torch release first, then newer."""
-    dcv = matrix.parse_version(driver_cuda)
     out = []
-    releases = sorted(tables.rows("torch_release"), key=lambda r: matrix.parse_version(r["torch"]), reverse=True)
+    releases = sorted(tables.rows("torch_release"), key=lambda r: matrix.vkey(r["torch"]), reverse=True)
     this = matrix.minor_of(torch_ver)
     releases.sort(key=lambda r: r["torch"] != this)  # this release first
     for rel in releases:
-        if matrix.parse_version(rel["torch"]) < matrix.parse_version(this or "0"):
+        if matrix.vkey(rel["torch"]) < matrix.vkey(this):
             continue
         version = torch_ver if rel["torch"] == this else matrix._torch_patch(tables, rel["torch"])
         for cu in sorted(rel.get("cuda", []) + rel.get("cuda_experimental", []),
-                         key=lambda c: matrix.parse_version(c), reverse=True):
-            if dcv is not None and matrix.parse_version(cu).major > dcv.major:
+                         key=matrix.vkey, reverse=True):
+            if not matrix.driver_runs(tables, driver, driver_cuda, cu, os_):
                 continue
             row = matrix.arch_for(tables, version, cu, os_)
-            if row and matrix.runs_on(tables, cc, list(row["arch"]) + list(row.get("ptx", []))):
+            # suggest only builds with native (SASS) code for the GPU: real sm_120 reports show PTX-only
+            # builds (cu124's 9.0+PTX) failing, and torch's own check compares SASS majors
+            if row and matrix.runs_on(tables, cc, list(row["arch"])):
                 out.append((version, cu))
     return out

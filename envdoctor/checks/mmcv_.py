@@ -20,7 +20,8 @@ NO_OPS = Rule(
     "prints 'Skip building ext ops due to the absence of torch.' and installs a py3-none-any wheel without "
     "_ext. Any `from mmcv.ops import ...` then fails with No module named 'mmcv._ext'. Warning only for a "
     "deliberate mmcv-lite without consumers that need ops.",
-    evidence=("components.mmcv.distribution", "packages.<mmcv dist>.wheel_tags", "components.mmcv._ext.facts.ext_files"),
+    evidence=("components.mmcv.distribution", "packages.<mmcv dist>.wheel_tags",
+              "components.mmcv._ext.facts.ext_files"),
     tables=("mmcv_flavour", "mmcv_wheels", "mmcv_index", "mmcv_consumer"),
     fixes=("install the official wheel with ops for this torch/CUDA/Python/OS (`envdoctor fix --apply --strategy "
            "wheel`)", "where no wheel exists: the compat layer (`envdoctor fix --apply --strategy compat`)"),
@@ -207,7 +208,8 @@ def mmcv_without_ops(report: Report, tables: Any) -> Iterable[Finding]:
                   detail="`from mmcv.ops import ...` fails with No module named 'mmcv._ext'."
                   + (f" Installed packages that need mmcv's ops: {', '.join(users)}." if users else ""),
                   evidence={"component": "mmcv._ext", "distribution": dist, "version": version,
-                            "wheel_tags": report.packages[norm(dist)].wheel_tags if norm(dist) in report.packages else [],
+                            "wheel_tags": (report.packages[norm(dist)].wheel_tags
+                                           if norm(dist) in report.packages else []),
                             "ext_files": ext.facts.get("ext_files") or [], "load": load_message(report, "mmcv._ext")},
                   fixes=fixes, severity=severity)
 
@@ -452,7 +454,8 @@ def mmcv_source_build_will_fail(report: Report, tables: Any) -> Iterable[Finding
     if cuda:
         if not tk.nvcc:
             blockers.append({"kind": "no-nvcc", "title": f"no nvcc/CUDA_HOME: a build gets CPU-only ops although torch "
-                             f"uses CUDA {cuda}", "fix": f"install the CUDA {cuda} toolkit and set CUDA_HOME, with FORCE_CUDA=1"})
+                             f"uses CUDA {cuda}",
+                             "fix": f"install the CUDA {cuda} toolkit and set CUDA_HOME, with FORCE_CUDA=1"})
         elif tk.version and tk.version.split(".")[0] != cuda.split(".")[0]:
             blockers.append({"kind": "nvcc-mismatch", "title": f"nvcc is CUDA {tk.version}, torch is CUDA {cuda}: "
                              "torch.utils.cpp_extension refuses a different major",
@@ -465,7 +468,8 @@ def mmcv_source_build_will_fail(report: Report, tables: Any) -> Iterable[Finding
                   evidence={"torch": ver, "python": report.python.version,
                             "setuptools": setuptools.version if setuptools else None,
                             "nvcc": tk.version, "blockers": [b["kind"] for b in blockers]},
-                  fixes=[Fix(description="if you build anyway: " + "; ".join(b["fix"] for b in blockers if b.get("fix"))),
+                  fixes=[Fix(description="if you build anyway: "
+                             + "; ".join(b["fix"] for b in blockers if b.get("fix"))),
                          compat_fix(report)])
 
 
@@ -478,7 +482,8 @@ def mmcv_ops_without_cuda(report: Report, tables: Any) -> Iterable[Finding]:
     cuda = torch_cuda(report)
     if built != "not available" or not cuda or not report.gpu.devices:
         return
-    fixes, _ = _wheel_or_compat(report, tables, "install the CUDA build of mmcv's ops", series=_major(_mmcv_version(report)))
+    fixes, _ = _wheel_or_compat(report, tables, "install the CUDA build of mmcv's ops",
+                                series=_major(_mmcv_version(report)))
     yield finding(CPU_OPS, f"mmcv's ops have no CUDA kernels, but torch uses CUDA {cuda} on this GPU",
                   detail="Ops on CUDA tensors fail with '<op>_impl: implementation for device cuda:0 not found'.",
                   evidence={"compiling_cuda_version": built, "torch.version.cuda": cuda}, fixes=fixes)
@@ -494,6 +499,7 @@ def mmcv_ext_cuda_mismatch(report: Report, tables: Any) -> Iterable[Finding]:
         return
     if built.split(".")[0] == cuda.split(".")[0]:
         return
-    fixes, _ = _wheel_or_compat(report, tables, "install mmcv built for torch's CUDA", series=_major(_mmcv_version(report)))
+    fixes, _ = _wheel_or_compat(report, tables, "install mmcv built for torch's CUDA",
+                                series=_major(_mmcv_version(report)))
     yield finding(CUDA_SKEW, f"mmcv._ext was compiled for CUDA {built}, torch for CUDA {cuda}",
                   evidence={"compiling_cuda_version": built, "torch.version.cuda": cuda}, fixes=fixes)

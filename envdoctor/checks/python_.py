@@ -45,7 +45,8 @@ def numpy_abi(report: Report, tables: Any) -> Iterable[Finding]:
         top = name.split(".")[0]
         yield finding(NUMPY, f"{name} was built against NumPy 1.x, but NumPy {np_ver} is installed",
                       evidence={"component": name, "numpy": numpy.version if numpy else None,
-                                "message": (comp.load.error.message.splitlines() or [""])[0] if comp.load and comp.load.error else ""},
+                                "message": ((comp.load.error.message.splitlines() or [""])[0]
+                                            if comp.load and comp.load.error else "")},
                       fixes=[Fix(description="downgrade NumPy below 2", commands=[f'{pip(report)} install "numpy<2"']),
                              Fix(description=f"or upgrade {top} to a release built with NumPy 2")])
 
@@ -82,23 +83,24 @@ def glibc_too_old(report: Report, tables: Any) -> Iterable[Finding]:
     if not host.glibc or (host.os or "").lower() != "linux":
         return
     glibc = matrix.parse_version(host.glibc)
-    for key, pkg in sorted(report.packages.items()):
+    for _key, pkg in sorted(report.packages.items()):
         floors = [f for f in (_manylinux_floor(tables, t) for t in pkg.wheel_tags) if f]
         if not floors:
             continue
-        need = min(floors, key=lambda f: matrix.parse_version(f))
-        if glibc is not None and matrix.parse_version(need) > glibc:
+        need = min(floors, key=matrix.vkey)
+        if glibc is not None and matrix.vkey(need) > glibc:
             yield finding(GLIBC, f"{pkg.name} {pkg.version} is a manylinux wheel for glibc >= {need}; this system "
                                  f"has glibc {host.glibc}",
                           evidence={"package": pkg.name, "wheel_tags": pkg.wheel_tags, "glibc": host.glibc},
                           fixes=[Fix(description="use a newer OS (or container), or a release of the package "
                                                  f"built for glibc {host.glibc}")])
     for row in tables.rows("glibc_floor"):
-        pkg = report.packages.get(row["package"])
-        if pkg is None or not matrix.in_spec(pkg.version, row["version"]):
+        floor_pkg = report.packages.get(row["package"])
+        if floor_pkg is None or not matrix.in_spec(floor_pkg.version, row["version"]):
             continue
-        have = matrix.parse_version(host.glibcxx) if host.glibcxx else None
-        if row.get("glibcxx") and have is not None and have < matrix.parse_version(row["glibcxx"]):
+        pkg = floor_pkg
+        have_cxx = matrix.parse_version(host.glibcxx) if host.glibcxx else None
+        if row.get("glibcxx") and have_cxx is not None and have_cxx < matrix.vkey(row["glibcxx"]):
             yield finding(GLIBC, f"{pkg.name} {pkg.version} needs GLIBCXX_{row['glibcxx']}; the libstdc++ it loads "
                                  f"provides up to GLIBCXX_{host.glibcxx}",
                           evidence={"package": pkg.name, "required": row["glibcxx"], "libstdcxx": host.libstdcxx,

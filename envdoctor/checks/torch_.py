@@ -72,7 +72,8 @@ PYTHON = Rule(
 def _reinstall(report: Report, tables: Any, ver: str, cuda: Any) -> Fix:
     pub = matrix.public(ver)
     idx = matrix.pytorch_index(tables, pub, cuda)
-    option, url = (idx[0], idx[1]) if idx else ("--index-url", "https://download.pytorch.org/whl/" + matrix.cuda_tag(cuda))
+    option, url = (idx[0], idx[1]) if idx else ("--index-url",
+                                                "https://download.pytorch.org/whl/" + matrix.cuda_tag(cuda))
     return Fix(description=f"reinstall torch {pub} ({matrix.cuda_tag(cuda)}) with its dependencies",
                commands=[f"{pip(report)} install --force-reinstall torch=={pub} {option} {url}"], strategy="torch")
 
@@ -135,12 +136,12 @@ def torch_cpu_build_with_gpu(report: Report, tables: Any) -> Iterable[Finding]:
     if os_name(report) == "macos":
         return
     rel = matrix.torch_release(tables, ver)
-    dcv = matrix.parse_version(report.gpu.cuda_driver_version)
     builds = []
     if rel is not None:
         builds = sorted((b for b in rel.get("cuda", []) + rel.get("cuda_experimental", [])
-                         if dcv is None or matrix.parse_version(b) <= dcv),
-                        key=lambda b: matrix.parse_version(b), reverse=True)
+                         if matrix.driver_runs(tables, report.gpu.driver_version, report.gpu.cuda_driver_version,
+                                               b, os_name(report))),
+                        key=matrix.vkey, reverse=True)
     fixes = []
     if builds:
         fx = _reinstall(report, tables, ver, builds[0])

@@ -6,7 +6,8 @@ from typing import Any, Iterable, Optional
 
 from envdoctor import matrix
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks._facts import FAILED, comp, envdoctor_fix, load_cause, load_message, pip, torch_cuda, torch_version
+from envdoctor.checks._facts import (FAILED, comp, envdoctor_fix, load_cause, load_message, pip, torch_cuda,
+                                     torch_version)
 from envdoctor.facts import Finding, Fix, Report
 
 PAIR = Rule(
@@ -57,7 +58,8 @@ def _tv_fix(report: Report, tables: Any) -> list[Fix]:
     if choice is None:
         return [Fix(description=f"no torchvision is known for torch {ver}: see https://github.com/pytorch/vision#installation")]
     cmd = matrix.install_command(choice, pip(report)).replace(" install ", " install --no-deps --force-reinstall ", 1)
-    return [Fix(description=f"install torchvision {choice.version} ({choice.reason}) (or `{envdoctor_fix(report, 'wheel')}`)",
+    return [Fix(description=f"install torchvision {choice.version} ({choice.reason}) "
+                            f"(or `{envdoctor_fix(report, 'wheel')}`)",
                 commands=[cmd], strategy="wheel")]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
 
@@ -26,13 +25,15 @@ def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: lis
              extra: Optional[dict] = None) -> Report:
     """probe -> facts -> checks -> findings."""
     tables = load_tables(rules_dirs)
-    status_ctx = nullcontext()
-    if show_progress:
+    if not show_progress:
+        report = collect(python, quick=quick, timeout=timeout)
+    else:
+        # a spinner on stderr, only on a terminal; its text follows the probes as they finish
         from rich.console import Console
 
-        status_ctx = Console(stderr=True).status("probing: importing torch, torchvision, mmcv in isolated processes")
-    with status_ctx:
-        report = collect(python, quick=quick, timeout=timeout)
+        with Console(stderr=True).status("probing: starting isolated imports of torch, torchvision, mmcv") as status:
+            report = collect(python, quick=quick, timeout=timeout,
+                             progress=lambda text: status.update(f"probing: {text}"))
     if not quick:
         from envdoctor.probe.pip_cache import probe_pip_cache  # locally built mmcv wheels pip would reuse (ED406)
 

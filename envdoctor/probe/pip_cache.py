@@ -56,7 +56,7 @@ def probe_pip_cache(directory: Optional[Path] = None) -> dict[str, Any]:
     if not wheels_dir.is_dir():
         return out
     seen = 0
-    for dirpath, dirnames, filenames in os.walk(wheels_dir):
+    for dirpath, _dirnames, filenames in os.walk(wheels_dir):
         seen += 1
         if seen > MAX_ENTRIES:
             out["complete"] = False

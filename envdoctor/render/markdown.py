@@ -154,12 +154,11 @@ def summary(report: Report) -> list[str]:
 def dump(data: dict[str, Any]) -> str:
     """Indented JSON with one package per line: the package list is most of a report."""
     packages = data.get("packages") or {}
-    marks = {name: f"\x00pkg{i}\x00" for i, name in enumerate(packages)}
-    shallow = dict(data, packages={name: marks[name] for name in packages})
+    compact = [json.dumps(p, ensure_ascii=False, separators=(",", ":")) for p in packages.values()]
+    # each package becomes a marker string (NUL cannot occur unescaped in JSON), then its one-line JSON
+    shallow = dict(data, packages={name: f"\x00{i}\x00" for i, name in enumerate(packages)})
     out = json.dumps(shallow, indent=1, ensure_ascii=False)
-    for name, mark in marks.items():
-        out = out.replace(json.dumps(mark), json.dumps(packages[name], ensure_ascii=False, separators=(",", ":")), 1)
-    return out
+    return re.sub(r'"\\u0000(\d+)\\u0000"', lambda m: compact[int(m.group(1))], out)
 
 
 def _tail(s: Optional[str], n: int) -> Optional[str]:

@@ -20,15 +20,48 @@ ROWS = ("torch", "torchvision", "torchvision.ops", "mmcv", "mmcv._ext")
 
 def _fmt_load(comp: Component) -> str:
     load = comp.load
-    if load is None or load.status == "skipped":
-        return "not imported (--quick)" if load is not None else ""
+    if load is None:
+        return ""
+    if not comp.installed and load.status in ("skipped", "missing"):
+        return "not installed"
+    if load.status == "skipped":
+        note = load.note or "not tried"
+        return "not imported (--quick)" if note.endswith("--quick") else note
     if load.status == "ok":
         return f"imports ({load.seconds:.2f} s)" if load.seconds is not None else "imports"
     if load.status == "missing":
-        return "not installed" if not comp.installed else "missing"
+        return "not installed" if not comp.installed else "missing: " + (load.error.message if load.error else "")
     msg = load.error.message if load.error else ""
     first = msg.strip().splitlines()[0] if msg.strip() else ""
-    return f"{load.status}: {first[:160]}"
+    if load.status == "crash" and load.error and load.error.signal:
+        return f"crash ({load.error.signal}) while importing"
+    if load.status == "timeout":
+        return f"timeout: no answer after {load.seconds or 0:.0f} s"
+    where = ""
+    if comp.facts.get("loaded_directly") and comp.facts.get("library"):
+        where = f" (loading {comp.facts['library'].replace(chr(92), '/').rsplit('/', 1)[-1]} directly)"
+    return f"{load.status}: {first[:160]}{where}"
+
+
+def _fmt_version(name: str, comp: Component) -> str:
+    """Version, the owning distribution(s) when they differ from the import name, and extra copies."""
+    ver = comp.version or ""
+    owners = comp.facts.get("owners") or []
+    if len(owners) > 1:
+        ver += " [" + " + ".join(f"{o['name']} {o['version']}" for o in owners) + " share this package]"
+    elif comp.distribution and comp.distribution != name.split(".")[0]:
+        ver += f" [{comp.distribution}]"
+    if name == "torch" and comp.installed:
+        vp = comp.facts.get("version_py", {})
+        ver += f" cuda {vp.get('cuda')}" if vp.get("cuda") else " cpu-only"
+    runtime = comp.facts.get("runtime") or {}
+    imported = runtime.get("version")
+    if isinstance(imported, str) and comp.version and imported != comp.version:
+        ver += f" (imported {imported})"
+    dirs = comp.facts.get("package_dirs") or []
+    if len(dirs) > 1:
+        ver += f" ({len(dirs)} copies on sys.path, first wins: {dirs[0].get('path', '')})"
+    return ver
 
 
 def _state(comp: Component, findings: list[Finding]) -> str:
@@ -66,6 +99,8 @@ class TextRenderer:
             by_comp.setdefault(f.component, []).append(f)
         c.print(f"[bold]envdoctor {escape(report.envdoctor)}[/bold]  {escape(py.executable)}"
                 f"  [dim](selected by {escape(py.selected_by)})[/dim]")
+        for note in py.selection_notes:
+            c.print(f"  [dim]{escape(note)}[/dim]")
         h = report.host
         self._line("host", f"{h.os} {h.os_version} {h.arch}" + (f", glibc {h.glibc}" if h.glibc else "")
                    + (f", GLIBCXX {h.glibcxx}" if h.glibcxx else ""), "ok")
@@ -78,13 +113,8 @@ class TextRenderer:
             comp = report.components.get(name)
             if comp is None:
                 continue
-            ver = comp.version or ""
-            dist = f" [{comp.distribution}]" if comp.distribution and comp.distribution != name.split(".")[0] else ""
-            extra = ""
-            if name == "torch" and comp.installed:
-                vp = comp.facts.get("version_py", {})
-                extra = f" cuda {vp.get('cuda')}" if vp.get("cuda") else " cpu-only"
-            self._line(name, f"{ver}{dist}{extra}  {_fmt_load(comp)}".strip(), _state(comp, by_comp.get(name, [])))
+            ver = _fmt_version(name, comp) if comp.installed or name.endswith("._ext") else ""
+            self._line(name, f"{ver}  {_fmt_load(comp)}".strip(), _state(comp, by_comp.get(name, [])))
         if report.probe_errors:
             for e in report.probe_errors:
                 c.print(f"  {self.mark('warning')} probe    {escape(e)}")

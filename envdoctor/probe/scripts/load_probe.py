@@ -174,8 +174,8 @@ def torch_static_facts(rec, torch):
     f["hip"] = safe(lambda: getattr(torch.version, "hip", None))
     f["cxx11_abi"] = safe(lambda: bool(torch._C._GLIBCXX_USE_CXX11_ABI))
     f["debug"] = safe(lambda: bool(torch.version.debug))
-    f["cudnn"] = safe(lambda: torch.backends.cudnn.version())
-    f["arch_list"] = safe(lambda: torch.cuda.get_arch_list())
+    # nothing here may touch the CUDA driver: children are forked after this, and CUDA does
+    # not survive a fork (arch list, cuDNN and devices are asked in the torch.cuda child)
     f["libcudart"] = loaded_libraries("libcudart", "cudart64")
     f["libstdcxx"] = loaded_libraries("libstdc++")
     f["libraries"] = loaded_libraries("libtorch", "libc10")[:12]
@@ -187,6 +187,9 @@ def torch_cuda_facts(rec, torch):
     f = rec.facts
 
     def query():
+        f["arch_list"] = safe(lambda: torch.cuda.get_arch_list())
+        f["cudnn"] = safe(lambda: torch.backends.cudnn.version())
+        rec.flush()
         f["cuda_available"] = safe(lambda: torch.cuda.is_available())
         rec.flush()
         if f["cuda_available"] is True:

@@ -1,0 +1,83 @@
+"""How long `envdoctor check` takes, against `python -m torch.utils.collect_env` on the same env.
+
+    python bench/bench_check.py [--python PATH] [--repeat N]
+
+Runs each command N times, interleaved (so machine load hits both alike), prints the
+medians, the ratio check / collect_env (goal <= 0.5) and the absolute time of
+`check --quick` (goal: well under a second). `import torch` and `import torch, torchvision`
+are timed too: the floor any probe that really imports them sits on.
+Not a test: the numbers depend on the machine; run it on an idle one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and all its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--python", default=sys.executable, help="the environment to probe (default: this one)")
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("ENVDOCTOR_DEBUG", None)
+    me = sys.executable
+    cmds = {
+        "envdoctor check": [me, "-m", "envdoctor", "check", "--python", args.python],
+        "collect_env": [args.python, "-m", "torch.utils.collect_env"],
+        "envdoctor check --quick": [me, "-m", "envdoctor", "check", "--quick", "--python", args.python],
+        "import torch": [args.python, "-c", "import torch"],
+        "import torch, torchvision": [args.python, "-c", "import torch, torchvision"],
+    }
+    for cmd in cmds.values():  # warm the page cache once, untimed
+        timed(cmd, env)
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    cpus: dict[str, list[float]] = {k: [] for k in cmds}
+    load_before = os.getloadavg()[0]
+    for _ in range(args.repeat):
+        for name, cmd in cmds.items():
+            wall, cpu = timed(cmd, env)
+            times[name].append(wall)
+            cpus[name].append(cpu)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    cpu = {k: statistics.median(v) for k, v in cpus.items()}
+    print(f"target: {args.python}")
+    print(f"machine: {os.cpu_count()} CPUs, load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}; "
+          f"{args.repeat} runs each, median (CPU = user+sys of the command and its children)")
+    for name in cmds:
+        spread = f"{min(times[name]):.3f}-{max(times[name]):.3f}"
+        print(f"  {name:<28} wall {med[name]:7.3f} s (range {spread})   CPU {cpu[name]:7.3f} s")
+    ratio = med["envdoctor check"] / med["collect_env"]
+    print(f"ratio check / collect_env: wall {ratio:.2f}, CPU {cpu['envdoctor check'] / cpu['collect_env']:.2f}"
+          "  (goal <= 0.5)")
+    floor = med["import torch, torchvision"]
+    print(f"check over the floor `import torch, torchvision`: {med['envdoctor check'] - floor:+.3f} s")
+    print(f"check --quick: {med['envdoctor check --quick']:.3f} s wall, {cpu['envdoctor check --quick']:.3f} s CPU"
+          "  (goal: well under 1 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
