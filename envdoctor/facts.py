@@ -58,6 +58,18 @@ class Component:
     load: Optional[LoadResult] = None
 
 
+def package_dir_paths(comp: Component) -> list[str]:
+    """The component's package directories on sys.path, first (imported) one first.
+
+    The probe records dicts ({"path", "version", ...}); older reports hold plain paths."""
+    out = []
+    for d in comp.facts.get("package_dirs") or []:
+        path = d.get("path") if isinstance(d, dict) else d
+        if isinstance(path, str):
+            out.append(path)
+    return out
+
+
 @dataclass
 class GpuDevice:
     index: int

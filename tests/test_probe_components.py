@@ -109,6 +109,27 @@ def test_a_crash_in_mmcv_ext_does_not_take_torch_down(tmp_path, monkeypatch, for
 
 
 @pytest.mark.skipif(not have_compilers(), reason="gcc not installed")
+@pytest.mark.parametrize("fork", [True, False], ids=["fork", "processes"])
+def test_torch_that_segfaults_on_import(tmp_path, monkeypatch, fork):
+    """`import torch` itself kills the process: torch is a crash with its stack, what needs
+    torch is not tried (and says why), and the report is still whole."""
+    exe = sys.executable
+    fake = build_fake_package(exe, tmp_path / "fake", "torch", "_C", "volatile int *p = NULL; *p = 1;",
+                              version="0.0.1")
+    (fake / "torch" / "__init__.py").write_text("__version__ = '0.0.1'\nfrom torch import _C\n")
+    build_fake_package(exe, fake, "mmcv", "_ext", "")
+    monkeypatch.setenv("PYTHONPATH", str(fake))
+    report = collect(exe, timeout=30, fork=fork)
+    torch = report.components["torch"].load
+    assert torch.status == "crash" and torch.error.signal == "SIGSEGV"
+    assert "Segmentation fault" in torch.error.traceback and "torch/__init__.py" in torch.error.traceback
+    mm = report.components["mmcv"].load
+    assert mm.status == "skipped" and "torch" in mm.note
+    assert report.components["torch"].facts["package_dirs"][0]["path"] == str(fake / "torch")
+    validate_report(report.to_dict())
+
+
+@pytest.mark.skipif(not have_compilers(), reason="gcc not installed")
 def test_a_hang_in_mmcv_ext_times_out_alone(tmp_path, monkeypatch):
     exe = str(python_in(real_env("torch213")))
     fake = build_fake_package(exe, tmp_path / "fake", "mmcv", "_ext", "for (;;) pause();", "#include <unistd.h>")

@@ -75,6 +75,12 @@ def test_user_site_copy_shadowing_the_env_is_visible(shadowed_torch):
     rt = comp.facts["runtime"]
     assert comp.load.status == "ok"
     assert rt["version"] == "2.13.0+cpu" and rt["file"].startswith(str(user_sp))
+    # and the diagnosis sees the shadowing in these real facts (not only in recorded ones)
+    from envdoctor.checks import run_checks
+    from envdoctor.rules import load_tables
+
+    shadow = [f for f in run_checks(report, load_tables()) if f.id == "ED203"]
+    assert shadow and shadow[0].evidence["package_dirs"] == [str(user_sp / "torch"), str(env_sp / "torch")]
 
 
 def test_record_compiled_files_present_and_missing(tmp_path):

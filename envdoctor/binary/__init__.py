@@ -23,6 +23,7 @@ from typing import Any, Optional
 from envdoctor.binary import elf as elf_mod
 from envdoctor.binary import pe as pe_mod
 from envdoctor.binary.filetype import sniff
+from envdoctor.facts import package_dir_paths
 
 LIMIT = 20  # list entries kept in the report; counts are always complete
 
@@ -252,7 +253,7 @@ def _candidates(report: Any, name: str) -> list[str]:
     if spec:
         pkg, stems = spec
         owner = report.components.get(pkg)
-        dirs = (owner.facts.get("package_dirs") if owner else None) or []
+        dirs = package_dir_paths(owner) if owner else []
         for d in dirs[:1]:
             names = comp.facts.get("ext_files") or (owner.facts.get("ext_files") if owner else None) or []
             if not names:
@@ -271,7 +272,7 @@ def context_for(report: Any, component: str) -> Context:
     torch = report.components.get("torch")
     torch_dir = None
     if torch is not None and torch.installed:
-        dirs = torch.facts.get("package_dirs") or []
+        dirs = package_dir_paths(torch)
         torch_dir = dirs[0] if dirs else None
     runtime = (torch.facts.get("runtime") or {}) if torch is not None else {}
     libs = runtime.get("libraries") if isinstance(runtime.get("libraries"), list) else []

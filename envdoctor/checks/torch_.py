@@ -10,6 +10,7 @@ from envdoctor.checks import Rule, check, finding
 from envdoctor.checks._facts import (FAILED, comp, load_cause, load_message, os_name, pip, python_minor, runtime,
                                      torch_cuda, torch_hip, torch_version)
 from envdoctor.facts import Finding, Fix, Report
+from envdoctor.facts import package_dir_paths
 
 VC_REDIST = "https://aka.ms/vs/17/release/vc_redist.x64.exe"
 
@@ -161,7 +162,7 @@ def torch_shadowed(report: Report, tables: Any) -> Iterable[Finding]:
     c = comp(report, "torch")
     if c is None:
         return
-    dirs = [d for d in c.facts.get("package_dirs") or [] if isinstance(d, str)]
+    dirs = package_dir_paths(c)
     if len(dirs) < 2:
         return
     first = os.path.dirname(dirs[0])

@@ -9,7 +9,7 @@ from typing import Optional
 from envdoctor.checks import run_checks
 from envdoctor.errors import UsageError
 from envdoctor.facts import Report
-from envdoctor.fix.apply import recover_for_python
+from envdoctor.fix.apply import recover_if_needed
 from envdoctor.probe import collect
 from envdoctor.redact import redact_report
 from envdoctor.render.json_ import render_json
@@ -71,10 +71,14 @@ def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rul
         select: Optional[list[str]], ignore: Optional[list[str]], no_redact: bool, timeout: float) -> int:
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
-    recovery = recover_for_python(python, echo=lambda m: print(m, file=sys.stderr))  # an interrupted fix
-    report = diagnose(python, quick, timeout, rules_dirs, select, ignore,
-                      show_progress=(not quick and sys.stderr.isatty()),
-                      extra={"fix_recovery": recovery} if recovery else None)
+    progress = not quick and sys.stderr.isatty()
+    report = diagnose(python, quick, timeout, rules_dirs, select, ignore, show_progress=progress)
+    # An interrupted `fix` left a journal: finish its rollback, then look again. The probe told us the
+    # prefix, so this costs nothing (and runs no extra interpreter) when there is no journal.
+    recovery = recover_if_needed(report.python.prefix, echo=lambda m: print(m, file=sys.stderr))
+    if recovery:
+        report = diagnose(python, quick, timeout, rules_dirs, select, ignore, show_progress=progress,
+                          extra={"fix_recovery": recovery})
     if not no_redact:
         report = redact_report(report)
     write_output(report, fmt, output)

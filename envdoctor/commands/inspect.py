@@ -19,6 +19,7 @@ from envdoctor.binary import Context, analyse_file
 from envdoctor.checks import run_checks
 from envdoctor.errors import UsageError
 from envdoctor.facts import Component, LoadResult, Report
+from envdoctor.facts import package_dir_paths
 
 FORMATS = ("text", "json")
 SCHEMA = "envdoctor.inspect/1"
@@ -54,8 +55,8 @@ def build_context(path: str, python: Optional[str], search_dirs: list[str]) -> t
         torch = target.components.get("torch")
         if torch is not None:
             report.components["torch"] = torch
-            if torch.installed and torch.facts.get("package_dirs"):
-                ctx.torch_dir = torch.facts["package_dirs"][0]
+            if torch.installed and package_dir_paths(torch):
+                ctx.torch_dir = package_dir_paths(torch)[0]
         ctx.interpreter = target.python.executable
         host_os = (target.host.os or "").lower()
         ctx.host_format = "pe" if host_os == "windows" else ("elf" if host_os == "linux" else None)

@@ -132,7 +132,7 @@ def static_components(data: dict[str, Any], pkgs: dict[str, Package]) -> dict[st
         meta_version = pkgs[_norm(owners[0])].version if owners and _norm(owners[0]) in pkgs else None
         facts: dict[str, Any] = {
             # every copy on sys.path, first one wins: a user-site torch shadowing the env's shows here
-            "package_dirs": [d["path"] if isinstance(d, dict) else d for d in c.get("package_dirs", [])],
+            "package_dirs": c.get("package_dirs", []),
             "metadata_version": meta_version,
         }
         if ver_py:
@@ -248,8 +248,9 @@ def collect(python: Optional[str] = None, quick: bool = False, timeout: float = 
         _libstdcxx_in_use(report)
         report.gpu = gpu_get()
         report.cuda_toolkit = tk_get()
-        attach_analysis(report)  # why a failed extension does not load, read from its file
     report.probe_errors = path_notes(static) + errors
+    if not quick:
+        attach_analysis(report)  # why a failed extension does not load, read from its file (adds its own errors)
     return report
 
 

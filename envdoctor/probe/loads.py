@@ -211,6 +211,9 @@ def apply_loads(comps: dict[str, Component], outcomes: dict[str, ProbeOutcome]) 
         if comp is None:
             continue
         results = per_probe.get(probe)
+        if results is None and not comp.installed:
+            comp.load = LoadResult(status="missing", seconds=0.0)
+            continue
         if results is None:
             if probe != "torch" and outcomes.get("torch") and not (outcomes["torch"].data or {}).get("done"):
                 why = "not tried: the probe process died while importing torch"
@@ -223,12 +226,17 @@ def apply_loads(comps: dict[str, Component], outcomes: dict[str, ProbeOutcome]) 
         if res is None and parent is not None and parent.status == "missing":
             res = LoadResult(status="missing", seconds=0.0)  # mmcv._ext when mmcv is not installed at all
         if res is None:
-            res = LoadResult(status="skipped", note=_skipped_note(comp_name, per_probe))
+            res = LoadResult(status="skipped", note=_skipped_note(comp_name, per_probe, results))
         comp.load = res
     _runtime_facts(comps, outcomes, per_probe)
 
 
-def _skipped_note(comp_name: str, per_probe: dict[str, dict[str, LoadResult]]) -> str:
+def _skipped_note(comp_name: str, per_probe: dict[str, dict[str, LoadResult]],
+                  own: dict[str, LoadResult]) -> str:
+    torch = own.get("torch")
+    if torch is not None and torch.status in ("crash", "timeout"):
+        # the process imports torch first (as real use does) and died there
+        return f"not tried: `import torch` ended in a {torch.status} first"
     if comp_name == "torchvision.ops":
         tv = per_probe.get("torchvision", {}).get("torchvision")
         if tv is not None and tv.status != "ok":

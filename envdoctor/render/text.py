@@ -53,7 +53,10 @@ def _fmt_version(name: str, comp: Component) -> str:
         ver += f" [{comp.distribution}]"
     if name == "torch" and comp.installed:
         vp = comp.facts.get("version_py", {})
-        ver += f" cuda {vp.get('cuda')}" if vp.get("cuda") else " cpu-only"
+        if vp.get("cuda"):
+            ver += f" cuda {vp['cuda']}"
+        elif "cuda" in vp and not vp.get("hip"):
+            ver += " cpu-only"
     runtime = comp.facts.get("runtime") or {}
     imported = runtime.get("version")
     if isinstance(imported, str) and comp.version and imported != comp.version:
@@ -72,6 +75,8 @@ def _state(comp: Component, findings: list[Finding]) -> str:
         return "warning"
     if comp.load is not None and comp.load.status not in ("ok", "skipped", "missing"):
         return "error"
+    if comp.load is not None and comp.load.status == "skipped" and not (comp.load.note or "").endswith("--quick"):
+        return "absent"  # not tried because something before it failed: no verdict either way
     if not comp.installed:
         return "absent"
     return "ok"
