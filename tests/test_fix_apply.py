@@ -198,21 +198,27 @@ def test_a_change_to_torch_is_refused_without_the_flag(templates, wheels, tmp_pa
 
 
 def test_pip_failing_half_way_is_rolled_back(templates, wheels, tmp_path):
-    env = clone(templates, "nops", tmp_path)
-    site = site_packages(env)
+    """mmcv and its requirement in one pip install; the requirement's wheel is corrupt half-way through."""
+    # the fault is real: plain pip, on a copy, fails and leaves half-written files behind
+    plain = clone(templates, "nops", tmp_path / "plain")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    proc = subprocess.run([str(plain / "bin" / "python"), "-m", "pip", "install", "--no-index", "--no-deps",
+                           *map(str, sorted(wheels["corrupt"].glob("*.whl")))], capture_output=True, text=True,
+                          env={**env, **ISOLATED_PIP})
+    assert proc.returncode != 0 and "Bad CRC-32" in proc.stderr
+    assert (site_packages(plain) / "mmcv_fakedep" / "__init__.py").exists()  # pip does not clean up
+
+    env_dir = clone(templates, "nops", tmp_path)
+    site = site_packages(env_dir)
     h, listing = snapshot(site)
-    # the corrupt wheel needs its requirement from somewhere: a local index with both
-    idx = tmp_path / "idx"
-    idx.mkdir()
-    shutil.copy(next(wheels["corrupt"].glob("mmcv-*.whl")), idx)
-    shutil.copy(next(wheels["index"].glob("mmcv_fakedep-*.whl")), idx)
-    proc = fix(env, "--pin", "mmcv==2.2.0", "--index-url", str(idx), "--apply", "--yes")
+    proc = fix(env_dir, "--pin", "mmcv==2.2.0", "--index-url", str(wheels["corrupt"]), "--apply", "--yes")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "pip install failed" in proc.stdout and "CRC" in proc.stdout
-    j = journals(env)[-1]
+    j = journals(env_dir)[-1]
     assert j["state"] == "rolled_back"
-    log = next((env / ".envdoctor" / "txn").iterdir()) / "logs"
-    assert not log.exists() or True  # logs are removed with the rolled-back transaction's data
+    assert [s["step"] for s in j["steps"]].count("uninstall:mmcv") == 2  # the old mmcv was removed first
+    logs = sorted((env_dir / ".envdoctor" / "txn" / j["id"] / "logs").iterdir())
+    assert "Bad CRC-32" in logs[-1].read_text()  # pip's own log of the failed install is kept
     assert_same_tree(site, h, listing)
 
 
@@ -443,6 +449,13 @@ def test_bad_options_are_one_line_exit_2(templates, tmp_path, args, words):
     assert proc.returncode == 2
     assert words in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_undo_with_no_fix_recorded_is_exit_2_and_creates_nothing(templates, tmp_path):
+    env = clone(templates, "nops", tmp_path)
+    proc = fix(env, "--undo")
+    assert proc.returncode == 2 and "nothing to undo" in proc.stderr
+    assert not (env / ".envdoctor").exists()
 
 
 def test_apply_without_yes_off_a_terminal_changes_nothing(templates, wheels, tmp_path):

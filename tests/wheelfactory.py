@@ -10,7 +10,8 @@ Directories made by `build_all(dest, python)`:
             requirement mmcv-fakedep 1.0, torchvision 0.28.0 (pairs with torch 2.13),
             torchvision 0.29.1, torch 2.14.1
   badext/   mmcv 2.2.0 whose _ext has an undefined symbol (installs fine, import fails)
-  corrupt/  mmcv 2.2.0 whose zip has a bad CRC in its last member (pip fails half-way)
+  corrupt/  a good mmcv 2.2.0 and its requirement mmcv-fakedep 1.0 whose zip has a bad CRC in its last
+            member: the second wheel of one pip install fails half-way through
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def _python_facts(python: str) -> dict[str, str]:
 def compile_ext(python: str, out: Path, broken: bool = False) -> Path:
     """gcc-build `_ext<EXT_SUFFIX>` for `python`; `broken` makes it need a symbol no library defines."""
     facts = _python_facts(python)
-    src = out.parent / ("_ext_broken.c" if broken else "_ext.c")
+    src = Path(tempfile.mkdtemp(prefix="wheelfactory-")) / "_ext.c"  # never inside the wheel's tree
     src.write_text(EXT_C % {
         "decl": "int envdoctor_test_missing_symbol(void);" if broken else "",
         "body": "",
@@ -156,8 +157,10 @@ def torchvision_wheel(out: Path, version: str, needs_torch: str, works: bool) ->
 
 
 def fakedep_wheel(out: Path) -> Path:
+    files = {"mmcv_fakedep/__init__.py": "OK = True\n"}
+    files.update({f"mmcv_fakedep/part_{i:02d}.py": f"PART = {i}\n" for i in range(20)})
     with tempfile.TemporaryDirectory() as tmp:
-        root = _tree(Path(tmp) / "w", {"mmcv_fakedep/__init__.py": "OK = True\n"})
+        root = _tree(Path(tmp) / "w", files)
         return build_wheel(root, "mmcv-fakedep", "1.0", out)
 
 
@@ -194,7 +197,8 @@ def build_all(dest: Path, python: str) -> dict[str, Path]:
     torchvision_wheel(i, "0.29.1", ">=2.14.0", works=False)
     torch_wheel(i, "2.14.1")
     mmcv_wheel(dirs["badext"], python, ext="broken")
-    corrupt_last_member(mmcv_wheel(dirs["corrupt"], python, ext="good"))
+    mmcv_wheel(dirs["corrupt"], python, ext="good", requires=("mmcv-fakedep>=1.0",))
+    corrupt_last_member(fakedep_wheel(dirs["corrupt"]))
     return dirs
 
 

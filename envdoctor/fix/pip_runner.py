@@ -146,12 +146,13 @@ class Pip:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.log_dir / f"{len(self.calls):02d}-{name.replace(':', '-')}.log"
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=self.env(isolated), pass_fds=self.keep_fds)
+                                env=self.env(isolated),
+                                pass_fds=self.keep_fds if os.name == "posix" else ())
         if wants_crash(name, "during"):
             watched = list(watch)
             while proc.poll() is None and not any(os.path.lexists(p) for p in watched):
                 time.sleep(0.005)
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
         try:
             out, _ = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
