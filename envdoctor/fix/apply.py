@@ -436,7 +436,7 @@ def pending(prefix: str | Path) -> list[Journal]:
     return [j for j in Journal.all(state) if not j.terminal]
 
 
-def recover_if_needed(prefix: str | Path, wait: float = 5.0, echo: Echo = _quiet) -> Optional[dict[str, Any]]:
+def recover_if_needed(prefix: str | Path, wait: float = 15.0, echo: Echo = _quiet) -> Optional[dict[str, Any]]:
     """If a fix on the environment at `prefix` was interrupted (killed, power loss), finish its rollback.
 
     Returns None when there was nothing to do, else a summary: status rolled_back | aborted | undone |
