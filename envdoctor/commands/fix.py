@@ -68,6 +68,8 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
     on_wait = lambda holder: echo(f"envdoctor: waiting for another envdoctor fix on this environment ({holder})")  # noqa: E731
 
     if undo:
+        if not state.is_dir():  # do not create a state directory just to say there is nothing in it
+            raise UsageError(f"nothing to undo: envdoctor has not changed this environment ({prefix})")
         lock = acquire_or_fail(state, DEFAULT_WAIT, on_wait)
         try:
             for rec in recover_locked(state, echo):

@@ -186,7 +186,8 @@ def prepare(plan: Plan, pip: Pip, info: TargetInfo, report: Report, wheel_dir: P
         for _round in range(6):
             echo(f"  downloading {' '.join(specs)} (binary only, no cache)")
             res = pip.run("download", "--no-cache-dir", "--only-binary=:all:", "--no-deps", "-d", str(adir),
-                          *action.sources, *specs, name="download")
+                          *action.sources, *specs, name="download",
+                          isolated="--no-index" in action.sources)
             if not res.ok:
                 raise FixFailed(f"pip could not get {' '.join(specs)}:\n{res.tail()}")
             wheels = sorted(adir.glob("*.whl"))
@@ -202,6 +203,9 @@ def prepare(plan: Plan, pip: Pip, info: TargetInfo, report: Report, wheel_dir: P
                     raise FixFailed(f"{' '.join(action.install)} would change {t} (to "
                                     f"{parse_wheel_filename(names[t].name)[1]}): pass --allow-torch-change to "
                                     "allow it, or --pin another version")
+        for w in wheels:  # later actions see what earlier ones will have installed
+            n, v = parse_wheel_filename(w.name)
+            installed[n] = v
         out.append(Prepared(action, wheels))
     return out
 
@@ -350,7 +354,7 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
             for dist in p.action.remove:
                 j.step(f"uninstall:{dist}")
                 echo(f"  pip uninstall -y {dist}")
-                res = pip.run("uninstall", "-y", dist, name=f"uninstall:{dist}")
+                res = pip.run("uninstall", "-y", dist, name=f"uninstall:{dist}", isolated=True)
                 if not res.ok:
                     raise FixFailed(f"pip uninstall {dist} failed:\n{res.tail()}")
                 j.step(f"uninstall:{dist}", "end")
@@ -359,7 +363,7 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
             watch = [str(t) for w in p.wheels for t in wheel_targets(w, info.paths) if not os.path.lexists(t)]
             echo(f"  pip install {' '.join(w.name for w in p.wheels)}")
             res = pip.run("install", "--no-index", "--no-deps", "--no-cache-dir", "--no-user", "--force-reinstall",
-                          *[str(w) for w in p.wheels], name=name, watch=watch)
+                          *[str(w) for w in p.wheels], name=name, watch=watch, isolated=True)
             if not res.ok:
                 raise FixFailed(f"pip install failed:\n{res.tail()}")
             j.step(name, "end")
@@ -432,7 +436,7 @@ def pending(prefix: str | Path) -> list[Journal]:
     return [j for j in Journal.all(state) if not j.terminal]
 
 
-def recover_if_needed(prefix: str | Path, wait: float = 5.0, echo: Echo = _quiet) -> Optional[dict[str, Any]]:
+def recover_if_needed(prefix: str | Path, wait: float = 15.0, echo: Echo = _quiet) -> Optional[dict[str, Any]]:
     """If a fix on the environment at `prefix` was interrupted (killed, power loss), finish its rollback.
 
     Returns None when there was nothing to do, else a summary: status rolled_back | aborted | undone |

@@ -209,7 +209,9 @@ class Backup:
                     cur = None
                 if cur is None:
                     os.makedirs(path, exist_ok=True)
-                os.chmod(path, self.index[path][1])
+                    cur = entry_of(path)
+                if cur is not None and cur[1] != self.index[path][1]:  # no write where nothing changed
+                    os.chmod(path, self.index[path][1])
             except OSError as exc:
                 problems.append(f"{path}: {exc.strerror or exc}")
         for path, e in self.index.items():

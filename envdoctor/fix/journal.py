@@ -47,7 +47,7 @@ def fault_point(name: str, phase: str) -> None:
         if _matches(where, name, phase):
             time.sleep(float(secs or 1))
     if any(_matches(t, name, phase) for t in _tokens("ENVDOCTOR_FIX_CRASH_AT")):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
     if any(_matches(t, name, phase) for t in _tokens("ENVDOCTOR_FIX_FAIL_AT")):
         raise InjectedFault(f"fault injected at {name}:{phase} (ENVDOCTOR_FIX_FAIL_AT)")
 
@@ -64,11 +64,12 @@ def write_json_durably(path: Path, data: Any, indent: Optional[int] = 1) -> None
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    if os.name == "posix":  # the rename itself must reach the disk (no directory handles on Windows)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
 def _now() -> str:

@@ -12,7 +12,6 @@ races a pip that is still writing.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import os
 import time
@@ -20,6 +19,28 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from envdoctor.errors import UsageError
+
+try:  # POSIX
+    import fcntl
+
+    def _try_lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+except ImportError:  # pragma: no cover - Windows: a byte-range lock on the first byte
+    import msvcrt
+
+    def _try_lock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
+
+_BUSY = (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, errno.EDEADLK)
 
 STATE_NAME = ".envdoctor"
 DEFAULT_WAIT = float(os.environ.get("ENVDOCTOR_LOCK_TIMEOUT", "60"))
@@ -70,10 +91,10 @@ class EnvLock:
         told = False
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _try_lock(fd)
                 break
             except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                if exc.errno not in _BUSY:
                     os.close(fd)
                     raise
             if time.monotonic() >= deadline:
@@ -83,15 +104,16 @@ class EnvLock:
                 on_wait(self.holder())
                 told = True
             time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+        if os.name == "posix":  # the holder's pid, for the waiting run's message
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
         self.fd = fd
         return True
 
     def release(self) -> None:
         if self.fd is not None:
             try:
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
+                _unlock(self.fd)
             finally:
                 os.close(self.fd)
                 self.fd = None

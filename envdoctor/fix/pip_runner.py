@@ -121,8 +121,13 @@ class Pip:
     def argv(self, *args: str) -> list[str]:
         return [self.python, "-m", "pip", "--disable-pip-version-check", "--no-input", *args]
 
-    def env(self) -> dict[str, str]:
+    def env(self, isolated: bool = False) -> dict[str, str]:
         env = dict(os.environ)
+        if isolated:
+            # local wheels only: the user's pip config and PIP_* settings (find-links, extra
+            # indexes, constraints) must not add other sources or pins to what we install
+            env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
+            env["PIP_CONFIG_FILE"] = os.devnull
         env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
         env["PIP_NO_INPUT"] = "1"
         # never let pip "default to user installation" when site-packages is not writable
@@ -131,7 +136,7 @@ class Pip:
         env.pop("PYTHONPATH", None)  # pip must see the target's packages, not ours
         return env
 
-    def run(self, *args: str, name: str = "pip", watch: Iterable[str] = ()) -> PipResult:
+    def run(self, *args: str, name: str = "pip", watch: Iterable[str] = (), isolated: bool = False) -> PipResult:
         """Run one pip command. With ENVDOCTOR_FIX_CRASH_AT=<name>:during this process kills itself
         once pip has written one of the `watch` paths (the test of a crash in the middle of pip)."""
         argv = self.argv(*args)
@@ -141,12 +146,13 @@ class Pip:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.log_dir / f"{len(self.calls):02d}-{name.replace(':', '-')}.log"
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=self.env(), pass_fds=self.keep_fds)
+                                env=self.env(isolated),
+                                pass_fds=self.keep_fds if os.name == "posix" else ())
         if wants_crash(name, "during"):
             watched = list(watch)
             while proc.poll() is None and not any(os.path.lexists(p) for p in watched):
                 time.sleep(0.005)
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
         try:
             out, _ = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:

@@ -13,6 +13,7 @@ A torchvision that does not pair with torch gets the same wheel treatment (matri
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -140,7 +141,8 @@ def _installed(report: Report, dist: str) -> Optional[str]:
 
 
 def _finding_ids(report: Report, component: str) -> list[str]:
-    return sorted({f.id for f in report.findings if f.component == component and f.severity == "error"})
+    return sorted({f.id for f in report.findings if f.component.split(".")[0] == component
+                   and f.severity in ("error", "warning")})
 
 
 def _torch_commands(report: Report, component: str) -> list[str]:
@@ -240,6 +242,9 @@ def _plan_mmcv(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> No
             if why_not:
                 plan.notes.append(f"compat: {why_not}")
                 continue
+            if len(mm_dists) > 1:
+                plan.notes.append(f"compat: {' and '.join(mm_dists)} are installed over each other; the compat "
+                                  "layer does not repair that (if the verification fails, the fix is rolled back)")
             py = report.python.executable
             wheel = wheel_filename()
             plan.actions.append(Action(
@@ -265,47 +270,77 @@ def _plan_mmcv(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> No
     _plan_torch(report, opts, plan, "mmcv")
 
 
+SOURCE_OPTS = ("--index-url", "-i", "--extra-index-url", "--find-links", "-f")
+
+
+def _parse_pip_install(cmd: str) -> Optional[tuple[list[str], list[str]]]:
+    """`[python -m] pip install A B --index-url U -f L` -> (specs, source options); None if it is not one."""
+    try:
+        argv = shlex.split(cmd)
+    except ValueError:
+        return None
+    if len(argv) >= 3 and argv[1:3] == ["-m", "pip"]:
+        argv = ["pip"] + argv[3:]
+    if argv[:2] != ["pip", "install"]:
+        return None
+    specs: list[str] = []
+    sources: list[str] = []
+    it = iter(argv[2:])
+    for a in it:
+        if a.startswith("-"):
+            name, eq, value = a.partition("=")
+            if name in SOURCE_OPTS:
+                sources += [name, value if eq else next(it, "")]
+            elif a == "--no-index":
+                sources.append(a)
+            # other options (--only-binary, --no-cache-dir, ...) are ours to set
+        else:
+            specs.append(a)
+    return (specs, sources) if specs else None
+
+
 def _plan_torch(report: Report, opts: PlanOptions, plan: Plan, component: str) -> None:
+    """Changes to torch itself, as the checks' findings spell them (`Fix.strategy == "torch"`): one action per
+    pip command, carried out only with --allow-torch-change."""
     cmds = _torch_commands(report, component)
     if not cmds:
         plan.notes.append(f"{component}: no automatic fix; see `envdoctor check` for the cause and the manual fix")
         return
     py = report.python.executable
-    specs, sources, parsed = _parse_pip_install(cmds)
-    applies = opts.allow_torch_change and parsed
-    plan.actions.append(Action(
-        kind="torch", component=component, title="change torch to a build that fits",
-        why="no wheel of " + component + " fits the installed torch", changes=[f"runs: {c}" for c in cmds],
-        commands=[c.replace("pip install", f"{shlex.quote(py)} -m pip install", 1) if c.startswith("pip ") else c
-                  for c in cmds],
-        undo=f"envdoctor fix --undo --python {shlex.quote(py)}",
-        verify=Verify(description=f"fresh probe: {component} loads", components_ok=[component]),
-        install=specs, sources=sources, applies=bool(applies),
-        not_applied_because="" if applies else (
-            "changes torch: pass --allow-torch-change to carry it out" if parsed
-            else "not a pip install command envdoctor can carry out; run it yourself"),
-    ))
-
-
-def _parse_pip_install(cmds: list[str]) -> tuple[list[str], list[str], bool]:
-    """Split `pip install A B --index-url U` commands into specs and options."""
-    specs: list[str] = []
-    opts: list[str] = []
+    seen: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+    parsed_all: list[Optional[tuple[list[str], list[str]]]] = []
     for c in cmds:
-        argv = shlex.split(c)
-        if argv[:3] in (["python", "-m", "pip"], ["python3", "-m", "pip"]):
-            argv = ["pip"] + argv[3:]
-        if argv[:2] != ["pip", "install"]:
-            return [], [], False
-        it = iter(argv[2:])
-        for a in it:
-            if a.startswith("-"):
-                opts.append(a)
-                if a in ("--index-url", "-i", "--extra-index-url", "--find-links", "-f") and "=" not in a:
-                    opts.append(next(it, ""))
-            else:
-                specs.append(a)
-    return specs, opts, bool(specs)
+        parsed = _parse_pip_install(c)
+        key = (tuple(parsed[0]), tuple(parsed[1])) if parsed else ((c,), ())
+        if key in seen:
+            continue  # the same command spelled with another interpreter path
+        seen.append(key)
+        parsed_all.append(parsed)
+    mm_dists = [d for d in MMCV_DISTS if _installed(report, d) is not None]
+    for i, parsed in enumerate(parsed_all):
+        specs, sources = parsed if parsed else ([], [])
+        if opts.index_url:
+            sources = source_args(opts.index_url)
+        names = {norm_name(re.split(r"[<>=!~\[; ]", s, 1)[0]) for s in specs}
+        is_mmcv = bool(names & set(MMCV_DISTS))
+        remove = mm_dists if is_mmcv else []
+        applies = opts.allow_torch_change and parsed is not None
+        verify = (Verify(description="fresh probe: `import mmcv._ext` loads; `import mmcv.ops` runs",
+                         components_ok=["mmcv", "mmcv._ext"], imports=["import mmcv.ops"]) if is_mmcv else
+                  Verify(description="fresh probe: torch loads", components_ok=["torch"]))
+        command = _q(_pip(py, "install", *PIP_INSTALL, *sources, *specs)) if parsed else seen[i][0][0]
+        plan.actions.append(Action(
+            kind="torch", component=component,
+            title=("then install " if i else "change torch: install ") + " ".join(specs or ["(manual step)"]),
+            why=f"no prebuilt {component} fits the installed torch; this torch has one",
+            changes=[f"removes {d}" for d in remove] + [f"installs {' '.join(specs)} (replacing what is installed)"],
+            commands=[_q(_pip(py, "uninstall", "-y", d)) for d in remove] + [command],
+            undo=f"envdoctor fix --undo --python {shlex.quote(py)}",
+            verify=verify, remove=remove, install=specs, sources=sources, applies=bool(applies),
+            not_applied_because="" if applies else (
+                "changes torch: pass --allow-torch-change to carry it out" if parsed
+                else "not a pip install command envdoctor can carry out; run it yourself"),
+        ))
 
 
 def _plan_torchvision(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> None:
