@@ -134,12 +134,24 @@ def site(tmp_path):
     return sp
 
 
+# The test venv may have envdoctor installed (tests/run.sh installs it editable): hide it, so the
+# subprocess is a target environment where only the copied compat package exists.
+BLOCK_ENVDOCTOR = (
+    "import sys\n"
+    "class _NoEnvdoctor:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'envdoctor' or name.startswith('envdoctor.'):\n"
+    "            raise ImportError('envdoctor is not installed here')\n"
+    "sys.meta_path.insert(0, _NoEnvdoctor())\n"
+)
+
+
 def _py(site, code, env_extra=None):
     env = dict(os.environ)
     env.pop("ENVDOCTOR_COMPAT", None)
     env["PYTHONPATH"] = ""  # envdoctor itself must not be importable: only the copy in site
     env.update(env_extra or {})
-    prog = "import site, sys; site.addsitedir(%r)\n" % str(site) + textwrap.dedent(code)
+    prog = BLOCK_ENVDOCTOR + "import site, sys; site.addsitedir(%r)\n" % str(site) + textwrap.dedent(code)
     return subprocess.run([PY, "-c", prog], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, env=env, cwd=str(site.parent), timeout=300)
 
