@@ -12,6 +12,7 @@ from envdoctor.facts import Component, Finding, Report
 
 MARK = {"ok": ("✓", "green"), "warning": ("!", "yellow"), "error": ("✗", "red"), "info": ("·", "cyan"),
         "absent": ("-", "dim")}
+SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 ASCII_MARK = {"✓": "+", "!": "!", "✗": "x", "·": "-", "-": "-"}
 
 # Component rows in display order, with the report keys they summarise.
@@ -143,7 +144,8 @@ def blocks(findings: list[Finding]) -> list[Block]:
         b = Block(f)
         out.append(b)
         by_id.setdefault(f.id, b)
-    return out
+    # errors first also for reports written before the checks ordered them (stable: keeps the checks' order)
+    return sorted(out, key=lambda b: SEVERITY_ORDER.get(b.primary.severity, len(SEVERITY_ORDER)))
 
 
 class TextRenderer:
