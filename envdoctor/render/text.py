@@ -117,7 +117,8 @@ def _state(comp: Component, findings: list[Finding]) -> str:
 
 # The compact view: how much of each primary finding it shows (-v shows everything).
 WIDTH = 120  # columns the compact view aims at when the output is not a terminal
-EVIDENCE_LINES = 4
+EVIDENCE_LINES = {"error": 4, "warning": 2, "info": 2}  # an error needs the proof; a warning the gist
+EVIDENCE_CHARS = 100  # a longer value (not a path or URL) is cut; -v shows it whole
 DETAIL_LINES = 2
 FOLDED_FIXES = 1  # new fixes shown under a folded finding (the rest: -v)
 
@@ -159,6 +160,7 @@ class TextRenderer:
         self.verbose = verbose
         self.width = max(self.console.width, 80) if self.console.is_terminal else WIDTH
         self.shown_commands: set[str] = set()
+        self.row_messages: set[str] = set()  # load errors the component rows already showed
 
     def mark(self, state: str) -> str:
         sym, style = MARK[state]
@@ -192,6 +194,8 @@ class TextRenderer:
             ver = _fmt_version(name, comp) if comp.installed or name.endswith("._ext") else ""
             load = _fmt_load(comp) if self.verbose else _fmt_load(comp, row_room - len(ver) - 2)
             self._line(name, f"{ver}  {load}".strip(), _state(comp, by_comp.get(name, [])))
+            if comp.load is not None and comp.load.error and comp.load.error.message.strip():
+                self.row_messages.add(comp.load.error.message.strip().splitlines()[0])
         if report.probe_errors:
             for e in report.probe_errors:
                 text = e if self.verbose else _cut(e.strip().splitlines()[0] if e.strip() else "", row_room)
@@ -253,11 +257,12 @@ class TextRenderer:
         shown = 0
         said = f.title + "\n" + "\n".join(detail[:DETAIL_LINES])
         for key, value in f.evidence.items():
-            if shown == EVIDENCE_LINES:
+            if shown == EVIDENCE_LINES.get(f.severity, 2):
                 break
-            text = bound(value)
+            text = bound(value, chars=EVIDENCE_CHARS)
             # the component is the block's subject; a value the title or detail already states is noise
-            if text is None or key == "component" or (isinstance(value, (str, int, float)) and str(value) in said):
+            if text is None or key == "component" or (isinstance(value, (str, int, float)) and str(value) in said) \
+                    or (isinstance(value, str) and value.strip().splitlines()[0] in self.row_messages):
                 continue
             c.print(f"    [dim]{escape(key)}:[/dim] {escape(text)}")
             shown += 1
