@@ -145,9 +145,9 @@ def summary(report: Report) -> list[str]:
             shown.update(fix.commands[:1])
             lines.append(f"  fix: {text(_first_line(fix.description, 200))}"
                          + (" (the command above)" if again else f" {code(cmd, table=False)}" if cmd else ""))
-        for g in b.folded:
-            lines.append(f"  - also: {SEVERITY_MARK.get(g.severity, '')} **{text(g.id)}** "
-                         f"{inline(_first_line(g.title, 200))}")
+        for x in b.folded:
+            lines.append(f"  - also: {SEVERITY_MARK.get(x.severity, '')} **{text(x.id)}** "
+                         f"{inline(_first_line(x.title, 200))}")
     lines.append("")
     if report.redactions:
         kinds = ", ".join(f"{text(r.kind)} ×{r.count}" for r in report.redactions)
