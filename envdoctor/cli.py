@@ -77,11 +77,14 @@ def check(
     ignore: Optional[List[str]] = typer.Option(None, "--ignore", help="Skip these rule ids (prefixes, comma-separated)."),
     no_redact: bool = typer.Option(False, "--no-redact", help="Keep home, user and host names and credentials."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds each isolated import may take."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Text: every finding in full, none folded under "
+                                 "its cause."),
 ) -> None:
     """Probe the machine and one Python environment; print findings with their fixes."""
     from envdoctor.commands import check as cmd
 
-    _run(lambda: cmd.run(python, fmt, output, quick, rules or [], _split(select), _split(ignore), no_redact, timeout))
+    _run(lambda: cmd.run(python, fmt, output, quick, rules or [], _split(select), _split(ignore), no_redact, timeout,
+                         verbose=verbose))
 
 
 @app.command()

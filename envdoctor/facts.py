@@ -163,6 +163,8 @@ class Finding:
     detail: str = ""
     evidence: dict[str, Any] = field(default_factory=dict)
     fixes: list[Fix] = field(default_factory=list)
+    # the id of the finding that states this one's root cause (set by checks.grouping; None = primary)
+    explained_by: Optional[str] = None
 
 
 @dataclass

@@ -38,6 +38,9 @@ def _lost(old, new, where="$"):
         for k, v in old.items():
             out += _lost(v, new[k], f"{where}.{k}") if k in new else [f"{where}.{k}"]
         return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        # items of a list (findings, devices) may gain optional fields too
+        return [p for i, (a, b) in enumerate(zip(old, new)) for p in _lost(a, b, f"{where}[{i}]")]
     return [] if old == new else [where]
 
 

@@ -105,7 +105,8 @@ def dedupe(findings: list[Finding], reg: Optional[Registry] = None) -> list[Find
 
 def run_checks(report: Report, tables: Any, select: Optional[list[str]] = None,
                ignore: Optional[list[str]] = None) -> list[Finding]:
-    """Classify load failures (fills LoadResult.cause), run every selected check, dedupe."""
+    """Classify load failures (fills LoadResult.cause), run every selected check, dedupe, then mark which
+    finding explains which (Finding.explained_by) and put each root cause before the findings it explains."""
     reg = load_all()
     if hasattr(tables, "rows"):
         from envdoctor.classify import classify_report
@@ -124,4 +125,6 @@ def run_checks(report: Report, tables: Any, select: Optional[list[str]] = None,
                                title=f"check {rule_id} failed: {type(exc).__name__}: {exc}",
                                detail="This is a bug in envdoctor; please report it with this output.",
                                evidence={"traceback": traceback.format_exc()[-2000:]}))
-    return dedupe(out, reg)
+    from envdoctor.checks.grouping import group_findings  # root causes first; the rest explained_by them
+
+    return group_findings(dedupe(out, reg))

@@ -47,15 +47,15 @@ def exit_code(report: Report) -> int:
     return 1 if any(f.severity == "error" for f in report.findings) else 0
 
 
-def write_output(report: Report, fmt: str, output: Optional[str]) -> None:
+def write_output(report: Report, fmt: str, output: Optional[str], verbose: bool = False) -> None:
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     if fmt == "text":
         if output:
             with open(output, "w", encoding="utf-8") as f:
-                render_text(report, f, color=False)
+                render_text(report, f, color=False, verbose=verbose)
         else:
-            render_text(report)
+            render_text(report, verbose=verbose)
         return
     text = render_json(report) if fmt == "json" else render_markdown(report)
     if output:
@@ -68,7 +68,8 @@ def write_output(report: Report, fmt: str, output: Optional[str]) -> None:
 
 
 def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rules_dirs: list[str],
-        select: Optional[list[str]], ignore: Optional[list[str]], no_redact: bool, timeout: float) -> int:
+        select: Optional[list[str]], ignore: Optional[list[str]], no_redact: bool, timeout: float,
+        verbose: bool = False) -> int:
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     progress = not quick and sys.stderr.isatty()
@@ -81,5 +82,5 @@ def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rul
                           extra={"fix_recovery": recovery})
     if not no_redact:
         report = redact_report(report)
-    write_output(report, fmt, output)
+    write_output(report, fmt, output, verbose)
     return exit_code(report)

@@ -16,6 +16,7 @@ import re
 from typing import Any, Callable, Optional
 
 from envdoctor.facts import Component, Report
+from envdoctor.render.text import blocks
 
 GITHUB_LIMIT = 65536
 BUDGET = 60000
@@ -131,13 +132,22 @@ def summary(report: Report) -> list[str]:
     lines += ["", "**Findings**", ""]
     if not report.findings:
         lines.append("None.")
-    order = {"error": 0, "warning": 1, "info": 2}
-    for f in sorted(report.findings, key=lambda f: order.get(f.severity, 3)):
+    # one item per root cause (Finding.explained_by, set by the checks); what it explains is nested under it,
+    # one line each; a fix command already shown is not shown again
+    shown: set[str] = set()
+    for b in blocks(report.findings):
+        f = b.primary
         lines.append(f"- {SEVERITY_MARK.get(f.severity, '')} **{text(f.id)}** {inline(f.title)}")
         if f.fixes:
             fix = f.fixes[0]
-            cmd = f" {code(fix.commands[0], table=False)}" if fix.commands else ""
-            lines.append(f"  fix: {text(_first_line(fix.description, 200))}{cmd}")
+            cmd = fix.commands[0] if fix.commands else None
+            again = cmd is not None and cmd in shown
+            shown.update(fix.commands[:1])
+            lines.append(f"  fix: {text(_first_line(fix.description, 200))}"
+                         + (" (the command above)" if again else f" {code(cmd, table=False)}" if cmd else ""))
+        for x in b.folded:
+            lines.append(f"  - also: {SEVERITY_MARK.get(x.severity, '')} **{text(x.id)}** "
+                         f"{inline(_first_line(x.title, 200))}")
     lines.append("")
     if report.redactions:
         kinds = ", ".join(f"{text(r.kind)} ×{r.count}" for r in report.redactions)
