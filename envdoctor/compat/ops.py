@@ -55,7 +55,7 @@ _FLOAT_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 
 # Upper bound of the per-chunk working set of the torch backend (bytes).  The
 # four gathered corners of one chunk are ``4 * rows * C * K`` elements.
-_CHUNK_BYTES = int(os.environ.get("ENVDOCTOR_COMPAT_CHUNK_BYTES", 24 << 20))
+_CHUNK_BYTES = int(os.environ.get("ENVDOCTOR_COMPAT_CHUNK_BYTES", 12 << 20))
 
 
 class CompatUnsupportedError(RuntimeError):
