@@ -117,6 +117,8 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--no-scaling", action="store_true")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch.set_num_threads for timing (default: torch's default)")
     ap.add_argument("--memory-child")
     ap.add_argument("--backward", action="store_true")
     ap.add_argument("--forward", action="store_true")
@@ -125,8 +127,12 @@ def main():
     if a.memory_child:
         return memory_child(a.memory_child, a.backward, json.loads(a.shape))
 
+    if a.threads:
+        torch.set_num_threads(a.threads)
     print("command: PYTHONPATH=. %s %s" % (os.path.basename(sys.executable), " ".join(sys.argv)))
-    print("torch %s, threads %d, device %s" % (torch.__version__, torch.get_num_threads(), a.device))
+    print("torch %s, threads %d, device %s, cpus %d, load average at start %.2f (a shared machine "
+          "slows multi-threaded runs unevenly)" % (torch.__version__, torch.get_num_threads(),
+                                                   a.device, os.cpu_count(), os.getloadavg()[0]))
     tv_ok, reason = ops.torchvision_available()
     if not tv_ok:
         print("torchvision's compiled kernel is not available (%s): no anchor, nothing to compare"
@@ -174,6 +180,7 @@ def main():
         print("auto %s: %.3fs vs best exact backend %.3fs (%.2fx)"
               % (label, res["auto"][k], best, res["auto"][k] / best))
 
+    print("load average after the main table: %.2f" % os.getloadavg()[0])
     if a.no_scaling:
         return 0
     print()
@@ -190,6 +197,7 @@ def main():
         vb = timeit("tv-native", inp, True, reps)
         print("%-14s %9.3f %9.3f %6.2fx %11.3f %11.3f %6.2fx" % (
             "%dx%dx%d" % (B, H, W), tf, vf, tf / vf, tb, vb, tb / vb))
+    print("load average at the end: %.2f" % os.getloadavg()[0])
     return 0
 
 

@@ -177,8 +177,6 @@ class _Geometry(object):
         # [L, 1, K] so it broadcasts against [rows, dg, K]
         self.base_y = by.reshape(self.L, 1, self.K).to(self.dtype)
         self.base_x = bx.reshape(self.L, 1, self.K).to(self.dtype)
-        # plane index of (b, g) for the padded channels-last input [(B*dg*P), Cg]
-        self.plane = (torch.arange(self.dg, device=dev) * self.P).view(1, self.dg, 1)
         self.corner = torch.tensor([0, 1, self.Wp, self.Wp + 1], device=dev).view(4, 1, 1, 1)
 
     def chunks(self):
@@ -219,39 +217,49 @@ class _Geometry(object):
             n, self.K, self.dg, self.Cg)
         return V.permute(0, 2, 1, 3).contiguous()
 
-    def sample(self, off_t, mask_t, n0, n1):
-        """Corner indices and weights for output rows n0:n1 (rows = b*L + l).
+    def precompute(self, off_t, mask_t):
+        """Corner-0 index, fractional parts and multiplier of every sample, computed once.
 
-        Returns idx [4, rows, dg, K] (into the padded flat input), the four
-        bilinear weights (without mask/validity) wb [4, rows, dg, K], the
-        effective multiplier m = valid*mask [rows, dg, K] and the fractional
-        parts (ly, lx, hy, hx) needed by the offset gradient.
+        A sample (row n = b*L + l, deform group g, tap k) lies at
+        ``y = base_y + dy``, ``x = base_x + dx`` (one rounding, like the kernels).  It
+        contributes only if ``-1 < y < H`` and ``-1 < x < W``; then its corners are
+        ``floor(y) + {0, 1}`` x ``floor(x) + {0, 1}``, read from the zero-padded input, so
+        corners outside the image read 0.  Invalid samples get weight 0 and a harmless index.
         """
-        dev = self.device
-        n = torch.arange(n0, n1, device=dev)
-        b = n // self.L
-        l = n - b * self.L
-        off = off_t[n0:n1]  # [rows, dg, K, 2]
-        y = self.base_y[l] + off[..., 0]
-        x = self.base_x[l] + off[..., 1]
+        B, L, dg, K = self.B, self.L, self.dg, self.K
+        off = off_t.view(B, L, dg, K, 2)
+        y = self.base_y.view(1, L, 1, K) + off[..., 0]
+        x = self.base_x.view(1, L, 1, K) + off[..., 1]
         valid = (y > -1) & (y < self.H) & (x > -1) & (x < self.W)
-        zero = torch.zeros((), dtype=y.dtype, device=dev)
+        zero = torch.zeros((), dtype=y.dtype, device=self.device)
         y = torch.where(valid, y, zero)
         x = torch.where(valid, x, zero)
         y0 = torch.floor(y)
         x0 = torch.floor(x)
-        ly = y - y0
-        lx = x - x0
+        self.ly = (y - y0).view(self.N, dg, K)
+        self.lx = (x - x0).view(self.N, dg, K)
+        del y, x
+        plane = (torch.arange(B, device=self.device).view(B, 1, 1, 1) * dg
+                 + torch.arange(dg, device=self.device).view(1, 1, dg, 1)) * self.P + self.Wp + 1
+        idx0 = y0.to(torch.int64).mul_(self.Wp)
+        idx0 += x0.to(torch.int64)
+        idx0 += plane
+        self.idx0 = idx0.view(self.N, dg, K)
+        self.valid = valid.view(self.N, dg, K)
+        m = valid.to(self.dtype).view(self.N, dg, K)
+        if mask_t is not None:
+            m = m * mask_t
+        self.m = m
+
+    def sample(self, n0, n1):
+        """Indices [4, rows, dg, K] and bilinear weights [4, rows, dg, K] of rows n0:n1."""
+        idx = self.idx0[n0:n1].unsqueeze(0) + self.corner
+        ly = self.ly[n0:n1]
+        lx = self.lx[n0:n1]
         hy = 1 - ly
         hx = 1 - lx
         wb = torch.stack((hy * hx, hy * lx, ly * hx, ly * lx))
-        m = valid.to(y.dtype)
-        if mask_t is not None:
-            m = m * mask_t[n0:n1]
-        base = (b.view(-1, 1, 1) * self.dg * self.P + self.plane
-                + (y0.long() + 1) * self.Wp + (x0.long() + 1))
-        idx = base.unsqueeze(0) + self.corner
-        return idx, wb, m, (ly, lx, hy, hx), valid
+        return idx, wb, self.m[n0:n1], (ly, lx, hy, hx), self.valid[n0:n1]
 
 
 def _prepare(input, offset, mask, g):
@@ -264,7 +272,8 @@ def _prepare(input, offset, mask, g):
     mask_t = None
     if mask is not None:
         mask_t = mask.reshape(g.B, g.dg, g.K, g.L).permute(0, 3, 1, 2).reshape(g.N, g.dg, g.K)
-    return xflat, off_t, mask_t
+    g.precompute(off_t, mask_t)
+    return xflat
 
 
 def _acc_dtype(dtype):
@@ -279,11 +288,11 @@ def _torch_forward(input, offset, mask, weight, bias, stride, padding, dilation,
     if mask is not None:
         mask = mask.contiguous()
     g = _Geometry(input, weight, stride, padding, dilation, groups, deform_groups, Ho, Wo)
-    xflat, off_t, mask_t = _prepare(input, offset, mask, g)
+    xflat = _prepare(input, offset, mask, g)
     wcols = g.weight_cols(weight).transpose(1, 2)  # [G, R/G, Cog]
     out = input.new_empty((g.N, g.Cout))
     for n0, n1 in g.chunks():
-        idx, wb, m, _, _ = g.sample(off_t, mask_t, n0, n1)
+        idx, wb, m, _, _ = g.sample(n0, n1)
         vals = xflat.index_select(0, idx.reshape(-1)).view(4, n1 - n0, g.dg, g.K, g.Cg)
         V = (vals * (wb * m).unsqueeze(-1)).sum(0)
         res = torch.bmm(g.to_cols(V), wcols)  # [G, rows, Cog]
@@ -309,7 +318,7 @@ def _torch_backward(input, offset, mask, weight, has_bias, grad_out, stride, pad
     if mask is not None:
         mask = mask.contiguous()
     g = _Geometry(input, weight, stride, padding, dilation, groups, deform_groups, Ho, Wo)
-    xflat, off_t, mask_t = _prepare(input, offset, mask, g)
+    xflat = _prepare(input, offset, mask, g)
     acc = _acc_dtype(g.dtype)
     grad_out = grad_out.to(g.dtype)
     gflat = grad_out.reshape(g.B, g.Cout, g.L).transpose(1, 2).reshape(g.N, g.Cout)
@@ -321,7 +330,7 @@ def _torch_backward(input, offset, mask, weight, has_bias, grad_out, stride, pad
     need_vals = need_off or need_w or gmask is not None
     for n0, n1 in g.chunks():
         rows = n1 - n0
-        idx, wb, m, (ly, lx, hy, hx), valid = g.sample(off_t, mask_t, n0, n1)
+        idx, wb, m, (ly, lx, hy, hx), valid = g.sample(n0, n1)
         gc = gflat[n0:n1].reshape(rows, g.G, g.Cog).transpose(0, 1)  # [G, rows, Cog]
         gV = None
         if need_in or need_off or gmask is not None:
