@@ -9,18 +9,20 @@ offsets 10*tanh(noise) + a flow-like field, as in SecondOrderDeformableAlignment
 
 Variants: ``torch`` (pure-PyTorch backend), ``torchvision`` (compat backend = native kernel +
 offset-gradient gate), ``auto``.  Time = best of --reps runs after one warm-up, variants
-interleaved (robust on a shared machine).  Memory = peak RSS growth while running one forward
-(or forward+backward) in a fresh subprocess per variant (``resource.getrusage`` maxrss minus
-RSS just before the call; inputs built and a small warm-up problem run first; glibc's mmap
-threshold pinned with MALLOC_MMAP_THRESHOLD_ so RSS follows live tensors).
+interleaved (robust on a shared machine).  Memory = peak growth of
+*anonymous* resident memory (statm resident - shared, sampled every ~0.5 ms by a thread) while
+running one forward (or forward+backward) in a fresh subprocess per variant; inputs built and
+a small warm-up problem run first; glibc's mmap threshold pinned with MALLOC_MMAP_THRESHOLD_
+so that freed tensors leave RSS.  File-backed pages (library code) are excluded: their RSS
+depends on page-cache state, not on the algorithm.
 """
 
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
+import threading
 import time
 
 import torch
@@ -83,9 +85,25 @@ def timeall(variants, inputs, backward, reps):
     return {v: min(t) for v, t in ts.items()}
 
 
-def _rss_bytes():
+def _anon_bytes():
+    """Resident anonymous memory (resident minus file-backed shared pages)."""
     with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        fields = f.read().split()
+    return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _PeakSampler(threading.Thread):
+    """Samples anonymous RSS every ~0.5 ms (torch ops release the GIL)."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak = _anon_bytes()
+        self.stop = False
+
+    def run(self):
+        while not self.stop:
+            self.peak = max(self.peak, _anon_bytes())
+            time.sleep(0.0005)
 
 
 def memory_child(variant, backward, shape):
@@ -96,9 +114,13 @@ def memory_child(variant, backward, shape):
     # one-time initialisation (kernels, BLAS/thread buffers) happens on a small problem first
     small = dict(shape, H=8, W=8)
     run(variant, make_inputs(**small), backward)
-    base = _rss_bytes()
+    base = _anon_bytes()
+    sampler = _PeakSampler()
+    sampler.start()
     run(variant, inputs, backward)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    sampler.stop = True
+    sampler.join()
+    peak = max(sampler.peak, _anon_bytes())
     print(json.dumps({"peak_delta": peak - base}))
 
 
