@@ -179,9 +179,10 @@ class _Geometry(object):
         self.base_x = bx.reshape(self.L, 1, self.K).to(self.dtype)
         self.corner = torch.tensor([0, 1, self.Wp, self.Wp + 1], device=dev).view(4, 1, 1, 1)
 
-    def chunks(self):
-        for n0 in range(0, self.N, self.rows):
-            yield n0, min(self.N, n0 + self.rows)
+    def chunks(self, scale=1):
+        step = max(1, self.rows * scale)
+        for n0 in range(0, self.N, step):
+            yield n0, min(self.N, n0 + step)
 
     def weight_cols(self, weight):
         """weight [Cout, Cgr, kh, kw] -> [G, Cog, R/G] in the order of the gathered columns."""
@@ -250,16 +251,29 @@ class _Geometry(object):
         if mask_t is not None:
             m = m * mask_t
         self.m = m
+        # the four corner weights times validity and mask, [4, N, dg, K]
+        hy = 1 - self.ly
+        hx = 1 - self.lx
+        self.wm = torch.stack((hy * hx, hy * self.lx, self.ly * hx, self.ly * self.lx)).mul_(m)
 
-    def sample(self, n0, n1):
-        """Indices [4, rows, dg, K] and bilinear weights [4, rows, dg, K] of rows n0:n1."""
-        idx = self.idx0[n0:n1].unsqueeze(0) + self.corner
-        ly = self.ly[n0:n1]
-        lx = self.lx[n0:n1]
-        hy = 1 - ly
-        hx = 1 - lx
-        wb = torch.stack((hy * hx, hy * lx, ly * hx, ly * lx))
-        return idx, wb, self.m[n0:n1], (ly, lx, hy, hx), self.valid[n0:n1]
+    def indices(self, n0, n1):
+        """Padded-input row indices of the four corners of rows n0:n1, [4, rows, dg, K]."""
+        return self.idx0[n0:n1].unsqueeze(0) + self.corner
+
+    def sampled(self, xflat, n0, n1):
+        """Corner values [4, rows, dg, K, Cg] and their weighted sum V [rows, dg, K, Cg].
+
+        V = ((w1*v1 + w2*v2) + w3*v3) + w4*v4 with the weights already carrying
+        validity and mask (mmcv sums in this order, then multiplies by the mask).
+        """
+        rows = n1 - n0
+        vals = xflat.index_select(0, self.indices(n0, n1).reshape(-1)).view(
+            4, rows, self.dg, self.K, self.Cg)
+        w = self.wm[:, n0:n1].unsqueeze(-1)
+        V = vals[0] * w[0]
+        for i in (1, 2, 3):
+            V.addcmul_(vals[i], w[i])
+        return vals, V
 
 
 def _prepare(input, offset, mask, g):
@@ -292,9 +306,7 @@ def _torch_forward(input, offset, mask, weight, bias, stride, padding, dilation,
     wcols = g.weight_cols(weight).transpose(1, 2)  # [G, R/G, Cog]
     out = input.new_empty((g.N, g.Cout))
     for n0, n1 in g.chunks():
-        idx, wb, m, _, _ = g.sample(n0, n1)
-        vals = xflat.index_select(0, idx.reshape(-1)).view(4, n1 - n0, g.dg, g.K, g.Cg)
-        V = (vals * (wb * m).unsqueeze(-1)).sum(0)
+        _, V = g.sampled(xflat, n0, n1)
         res = torch.bmm(g.to_cols(V), wcols)  # [G, rows, Cog]
         out[n0:n1] = res.transpose(0, 1).reshape(n1 - n0, g.Cout)
     out = out.view(g.B, g.L, g.Cout).transpose(1, 2).reshape(g.B, g.Cout, Ho, Wo)
@@ -330,25 +342,32 @@ def _torch_backward(input, offset, mask, weight, has_bias, grad_out, stride, pad
     need_vals = need_off or need_w or gmask is not None
     for n0, n1 in g.chunks():
         rows = n1 - n0
-        idx, wb, m, (ly, lx, hy, hx), valid = g.sample(n0, n1)
         gc = gflat[n0:n1].reshape(rows, g.G, g.Cog).transpose(0, 1)  # [G, rows, Cog]
         gV = None
         if need_in or need_off or gmask is not None:
-            gV = g.from_cols(torch.bmm(gc, wcols))  # [rows, dg, K, Cg]
+            gV = g.from_cols(torch.bmm(gc, wcols))  # grad of the columns, [rows, dg, K, Cg]
         if need_vals:
-            vals = xflat.index_select(0, idx.reshape(-1)).view(4, rows, g.dg, g.K, g.Cg)
+            vals, V = g.sampled(xflat, n0, n1)
         if need_w:
-            V = (vals * (wb * m).unsqueeze(-1)).sum(0)
             gw += torch.bmm(gc.transpose(1, 2), g.to_cols(V)).to(acc)
         if need_in:
-            src = (gV.unsqueeze(0) * (wb * m).unsqueeze(-1)).to(acc)
-            gx.index_put_((idx.reshape(-1),), src.reshape(-1, g.Cg), accumulate=True)
+            # col2im: every corner receives weight * grad_column
+            src = (gV.unsqueeze(0) * g.wm[:, n0:n1].unsqueeze(-1)).to(acc)
+            gx.index_put_((g.indices(n0, n1).reshape(-1),), src.reshape(-1, g.Cg),
+                          accumulate=True)
+            del src
         if need_off or gmask is not None:
             # A[c] = sum over channels of grad_column * value of corner c
             A = (vals * gV.unsqueeze(0)).sum(-1)  # [4, rows, dg, K]
+            ly, lx = g.ly[n0:n1], g.lx[n0:n1]
+            hy, hx = 1 - ly, 1 - lx
             if gmask is not None:
-                gmask[n0:n1] = (wb * A).sum(0) * valid.to(A.dtype)
+                wsum = hy * (hx * A[0] + lx * A[1]) + ly * (hx * A[2] + lx * A[3])
+                gmask[n0:n1] = wsum * g.valid[n0:n1].to(A.dtype)
             if need_off:
+                m = g.m[n0:n1]
+                # derivative of the bilinear weights with floor() held fixed; m carries the
+                # validity window, so samples on exactly -1 (or H, W) get zero
                 goff[n0:n1, ..., 0] = m * (hx * (A[2] - A[0]) + lx * (A[3] - A[1]))
                 goff[n0:n1, ..., 1] = m * (hy * (A[1] - A[0]) + ly * (A[3] - A[2]))
     grad_input = grad_offset = grad_mask = grad_weight = grad_bias = None
