@@ -174,9 +174,11 @@ class _Geometry(object):
         kj = torch.arange(self.kw, device=dev).mul_(dilation[1])
         by = (oh[:, None, None, None] + ki[None, None, :, None]).expand(Ho, Wo, self.kh, self.kw)
         bx = (ow[None, :, None, None] + kj[None, None, None, :]).expand(Ho, Wo, self.kh, self.kw)
-        # [L, 1, K] so it broadcasts against [rows, dg, K]
-        self.base_y = by.reshape(self.L, 1, self.K).to(self.dtype)
-        self.base_x = bx.reshape(self.L, 1, self.K).to(self.dtype)
+        # [L, 1, K] so it broadcasts against [rows, dg, K]; half types: the sum base + offset
+        # is formed in float32 and rounded once (large integers are not exact in fp16/bf16)
+        self.coord_dtype = _acc_dtype(self.dtype)
+        self.base_y = by.reshape(self.L, 1, self.K).to(self.coord_dtype)
+        self.base_x = bx.reshape(self.L, 1, self.K).to(self.coord_dtype)
         self.corner = torch.tensor([0, 1, self.Wp, self.Wp + 1], device=dev).view(4, 1, 1, 1)
 
     def chunks(self, scale=1):
@@ -229,8 +231,8 @@ class _Geometry(object):
         """
         B, L, dg, K = self.B, self.L, self.dg, self.K
         off = off_t.view(B, L, dg, K, 2)
-        y = self.base_y.view(1, L, 1, K) + off[..., 0]
-        x = self.base_x.view(1, L, 1, K) + off[..., 1]
+        y = (self.base_y.view(1, L, 1, K) + off[..., 0]).to(self.dtype)
+        x = (self.base_x.view(1, L, 1, K) + off[..., 1]).to(self.dtype)
         valid = (y > -1) & (y < self.H) & (x > -1) & (x < self.W)
         zero = torch.zeros((), dtype=y.dtype, device=self.device)
         y = torch.where(valid, y, zero)
