@@ -15,8 +15,6 @@ Importing this package does not import torch; the names below are loaded on
 first use.
 """
 
-import importlib
-
 _LAZY = {
     "deform_conv2d": "mmcv_api",
     "modulated_deform_conv2d": "mmcv_api",
@@ -39,6 +37,8 @@ def __getattr__(name):
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError("module %r has no attribute %r" % (__name__, name))
+    import importlib
+
     value = getattr(importlib.import_module("." + mod, __name__), name)
     globals()[name] = value
     return value

@@ -21,11 +21,10 @@ only, no torch) and calls :func:`install`, which puts a finder at the front of
 When it serves the stand-in it says so once per process on stderr.
 """
 
-import importlib
-import importlib.abc
+# Start-up cost matters (this module is imported by a .pth line in every interpreter start):
+# only modules that are already loaded at start-up, or tiny; the rest is imported lazily.
 import importlib.machinery
 import os
-import shutil
 import sys
 
 __all__ = [
@@ -78,6 +77,8 @@ def _announce(reason):
 
 
 def _fill_with_standin(module):
+    import importlib
+
     standin = importlib.import_module(__package__ + ".ext")
     for key, value in vars(standin).items():
         if key in ("__name__", "__spec__", "__loader__", "__package__", "__path__",
@@ -88,7 +89,7 @@ def _fill_with_standin(module):
     module.__envdoctor_compat__ = True
 
 
-class _StandinLoader(importlib.abc.Loader):
+class _StandinLoader(object):
     """Loads ``mmcv._ext`` as a copy of the stand-in's namespace."""
 
     def __init__(self, reason):
@@ -102,7 +103,7 @@ class _StandinLoader(importlib.abc.Loader):
         _announce(self.reason)
 
 
-class _FallbackLoader(importlib.abc.Loader):
+class _FallbackLoader(object):
     """Wraps the real loader; serves the stand-in if the real one raises ImportError/OSError."""
 
     def __init__(self, real_spec):
@@ -127,7 +128,7 @@ class _FallbackLoader(importlib.abc.Loader):
         _announce("the real mmcv._ext failed to load: %s" % (self.failed,))
 
 
-class CompatFinder(importlib.abc.MetaPathFinder):
+class CompatFinder(object):
     """``sys.meta_path`` finder for ``mmcv._ext`` (see the module docstring)."""
 
     envdoctor_compat_finder = True
@@ -213,6 +214,8 @@ def enable(site_packages_dir):
     (the package directory and the ``.pth`` file), for the caller to record
     and undo with :func:`disable`.
     """
+    import shutil
+
     site, pkg, pth = _paths(site_packages_dir)
     if not site.is_dir():
         raise FileNotFoundError("site-packages directory does not exist: %s" % site)
@@ -235,6 +238,8 @@ def enable(site_packages_dir):
 
 def disable(site_packages_dir):
     """Remove what :func:`enable` created. Returns the paths removed."""
+    import shutil
+
     site, pkg, pth = _paths(site_packages_dir)
     removed = []
     for p in (pth, site / (PRIVATE_NAME + ".pth.tmp")):

@@ -55,7 +55,7 @@ _FLOAT_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 
 # Upper bound of the per-chunk working set of the torch backend (bytes).  The
 # four gathered corners of one chunk are ``4 * rows * C * K`` elements.
-_CHUNK_BYTES = int(os.environ.get("ENVDOCTOR_COMPAT_CHUNK_BYTES", 24 << 20))
+_CHUNK_BYTES = int(os.environ.get("ENVDOCTOR_COMPAT_CHUNK_BYTES", 12 << 20))
 
 
 class CompatUnsupportedError(RuntimeError):
@@ -174,16 +174,17 @@ class _Geometry(object):
         kj = torch.arange(self.kw, device=dev).mul_(dilation[1])
         by = (oh[:, None, None, None] + ki[None, None, :, None]).expand(Ho, Wo, self.kh, self.kw)
         bx = (ow[None, :, None, None] + kj[None, None, None, :]).expand(Ho, Wo, self.kh, self.kw)
-        # [L, 1, K] so it broadcasts against [rows, dg, K]
-        self.base_y = by.reshape(self.L, 1, self.K).to(self.dtype)
-        self.base_x = bx.reshape(self.L, 1, self.K).to(self.dtype)
-        # plane index of (b, g) for the padded channels-last input [(B*dg*P), Cg]
-        self.plane = (torch.arange(self.dg, device=dev) * self.P).view(1, self.dg, 1)
+        # [L, 1, K] so it broadcasts against [rows, dg, K]; half types: the sum base + offset
+        # is formed in float32 and rounded once (large integers are not exact in fp16/bf16)
+        self.coord_dtype = _acc_dtype(self.dtype)
+        self.base_y = by.reshape(self.L, 1, self.K).to(self.coord_dtype)
+        self.base_x = bx.reshape(self.L, 1, self.K).to(self.coord_dtype)
         self.corner = torch.tensor([0, 1, self.Wp, self.Wp + 1], device=dev).view(4, 1, 1, 1)
 
-    def chunks(self):
-        for n0 in range(0, self.N, self.rows):
-            yield n0, min(self.N, n0 + self.rows)
+    def chunks(self, scale=1):
+        step = max(1, self.rows * scale)
+        for n0 in range(0, self.N, step):
+            yield n0, min(self.N, n0 + step)
 
     def weight_cols(self, weight):
         """weight [Cout, Cgr, kh, kw] -> [G, Cog, R/G] in the order of the gathered columns."""
@@ -219,39 +220,62 @@ class _Geometry(object):
             n, self.K, self.dg, self.Cg)
         return V.permute(0, 2, 1, 3).contiguous()
 
-    def sample(self, off_t, mask_t, n0, n1):
-        """Corner indices and weights for output rows n0:n1 (rows = b*L + l).
+    def precompute(self, off_t, mask_t):
+        """Corner-0 index, fractional parts and multiplier of every sample, computed once.
 
-        Returns idx [4, rows, dg, K] (into the padded flat input), the four
-        bilinear weights (without mask/validity) wb [4, rows, dg, K], the
-        effective multiplier m = valid*mask [rows, dg, K] and the fractional
-        parts (ly, lx, hy, hx) needed by the offset gradient.
+        A sample (row n = b*L + l, deform group g, tap k) lies at
+        ``y = base_y + dy``, ``x = base_x + dx`` (one rounding, like the kernels).  It
+        contributes only if ``-1 < y < H`` and ``-1 < x < W``; then its corners are
+        ``floor(y) + {0, 1}`` x ``floor(x) + {0, 1}``, read from the zero-padded input, so
+        corners outside the image read 0.  Invalid samples get weight 0 and a harmless index.
         """
-        dev = self.device
-        n = torch.arange(n0, n1, device=dev)
-        b = n // self.L
-        l = n - b * self.L
-        off = off_t[n0:n1]  # [rows, dg, K, 2]
-        y = self.base_y[l] + off[..., 0]
-        x = self.base_x[l] + off[..., 1]
+        B, L, dg, K = self.B, self.L, self.dg, self.K
+        off = off_t.view(B, L, dg, K, 2)
+        y = (self.base_y.view(1, L, 1, K) + off[..., 0]).to(self.dtype)
+        x = (self.base_x.view(1, L, 1, K) + off[..., 1]).to(self.dtype)
         valid = (y > -1) & (y < self.H) & (x > -1) & (x < self.W)
-        zero = torch.zeros((), dtype=y.dtype, device=dev)
+        zero = torch.zeros((), dtype=y.dtype, device=self.device)
         y = torch.where(valid, y, zero)
         x = torch.where(valid, x, zero)
         y0 = torch.floor(y)
         x0 = torch.floor(x)
-        ly = y - y0
-        lx = x - x0
-        hy = 1 - ly
-        hx = 1 - lx
-        wb = torch.stack((hy * hx, hy * lx, ly * hx, ly * lx))
-        m = valid.to(y.dtype)
+        self.ly = (y - y0).view(self.N, dg, K)
+        self.lx = (x - x0).view(self.N, dg, K)
+        del y, x
+        plane = (torch.arange(B, device=self.device).view(B, 1, 1, 1) * dg
+                 + torch.arange(dg, device=self.device).view(1, 1, dg, 1)) * self.P + self.Wp + 1
+        idx0 = y0.to(torch.int64).mul_(self.Wp)
+        idx0 += x0.to(torch.int64)
+        idx0 += plane
+        self.idx0 = idx0.view(self.N, dg, K)
+        self.valid = valid.view(self.N, dg, K)
+        m = valid.to(self.dtype).view(self.N, dg, K)
         if mask_t is not None:
-            m = m * mask_t[n0:n1]
-        base = (b.view(-1, 1, 1) * self.dg * self.P + self.plane
-                + (y0.long() + 1) * self.Wp + (x0.long() + 1))
-        idx = base.unsqueeze(0) + self.corner
-        return idx, wb, m, (ly, lx, hy, hx), valid
+            m = m * mask_t
+        self.m = m
+        # the four corner weights times validity and mask, [4, N, dg, K]
+        hy = 1 - self.ly
+        hx = 1 - self.lx
+        self.wm = torch.stack((hy * hx, hy * self.lx, self.ly * hx, self.ly * self.lx)).mul_(m)
+
+    def indices(self, n0, n1):
+        """Padded-input row indices of the four corners of rows n0:n1, [4, rows, dg, K]."""
+        return self.idx0[n0:n1].unsqueeze(0) + self.corner
+
+    def sampled(self, xflat, n0, n1):
+        """Corner values [4, rows, dg, K, Cg] and their weighted sum V [rows, dg, K, Cg].
+
+        V = ((w1*v1 + w2*v2) + w3*v3) + w4*v4 with the weights already carrying
+        validity and mask (mmcv sums in this order, then multiplies by the mask).
+        """
+        rows = n1 - n0
+        vals = xflat.index_select(0, self.indices(n0, n1).reshape(-1)).view(
+            4, rows, self.dg, self.K, self.Cg)
+        w = self.wm[:, n0:n1].unsqueeze(-1)
+        V = vals[0] * w[0]
+        for i in (1, 2, 3):
+            V.addcmul_(vals[i], w[i])
+        return vals, V
 
 
 def _prepare(input, offset, mask, g):
@@ -264,7 +288,8 @@ def _prepare(input, offset, mask, g):
     mask_t = None
     if mask is not None:
         mask_t = mask.reshape(g.B, g.dg, g.K, g.L).permute(0, 3, 1, 2).reshape(g.N, g.dg, g.K)
-    return xflat, off_t, mask_t
+    g.precompute(off_t, mask_t)
+    return xflat
 
 
 def _acc_dtype(dtype):
@@ -279,13 +304,11 @@ def _torch_forward(input, offset, mask, weight, bias, stride, padding, dilation,
     if mask is not None:
         mask = mask.contiguous()
     g = _Geometry(input, weight, stride, padding, dilation, groups, deform_groups, Ho, Wo)
-    xflat, off_t, mask_t = _prepare(input, offset, mask, g)
+    xflat = _prepare(input, offset, mask, g)
     wcols = g.weight_cols(weight).transpose(1, 2)  # [G, R/G, Cog]
     out = input.new_empty((g.N, g.Cout))
     for n0, n1 in g.chunks():
-        idx, wb, m, _, _ = g.sample(off_t, mask_t, n0, n1)
-        vals = xflat.index_select(0, idx.reshape(-1)).view(4, n1 - n0, g.dg, g.K, g.Cg)
-        V = (vals * (wb * m).unsqueeze(-1)).sum(0)
+        _, V = g.sampled(xflat, n0, n1)
         res = torch.bmm(g.to_cols(V), wcols)  # [G, rows, Cog]
         out[n0:n1] = res.transpose(0, 1).reshape(n1 - n0, g.Cout)
     out = out.view(g.B, g.L, g.Cout).transpose(1, 2).reshape(g.B, g.Cout, Ho, Wo)
@@ -309,7 +332,7 @@ def _torch_backward(input, offset, mask, weight, has_bias, grad_out, stride, pad
     if mask is not None:
         mask = mask.contiguous()
     g = _Geometry(input, weight, stride, padding, dilation, groups, deform_groups, Ho, Wo)
-    xflat, off_t, mask_t = _prepare(input, offset, mask, g)
+    xflat = _prepare(input, offset, mask, g)
     acc = _acc_dtype(g.dtype)
     grad_out = grad_out.to(g.dtype)
     gflat = grad_out.reshape(g.B, g.Cout, g.L).transpose(1, 2).reshape(g.N, g.Cout)
@@ -321,25 +344,32 @@ def _torch_backward(input, offset, mask, weight, has_bias, grad_out, stride, pad
     need_vals = need_off or need_w or gmask is not None
     for n0, n1 in g.chunks():
         rows = n1 - n0
-        idx, wb, m, (ly, lx, hy, hx), valid = g.sample(off_t, mask_t, n0, n1)
         gc = gflat[n0:n1].reshape(rows, g.G, g.Cog).transpose(0, 1)  # [G, rows, Cog]
         gV = None
         if need_in or need_off or gmask is not None:
-            gV = g.from_cols(torch.bmm(gc, wcols))  # [rows, dg, K, Cg]
+            gV = g.from_cols(torch.bmm(gc, wcols))  # grad of the columns, [rows, dg, K, Cg]
         if need_vals:
-            vals = xflat.index_select(0, idx.reshape(-1)).view(4, rows, g.dg, g.K, g.Cg)
+            vals, V = g.sampled(xflat, n0, n1)
         if need_w:
-            V = (vals * (wb * m).unsqueeze(-1)).sum(0)
             gw += torch.bmm(gc.transpose(1, 2), g.to_cols(V)).to(acc)
         if need_in:
-            src = (gV.unsqueeze(0) * (wb * m).unsqueeze(-1)).to(acc)
-            gx.index_put_((idx.reshape(-1),), src.reshape(-1, g.Cg), accumulate=True)
+            # col2im: every corner receives weight * grad_column
+            src = (gV.unsqueeze(0) * g.wm[:, n0:n1].unsqueeze(-1)).to(acc)
+            gx.index_put_((g.indices(n0, n1).reshape(-1),), src.reshape(-1, g.Cg),
+                          accumulate=True)
+            del src
         if need_off or gmask is not None:
             # A[c] = sum over channels of grad_column * value of corner c
             A = (vals * gV.unsqueeze(0)).sum(-1)  # [4, rows, dg, K]
+            ly, lx = g.ly[n0:n1], g.lx[n0:n1]
+            hy, hx = 1 - ly, 1 - lx
             if gmask is not None:
-                gmask[n0:n1] = (wb * A).sum(0) * valid.to(A.dtype)
+                wsum = hy * (hx * A[0] + lx * A[1]) + ly * (hx * A[2] + lx * A[3])
+                gmask[n0:n1] = wsum * g.valid[n0:n1].to(A.dtype)
             if need_off:
+                m = g.m[n0:n1]
+                # derivative of the bilinear weights with floor() held fixed; m carries the
+                # validity window, so samples on exactly -1 (or H, W) get zero
                 goff[n0:n1, ..., 0] = m * (hx * (A[2] - A[0]) + lx * (A[3] - A[1]))
                 goff[n0:n1, ..., 1] = m * (hy * (A[1] - A[0]) + ly * (A[3] - A[2]))
     grad_input = grad_offset = grad_mask = grad_weight = grad_bias = None
