@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from envdoctor.commands.check import diagnose
+from envdoctor.commands.check import check_output_path, diagnose
 from envdoctor.errors import UsageError
 from envdoctor.fix.apply import apply_plan, prefix_of, recover_if_needed, recover_locked, undo_last
 from envdoctor.fix.compat_install import unavailable_reason
@@ -54,6 +54,7 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     pinned = parse_pins(pins)
+    check_output_path(output)
     out = sys.stderr if fmt == "json" else sys.stdout
 
     def echo(msg: str) -> None:
@@ -135,7 +136,10 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
             else:
                 sys.stdout.write(text)
         elif output:
-            Path(output).write_text(json.dumps(fix, indent=1, default=str), encoding="utf-8")
+            try:
+                Path(output).write_text(json.dumps(fix, indent=1, default=str), encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
         return code
     finally:
         if lock is not None:
