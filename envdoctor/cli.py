@@ -125,8 +125,10 @@ def check(
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the report to this file."),
     quick: bool = typer.Option(False, "--quick", help="Static facts only: import nothing heavy."),
     rules: Optional[List[str]] = RulesOpt,
-    select: Optional[List[str]] = typer.Option(None, "--select", help="Only these rule ids (prefixes, comma-separated)."),
-    ignore: Optional[List[str]] = typer.Option(None, "--ignore", help="Skip these rule ids (prefixes, comma-separated)."),
+    select: Optional[List[str]] = typer.Option(None, "--select",
+                                               help="Only these rule ids (prefixes, comma-separated)."),
+    ignore: Optional[List[str]] = typer.Option(None, "--ignore",
+                                               help="Skip these rule ids (prefixes, comma-separated)."),
     no_redact: bool = typer.Option(False, "--no-redact", help="Keep home, user and host names and credentials."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds each isolated import may take."),
 ) -> None:
@@ -216,7 +218,8 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         # a bad option or argument: one line naming it, not click's usage box
-        where = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "envdoctor"
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "envdoctor"
         typer.echo(f"envdoctor: error: {exc.format_message()} (see '{where} --help')", err=True)
         code = exc.exit_code
     except typer.Abort:

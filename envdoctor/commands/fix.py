@@ -15,7 +15,7 @@ from envdoctor.commands.check import check_output_path, diagnose
 from envdoctor.errors import UsageError
 from envdoctor.fix.apply import apply_plan, prefix_of, recover_if_needed, recover_locked, undo_last
 from envdoctor.fix.compat_install import unavailable_reason
-from envdoctor.fix.lock import DEFAULT_WAIT, acquire_or_fail, state_dir
+from envdoctor.fix.lock import DEFAULT_WAIT, EnvLock, acquire_or_fail, state_dir
 from envdoctor.fix.pip_runner import target_info
 from envdoctor.fix.plan import STRATEGIES, PlanOptions, make_plan
 from envdoctor.fix.render import plan_text, recovery_text, summary_text
@@ -69,25 +69,25 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
     on_wait = lambda holder: echo(f"envdoctor: waiting for another envdoctor fix on this environment ({holder})")  # noqa: E731
 
     if undo:
-        lock = acquire_or_fail(state, DEFAULT_WAIT, on_wait)
+        undo_lock = acquire_or_fail(state, DEFAULT_WAIT, on_wait)
         try:
             for rec in recover_locked(state, echo):
                 out.write(recovery_text(rec))
             res = undo_last(state, echo)
         finally:
-            lock.release()
+            undo_lock.release()
         echo(f"Result: {res.status}: {res.message}")
         return 0 if res.status == "undone" else 1
 
-    lock = None
+    lock: Optional[EnvLock] = None
     recoveries: list[dict[str, Any]] = []
     if apply:
         # taken before probing: a second fix waits, then plans from the environment the first one left
         lock = acquire_or_fail(state, DEFAULT_WAIT, on_wait)
         recoveries = recover_locked(state, echo)
     else:
-        rec = recover_if_needed(prefix, wait=5.0, echo=echo)
-        recoveries = [rec] if rec else []
+        found = recover_if_needed(prefix, wait=5.0, echo=echo)
+        recoveries = [found] if found else []
     try:
         for rec in recoveries:
             out.write(recovery_text(rec))

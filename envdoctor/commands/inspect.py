@@ -134,7 +134,8 @@ def render(a: dict[str, Any], report: Report, ok: bool) -> None:
     c.print(f"  {escape(what)}, {size:,} bytes")
     t = a.get("torch") or {}
     if t:
-        abi = {True: "C++11 ABI", False: "old C++ ABI"}.get(t.get("cxx11_abi"), "")
+        abi_names: dict[Any, str] = {True: "C++11 ABI", False: "old C++ ABI"}
+        abi = abi_names.get(t.get("cxx11_abi"), "")
         c.print(f"  resolved against torch {escape(str(t.get('version', '?')))}"
                 + (f" (CUDA {escape(t['cuda'])})" if t.get("cuda") else " (CPU)")
                 + (f", {abi}" if abi else "") + f" in {escape(t.get('dir', ''))}")
