@@ -7,13 +7,34 @@ failed and rolled back; 2 usage or internal error (one line, never a traceback).
 from __future__ import annotations
 
 import os
+import signal
 import sys
-from typing import Callable, List, Optional
 
-import typer
 
-from envdoctor import __version__
-from envdoctor.errors import UsageError
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    # Ctrl-C while the CLI's own modules import (typer, rich): one line, not an import traceback.
+    sys.stderr.write("envdoctor: interrupted\n")
+    os._exit(130)
+
+
+# Only for the imports below; restored right after them, so importing this module leaves no trace.
+try:
+    _previous_sigint = signal.signal(signal.SIGINT, _interrupted_while_starting)
+except ValueError:  # not the main thread (imported by a test or an embedding program)
+    _previous_sigint = None
+
+import importlib  # noqa: E402
+import math  # noqa: E402
+from types import ModuleType  # noqa: E402
+from typing import Callable, List, Optional  # noqa: E402
+
+import typer  # noqa: E402
+
+from envdoctor import __version__  # noqa: E402
+from envdoctor.errors import UsageError  # noqa: E402
+
+if _previous_sigint is not None:
+    signal.signal(signal.SIGINT, _previous_sigint)
 
 app = typer.Typer(
     name="envdoctor",
@@ -33,15 +54,46 @@ def _split(values: Optional[List[str]]) -> Optional[list[str]]:
     return [p for v in values for p in v.split(",") if p.strip()]
 
 
-def _run(fn: Callable[[], int]) -> None:
+def _set_sigint(handler: Callable[..., object]) -> None:
     try:
-        code = fn()
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        pass
+
+
+def _timeout(value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"--timeout {value}: give a positive number of seconds")
+    return value
+
+
+def _quiet_stdout() -> None:
+    # The reader went away (`envdoctor check | head -1`): point stdout at /dev/null so the
+    # interpreter's final flush does not print "Exception ignored ... BrokenPipeError".
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _run(command: str, fn: Callable[[ModuleType], int]) -> None:
+    """Import envdoctor.commands.COMMAND and call fn(module); errors become one line."""
+    try:
+        # From here on Ctrl-C is a KeyboardInterrupt again, so probes, locks and temp files clean up.
+        _set_sigint(signal.default_int_handler)
+        # imported in here so that Ctrl-C during the import is also one line and 130
+        code = fn(importlib.import_module(f"envdoctor.commands.{command}"))
     except UsageError as exc:
         typer.echo(f"envdoctor: error: {exc}", err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         typer.echo("envdoctor: interrupted", err=True)
         raise typer.Exit(130) from None
+    except BrokenPipeError:
+        # exit 1 like rich does when its own print meets a closed pipe, so every command behaves alike
+        _quiet_stdout()
+        raise typer.Exit(1) from None
     except typer.Exit:
         raise
     except Exception as exc:  # an internal error is still one line (set ENVDOCTOR_DEBUG=1 for the traceback)
@@ -73,18 +125,18 @@ def check(
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the report to this file."),
     quick: bool = typer.Option(False, "--quick", help="Static facts only: import nothing heavy."),
     rules: Optional[List[str]] = RulesOpt,
-    select: Optional[List[str]] = typer.Option(None, "--select", help="Only these rule ids (prefixes, comma-separated)."),
-    ignore: Optional[List[str]] = typer.Option(None, "--ignore", help="Skip these rule ids (prefixes, comma-separated)."),
+    select: Optional[List[str]] = typer.Option(None, "--select",
+                                               help="Only these rule ids (prefixes, comma-separated)."),
+    ignore: Optional[List[str]] = typer.Option(None, "--ignore",
+                                               help="Skip these rule ids (prefixes, comma-separated)."),
     no_redact: bool = typer.Option(False, "--no-redact", help="Keep home, user and host names and credentials."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds each isolated import may take."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Text: every finding in full, none folded under "
                                  "its cause."),
 ) -> None:
     """Probe the machine and one Python environment; print findings with their fixes."""
-    from envdoctor.commands import check as cmd
-
-    _run(lambda: cmd.run(python, fmt, output, quick, rules or [], _split(select), _split(ignore), no_redact, timeout,
-                         verbose=verbose))
+    _run("check", lambda cmd: cmd.run(python, fmt, output, quick, rules or [], _split(select), _split(ignore),
+                                      no_redact, _timeout(timeout), verbose=verbose))
 
 
 @app.command()
@@ -105,26 +157,20 @@ def fix(
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds each isolated import may take."),
 ) -> None:
     """Plan the repair of the environment; --apply carries it out transactionally, --undo reverts it."""
-    from envdoctor.commands import fix as cmd
-
-    _run(lambda: cmd.run(python, apply, strategy, index_url, allow_torch_change, yes, undo, pin or [], rules or [],
-                         fmt, output, timeout))
+    _run("fix", lambda cmd: cmd.run(python, apply, strategy, index_url, allow_torch_change, yes, undo, pin or [],
+                                    rules or [], fmt, output, _timeout(timeout)))
 
 
 @app.command()
 def explain(rule_id: str = typer.Argument(..., metavar="ID"), rules: Optional[List[str]] = RulesOpt) -> None:
     """What a rule checks, why, what it reads and how it is fixed."""
-    from envdoctor.commands import explain as cmd
-
-    _run(lambda: cmd.run(rule_id, rules or []))
+    _run("explain", lambda cmd: cmd.run(rule_id, rules or []))
 
 
 @app.command("rules")
 def rules_(rules: Optional[List[str]] = RulesOpt) -> None:
     """List and validate the rule tables."""
-    from envdoctor.commands import rules_cmd as cmd
-
-    _run(lambda: cmd.run(rules or []))
+    _run("rules_cmd", lambda cmd: cmd.run(rules or []))
 
 
 @app.command()
@@ -139,9 +185,7 @@ def diff(
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds each isolated import may take (fresh probe)."),
 ) -> None:
     """What differs between two reports, most important first; exit 1 if B is worse than A."""
-    from envdoctor.commands import diff as cmd
-
-    _run(lambda: cmd.run(a, b, python, fmt, output, no_redact, timeout, rules or []))
+    _run("diff", lambda cmd: cmd.run(a, b, python, fmt, output, no_redact, _timeout(timeout), rules or []))
 
 
 @app.command()
@@ -153,9 +197,7 @@ def inspect(
     fmt: str = typer.Option("text", "--format", "-f", help="text | json"),
 ) -> None:
     """Why one compiled extension would not load, read from the binary itself (ELF or PE)."""
-    from envdoctor.commands import inspect as cmd
-
-    _run(lambda: cmd.run(file, python, search_dir or [], fmt))
+    _run("inspect", lambda cmd: cmd.run(file, python, search_dir or [], fmt))
 
 
 def main() -> None:
@@ -165,7 +207,30 @@ def main() -> None:
             stream.reconfigure(errors="replace")  # type: ignore[union-attr]
         except (AttributeError, ValueError):
             pass
-    app()
+    try:
+        from typer._click import exceptions as click_exceptions  # typer >= 0.20 vendors click
+    except ImportError:  # pragma: no cover - older typer uses click itself
+        from click import exceptions as click_exceptions  # type: ignore[no-redef]
+    # Ctrl-C while typer parses the command line would otherwise end silently with 130.
+    _set_sigint(_interrupted_while_starting)
+    try:
+        code = app(standalone_mode=False)
+    except click_exceptions.ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `envdoctor` alone: the help, as before
+            exc.show()
+            sys.exit(exc.exit_code)
+        # a bad option or argument: one line naming it, not click's usage box
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "envdoctor"
+        typer.echo(f"envdoctor: error: {exc.format_message()} (see '{where} --help')", err=True)
+        code = exc.exit_code
+    except typer.Abort:
+        typer.echo("envdoctor: aborted", err=True)
+        code = 1
+    except BrokenPipeError:  # --help or --version into a closed pipe
+        _quiet_stdout()
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -201,7 +201,7 @@ class Report:
 
 def _build(cls: Any, data: Any) -> Any:
     """Rebuild nested dataclasses from plain JSON data (unknown keys are ignored)."""
-    if not dataclasses.is_dataclass(cls) or not isinstance(data, dict):
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)) or not isinstance(data, dict):
         return data
     hints = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}

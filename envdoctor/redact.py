@@ -199,13 +199,14 @@ def _home_patterns(home: str) -> list[re.Pattern[str]]:
         else:
             prefix = r"(?<![\w.\-])"
         out.append(re.compile(prefix + tail + _PATH_END, re.I))
-        qparts = [re.escape(quote(p)) for p in re.split(r"[\\/]+", win.group("rest") if win else home) if p]
+        qparts = [re.escape(quote(p, errors="surrogateescape"))
+                  for p in re.split(r"[\\/]+", win.group("rest") if win else home) if p]
         if win and qparts != parts:  # file:///C:/Users/Al%20Smith
             out.append(re.compile(prefix + "/" + "/".join(qparts) + _PATH_END, re.I))
     else:
         before = r"(?:(?<=://)|(?<![\w.\\/~\-]))"
         out.append(re.compile(before + re.escape(home) + _PATH_END))
-        quoted = quote(home)
+        quoted = quote(home, errors="surrogateescape")  # HOME with bytes that are not UTF-8 -> %FF
         if quoted != home:  # file:// URLs spell "/home/Al Smith" as "/home/Al%20Smith"
             out.append(re.compile(before + re.escape(quoted) + _PATH_END))
     return out

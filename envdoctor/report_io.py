@@ -72,10 +72,19 @@ def parse_report(data: Any, name: str = "report") -> Report:
         raise ReportError(f"{name} is a damaged envdoctor report: {exc}") from None
 
 
+# A real report is tens of kB (a few MB with thousands of packages); reading a multi-GB file
+# someone passed by mistake would take minutes and gigabytes of memory before failing.
+MAX_REPORT_BYTES = 64 * 1024 * 1024
+
+
 def load_report(path: Union[str, Path]) -> Report:
     """A report from a file (JSON, or the Markdown of `--format markdown`)."""
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if p.is_file() and size > MAX_REPORT_BYTES:
+            raise ReportError(f"{p} is not an envdoctor report ({size:,} bytes; a report is at most "
+                              f"{MAX_REPORT_BYTES // 2**20} MiB)")
         raw = p.read_bytes()
     except OSError as exc:
         raise ReportError(f"cannot read {p}: {exc.strerror or exc}") from None

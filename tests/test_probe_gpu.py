@@ -139,7 +139,8 @@ def test_smi_query_with_header_in_any_field_order():
 
 
 def test_smi_query_units_and_noheader_forms():
-    with_units = "index, name, compute_cap, memory.total [MiB], driver_version\n0, Tesla T4, 7.5, 15360 MiB, 535.104.05\n"
+    with_units = ("index, name, compute_cap, memory.total [MiB], driver_version\n"
+                  "0, Tesla T4, 7.5, 15360 MiB, 535.104.05\n")
     driver, devices = parse_smi_query(with_units)
     assert driver == "535.104.05" and devices[0].memory_total_mib == 15360
     driver, devices = parse_smi_query("0, Tesla T4, 7.5, 15360, 535.104.05\n")

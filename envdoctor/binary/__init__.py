@@ -195,7 +195,7 @@ def _analyse_pe(path: str, ctx: Context) -> dict[str, Any]:
 
 def _cuda_present(out: dict[str, Any], ctx: Context) -> dict[str, list[str]]:
     """For each missing CUDA library family (cudart, cudnn ...), the versions that are present."""
-    families = {}
+    families: dict[str, list[str]] = {}
     for m in out.get("missing_libraries", []):
         cm = CUDA_LIB.match(m["name"])
         if cm:
@@ -275,7 +275,8 @@ def context_for(report: Any, component: str) -> Context:
         dirs = package_dir_paths(torch)
         torch_dir = dirs[0] if dirs else None
     runtime = (torch.facts.get("runtime") or {}) if torch is not None else {}
-    libs = runtime.get("libraries") if isinstance(runtime.get("libraries"), list) else []
+    raw_libs = runtime.get("libraries")
+    libs = raw_libs if isinstance(raw_libs, list) else []
     ldp = report.environment.get("LD_LIBRARY_PATH", "")
     host_os = (report.host.os or "").lower()
     return Context(

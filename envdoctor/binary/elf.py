@@ -83,7 +83,7 @@ class ElfObject:
     def undefined(self) -> list[tuple[str, bool]]:
         """(name, weak) of every undefined dynamic symbol."""
         dynsym = self._elf.get_section_by_name(".dynsym")
-        out = []
+        out: list[tuple[str, bool]] = []
         if dynsym is None:
             return out
         for sym in dynsym.iter_symbols():
@@ -155,7 +155,7 @@ def open_object(path: str) -> ElfObject:
         obj = ElfObject(path=path, elfclass=elf.elfclass, machine=elf["e_machine"], _elf=elf, _stream=stream)
         for sec in elf.iter_sections():
             if sec.name == ".dynamic" or sec["sh_type"] == "SHT_DYNAMIC":
-                for tag in sec.iter_tags():
+                for tag in sec.iter_tags():  # type: ignore[attr-defined]  # a DynamicSection
                     t = tag.entry.d_tag
                     if t == "DT_NEEDED":
                         obj.needed.append(tag.needed)
@@ -167,7 +167,7 @@ def open_object(path: str) -> ElfObject:
                         obj.runpath += [p for p in tag.runpath.split(":") if p]
             elif isinstance(sec, GNUVerNeedSection):
                 for verneed, auxes in sec.iter_versions():
-                    obj.verneed.setdefault(verneed.name, []).extend(a.name for a in auxes)
+                    obj.verneed.setdefault(verneed.name or "", []).extend(a.name for a in auxes)
             elif isinstance(sec, GNUVerDefSection):
                 for _verdef, auxes in sec.iter_versions():
                     names = [a.name for a in auxes]

@@ -91,7 +91,7 @@ NO_INIT = Rule(
 
 def analyses(report: Report) -> Iterator[tuple[str, dict[str, Any]]]:
     """(component, analysis) once per analysed file."""
-    seen: set[str] = set()
+    seen: set[Any] = set()
     for name, comp in report.components.items():
         b = comp.facts.get("binary")
         if not isinstance(b, dict) or b.get("path") in seen:
@@ -275,6 +275,8 @@ def cuda_mismatch(report: Report, tables: Any) -> Iterable[Finding]:
         present = b.get("cuda_libraries_present") or {}
         for m in cuda:
             cm = CUDA_LIB.match(m["name"])
+            if cm is None:  # the caller selected these names with CUDA_LIB; keep mypy sure of it
+                continue
             fam, major = cm.group(1), cm.group(2)
             have = present.get(fam) or []
             msg = f"needs {m['name']} (CUDA {major}" if fam == "cudart" else f"needs {m['name']} ({fam} {major}"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
-from envdoctor.checks import run_checks
+from envdoctor.checks import load_all, run_checks
 from envdoctor.errors import UsageError
 from envdoctor.facts import Report
 from envdoctor.fix.apply import recover_if_needed
@@ -18,6 +19,30 @@ from envdoctor.render.text import render_text
 from envdoctor.rules import load_tables
 
 FORMATS = ("text", "json", "markdown")
+
+
+def check_output_path(output: Optional[str]) -> None:
+    """Refuse an -o that cannot be written before probing (which takes seconds), not after."""
+    if not output:
+        return
+    if os.path.isdir(output):
+        raise UsageError(f"-o {output}: is a directory")
+    parent = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(parent):
+        raise UsageError(f"-o {output}: no such directory {parent}")
+    if not os.access(parent, os.W_OK) and not os.access(output, os.W_OK):
+        raise UsageError(f"-o {output}: {parent} is not writable")
+
+
+def check_selectors(option: str, patterns: Optional[list[str]]) -> None:
+    """An id or prefix that matches no rule is an error, not a silent no-op: `--select ED3O1` (a typo)
+    would otherwise run no check at all and exit 0, and a CI gate on `check` would always pass."""
+    ids = sorted(load_all().rules)
+    for p in patterns or []:
+        want = p.strip().upper()
+        if want and not any(i.startswith(want) for i in ids):
+            raise UsageError(f"{option} {p.strip()}: no rule id starts with it (known: {ids[0]} .. {ids[-1]}; "
+                             "see `envdoctor rules`)")
 
 
 def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: list[str],
@@ -52,8 +77,11 @@ def write_output(report: Report, fmt: str, output: Optional[str], verbose: bool 
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     if fmt == "text":
         if output:
-            with open(output, "w", encoding="utf-8") as f:
-                render_text(report, f, color=False, verbose=verbose)
+            try:
+                with open(output, "w", encoding="utf-8") as f:
+                    render_text(report, f, color=False, verbose=verbose)
+            except OSError as exc:
+                raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
         else:
             render_text(report, verbose=verbose)
         return
@@ -72,6 +100,9 @@ def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rul
         verbose: bool = False) -> int:
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    check_output_path(output)
+    check_selectors("--select", select)
+    check_selectors("--ignore", ignore)
     progress = not quick and sys.stderr.isatty()
     report = diagnose(python, quick, timeout, rules_dirs, select, ignore, show_progress=progress)
     # An interrupted `fix` left a journal: finish its rollback, then look again. The probe told us the

@@ -35,6 +35,9 @@ def run(a_path: str, b_path: Optional[str], python: Optional[str], fmt: str, out
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     if b_path is not None and python is not None:
         raise UsageError("--python probes a fresh B; give either B.json or --python, not both")
+    from envdoctor.commands.check import check_output_path
+
+    check_output_path(output)
     a = load_report(a_path)
     if b_path is not None:
         b, label_b = load_report(b_path), b_path

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from envdoctor.commands.check import diagnose
+from envdoctor.commands.check import check_output_path, diagnose
 from envdoctor.errors import UsageError
 from envdoctor.fix.apply import apply_plan, prefix_of, recover_if_needed, recover_locked, undo_last
 from envdoctor.fix.compat_install import unavailable_reason
-from envdoctor.fix.lock import DEFAULT_WAIT, acquire_or_fail, state_dir
+from envdoctor.fix.lock import DEFAULT_WAIT, EnvLock, acquire_or_fail, state_dir
 from envdoctor.fix.pip_runner import target_info
 from envdoctor.fix.plan import STRATEGIES, PlanOptions, make_plan
 from envdoctor.fix.render import plan_text, recovery_text, summary_text
@@ -54,6 +54,7 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     pinned = parse_pins(pins)
+    check_output_path(output)
     out = sys.stderr if fmt == "json" else sys.stdout
 
     def echo(msg: str) -> None:
@@ -70,25 +71,25 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
     if undo:
         if not state.is_dir():  # do not create a state directory just to say there is nothing in it
             raise UsageError(f"nothing to undo: envdoctor has not changed this environment ({prefix})")
-        lock = acquire_or_fail(state, DEFAULT_WAIT, on_wait)
+        undo_lock = acquire_or_fail(state, DEFAULT_WAIT, on_wait)
         try:
             for rec in recover_locked(state, echo):
                 out.write(recovery_text(rec))
             res = undo_last(state, echo)
         finally:
-            lock.release()
+            undo_lock.release()
         echo(f"Result: {res.status}: {res.message}")
         return 0 if res.status == "undone" else 1
 
-    lock = None
+    lock: Optional[EnvLock] = None
     recoveries: list[dict[str, Any]] = []
     if apply:
         # taken before probing: a second fix waits, then plans from the environment the first one left
         lock = acquire_or_fail(state, DEFAULT_WAIT, on_wait)
         recoveries = recover_locked(state, echo)
     else:
-        rec = recover_if_needed(prefix, wait=5.0, echo=echo)
-        recoveries = [rec] if rec else []
+        found = recover_if_needed(prefix, wait=5.0, echo=echo)
+        recoveries = [found] if found else []
     try:
         for rec in recoveries:
             out.write(recovery_text(rec))
@@ -137,7 +138,10 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
             else:
                 sys.stdout.write(text)
         elif output:
-            Path(output).write_text(json.dumps(fix, indent=1, default=str), encoding="utf-8")
+            try:
+                Path(output).write_text(json.dumps(fix, indent=1, default=str), encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
         return code
     finally:
         if lock is not None:

@@ -68,6 +68,12 @@ def build_context(path: str, python: Optional[str], search_dirs: list[str]) -> t
     return ctx, report
 
 
+def _looks_like_library(path: str) -> bool:
+    """foo.so, foo.so.1.2, foo.pyd, foo.dll, foo.dylib: named like something a loader would open."""
+    parts = os.path.basename(path).lower().split(".")[1:]
+    return any(p in ("so", "pyd", "dll", "dylib") for p in parts)
+
+
 def component_name(path: str) -> str:
     _site, pkg = _site_packages_of(path)
     stem = os.path.basename(path).split(".")[0]
@@ -88,6 +94,11 @@ def inspect_file(path: str, python: Optional[str] = None, search_dirs: Optional[
         analysis = analyse_file(os.path.abspath(path), ctx)
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if analysis.get("format") in ("unknown", "empty") and not _looks_like_library(path):
+        # `inspect report.json` is a wrong argument, not a broken extension; an empty or garbled
+        # `_ext.so` is a real finding (ED705: git-lfs pointer, interrupted download), exit 1.
+        what = "an empty file" if analysis.get("format") == "empty" else "not an ELF, PE or Mach-O file"
+        raise UsageError(f"{path}: not a compiled extension ({what}); inspect reads .so, .pyd and .dll files")
     name = component_name(path)
     report.components[name] = Component(name=name, installed=True, facts={"binary": analysis},
                                         distribution=name.split(".")[0] if "." in name else None,
@@ -123,7 +134,8 @@ def render(a: dict[str, Any], report: Report, ok: bool) -> None:
     c.print(f"  {escape(what)}, {size:,} bytes")
     t = a.get("torch") or {}
     if t:
-        abi = {True: "C++11 ABI", False: "old C++ ABI"}.get(t.get("cxx11_abi"), "")
+        abi_names: dict[Any, str] = {True: "C++11 ABI", False: "old C++ ABI"}
+        abi = abi_names.get(t.get("cxx11_abi"), "")
         c.print(f"  resolved against torch {escape(str(t.get('version', '?')))}"
                 + (f" (CUDA {escape(t['cuda'])})" if t.get("cuda") else " (CPU)")
                 + (f", {abi}" if abi else "") + f" in {escape(t.get('dir', ''))}")

@@ -38,7 +38,9 @@ def _text(value: Any) -> str:
 def probe_nvml(nvml: Any = None) -> Gpu:
     """Read the driver through NVML; raises if NVML is unavailable (no driver, no library)."""
     if nvml is None:
-        import pynvml as nvml  # nvidia-ml-py
+        import pynvml  # nvidia-ml-py
+
+        nvml = pynvml
     nvml.nvmlInit()
     try:
         gpu = Gpu(source="nvml", driver_version=_text(nvml.nvmlSystemGetDriverVersion()))
@@ -89,7 +91,7 @@ def parse_smi_query(csv_text: str) -> tuple[Optional[str], list[GpuDevice]]:
     else:
         header, body = list(SMI_FIELDS), rows
     driver = None
-    devices = []
+    devices: list[GpuDevice] = []
     for row in body:
         rec = dict(zip(header, (c.strip() for c in row)))
         idx = rec.get("index", str(len(devices)))

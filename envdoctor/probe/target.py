@@ -8,6 +8,7 @@ exception.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -81,6 +82,15 @@ def resolve(python: Optional[str]) -> Target:
         if not path.exists():
             found = shutil.which(python) if os.sep not in python else None
             if found is None:
+                if path.is_symlink():  # a dangling link or a loop: say which, "no such file" misleads
+                    try:
+                        path.resolve(strict=True)
+                        why = "a broken symbolic link"
+                    except RuntimeError:  # Python < 3.13 reports a loop this way
+                        why = "a symbolic link loop"
+                    except OSError as exc:
+                        why = "a symbolic link loop" if exc.errno == errno.ELOOP else "a broken symbolic link"
+                    raise UsageError(f"--python {python}: {why}")
                 raise UsageError(f"--python {python}: no such file")
             path = Path(found)
         if not os.access(path, os.X_OK):

@@ -198,8 +198,8 @@ def torch_cuda_facts(rec, torch):
             for i in range(f["device_count"] if isinstance(f["device_count"], int) else 0):
                 devices.append({
                     "index": i,
-                    "name": safe(lambda: torch.cuda.get_device_name(i)),
-                    "capability": safe(lambda: "%d.%d" % torch.cuda.get_device_capability(i)),
+                    "name": safe(lambda i=i: torch.cuda.get_device_name(i)),
+                    "capability": safe(lambda i=i: "%d.%d" % torch.cuda.get_device_capability(i)),
                 })
             f["devices"] = devices
         else:

@@ -218,10 +218,10 @@ def distributions():
                         info["direct_url"] = {"unparsable": True}
                 wheel = read_text(os.path.join(dist_dir, "WHEEL"))
                 if wheel:
-                    info["wheel_tags"] = [l.split(":", 1)[1].strip() for l in wheel.splitlines()
-                                          if l.startswith("Tag:")]
-                    gen = [l.split(":", 1)[1].strip() for l in wheel.splitlines()
-                           if l.startswith("Generator:")]
+                    info["wheel_tags"] = [ln.split(":", 1)[1].strip() for ln in wheel.splitlines()
+                                          if ln.startswith("Tag:")]
+                    gen = [ln.split(":", 1)[1].strip() for ln in wheel.splitlines()
+                           if ln.startswith("Generator:")]
                     info["wheel_generator"] = gen[0] if gen else None
                 top = read_text(os.path.join(dist_dir, "top_level.txt"))
                 info["top_level"] = [t.strip() for t in top.splitlines() if t.strip()] if top else []
@@ -326,7 +326,7 @@ def main():
     def owners_of(top):
         owners = []
         prefix = top + "/"
-        for key, d in sorted(dists.items()):
+        for _key, d in sorted(dists.items()):
             if top in d.get("top_level", []):
                 owners.append(d["name"])
                 continue
