@@ -57,6 +57,11 @@ SPECS: dict[str, EnvSpec] = {
         base="torch213", installs=(("mmcv==1.7.2",),), build_constraints=True,
         notes="mmcv 1.7.2 built from the sdist without ops: no mmcv._ext",
     ),
+    "mmcv172-tv291": EnvSpec(
+        installs=(("torch==2.14.1", "torchvision==0.29.1", "mmcv==1.7.2"),), build_constraints=True,
+        notes="mmcv 1.7.2 without ops beside a torch/torchvision pair whose ops load (mmcv 1.x's mmcv.ops "
+        "imports torchvision): the compat layer's end-to-end env for mmcv 1.x",
+    ),
     "mmcv-conflict": EnvSpec(
         base="mmcv172-pure", installs=(("mmcv-lite==2.2.0",),),
         notes="mmcv 1.7.2 and mmcv-lite 2.2.0 installed over each other (both own `mmcv/`)",
