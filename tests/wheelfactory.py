@@ -117,7 +117,7 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
 
 
 def _mmcv_files(version: str) -> dict[str, str]:
-    files = {"mmcv/__init__.py": f"from .version import __version__\n",
+    files = {"mmcv/__init__.py": "from .version import __version__\n",
              "mmcv/version.py": f"__version__ = '{version}'\n",
              "mmcv/ops/__init__.py": MMCV_OPS}
     # some bulk, so that pip writes many files and a crash can land in the middle of it

@@ -75,7 +75,7 @@ def roots_for(info: TargetInfo, state: Path) -> bk.Roots:
 
 
 def _dist_info_dirs(location: str) -> dict[str, str]:
-    out = {}
+    out: dict[str, str] = {}
     try:
         names = os.listdir(location)
     except OSError:
@@ -141,15 +141,15 @@ def _requirement_gaps(wheels: list[Path], installed: dict[str, str], markers: di
     from packaging.requirements import Requirement
     from packaging.version import InvalidVersion, Version
 
-    planned = {}
+    planned: dict[str, str] = {}
     metas = []
     for w in wheels:
         m = wheel_metadata(w)
         metas.append(m)
         planned[norm_name(str(m["name"]))] = str(m["version"])
-    gaps = []
+    gaps: list[str] = []
     for m in metas:
-        for text in m["requires"]:  # type: ignore[union-attr]
+        for text in m["requires"]:
             try:
                 req = Requirement(text)
             except Exception:  # noqa: BLE001 - an unparsable requirement is pip's business
@@ -171,7 +171,7 @@ def _requirement_gaps(wheels: list[Path], installed: dict[str, str], markers: di
 
 def prepare(plan: Plan, pip: Pip, info: TargetInfo, report: Report, wheel_dir: Path, allow_torch: bool,
             echo: Echo) -> list[Prepared]:
-    out = []
+    out: list[Prepared] = []
     installed = {k: p.version for k, p in report.packages.items()}
     for action in plan.runnable:
         for d in action.remove:
@@ -210,7 +210,8 @@ def prepare(plan: Plan, pip: Pip, info: TargetInfo, report: Report, wheel_dir: P
     return out
 
 
-def touched_paths(prepared: list[Prepared], report: Report, info: TargetInfo, roots: bk.Roots) -> tuple[list[str], bk.Roots]:
+def touched_paths(prepared: list[Prepared], report: Report, info: TargetInfo,
+                  roots: bk.Roots) -> tuple[list[str], bk.Roots]:
     """Everything to back up, and the roots extended by paths outside site-packages/scripts."""
     to_back: set[str] = set()
     extra: set[str] = set()
@@ -221,8 +222,8 @@ def touched_paths(prepared: list[Prepared], report: Report, info: TargetInfo, ro
             if name in report.packages:
                 names.add(name)  # pip replaces it
             for t in wheel_targets(w, info.paths):
-                top, outside = _top_path(os.path.normpath(str(t)), roots)
-                if outside:
+                top, is_outside = _top_path(os.path.normpath(str(t)), roots)
+                if is_outside:
                     extra.add(top)
                 if os.path.lexists(top):
                     to_back.add(top)
@@ -253,19 +254,20 @@ def run_imports(python: str, statements: list[str], timeout: float = 300) -> lis
                 failures.append(f"`{stmt}`: no answer within {timeout:g} s")
                 continue
         if proc.returncode != 0:
-            last = [l for l in proc.stderr.strip().splitlines() if l.strip()][-1:] or [f"exit {proc.returncode}"]
+            last = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()][-1:] or [f"exit {proc.returncode}"]
             failures.append(f"`{stmt}`: {last[0][:300]}")
     return failures
 
 
 def verify(plan: Plan, after: Report, python: str, timeout: float) -> list[str]:
-    failures = []
+    failures: list[str] = []
     for a in plan.runnable:
         for comp in a.verify.components_ok:
             c = after.components.get(comp)
             status = c.load.status if c and c.load else "missing"
             if status != "ok":
-                msg = (c.load.error.message.strip().splitlines() or [""])[-1][:200] if c and c.load and c.load.error else ""
+                msg = ((c.load.error.message.strip().splitlines() or [""])[-1][:200]
+                       if c and c.load and c.load.error else "")
                 failures.append(f"{comp}: {status}" + (f" ({msg})" if msg else ""))
         for dist, version in a.verify.present.items():
             pkg = after.packages.get(norm_name(dist))
@@ -345,8 +347,8 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
         j.step("backup")
         echo(f"  backing up {len(to_back)} top-level paths that may be replaced or removed")
         backup = bk.Backup(j.path("backup"))
-        for p in to_back:
-            backup.add(p)
+        for path in to_back:
+            backup.add(path)
         j.save_json("backup.json", backup.index)
         j.step("backup", "end", entries=len(backup.index))
 
@@ -473,11 +475,6 @@ def prefix_of(python: Optional[str]) -> Optional[str]:
         return proc.stdout.strip() or None if proc.returncode == 0 else None
     except Exception:  # noqa: BLE001 - the probe that follows reports a bad interpreter properly
         return None
-
-
-def recover_for_python(python: Optional[str], wait: float = 5.0, echo: Echo = _quiet) -> Optional[dict[str, Any]]:
-    prefix = prefix_of(python)
-    return recover_if_needed(prefix, wait, echo) if prefix else None
 
 
 def _run_undo(u: Journal, echo: Echo) -> list[str]:

@@ -106,7 +106,7 @@ class PipResult:
         return self.returncode == 0
 
     def tail(self, lines: int = 6) -> str:
-        text = [l for l in self.output.strip().splitlines() if l.strip()]
+        text = [ln for ln in self.output.strip().splitlines() if ln.strip()]
         return "\n".join(text[-lines:])
 
 

@@ -209,6 +209,7 @@ def _plan_mmcv(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> No
     torch_version, torch_cuda = _torch(report)
     for strategy in order:
         if strategy == "wheel":
+            choice: Optional[matrix.WheelChoice]
             pin = next(((d, opts.pins[d]) for d in ("mmcv", "mmcv-full") if d in opts.pins), None)
             if pin:
                 choice = matrix.WheelChoice(pin[0], pin[1], reason=f"pinned with --pin {pin[0]}=={pin[1]}")
@@ -321,7 +322,7 @@ def _plan_torch(report: Report, opts: PlanOptions, plan: Plan, component: str) -
         specs, sources = parsed if parsed else ([], [])
         if opts.index_url:
             sources = source_args(opts.index_url)
-        names = {norm_name(re.split(r"[<>=!~\[; ]", s, 1)[0]) for s in specs}
+        names = {norm_name(re.split(r"[<>=!~\[; ]", s, maxsplit=1)[0]) for s in specs}
         is_mmcv = bool(names & set(MMCV_DISTS))
         remove = mm_dists if is_mmcv else []
         applies = opts.allow_torch_change and parsed is not None
@@ -357,6 +358,7 @@ def _plan_torchvision(report: Report, tables: Any, opts: PlanOptions, plan: Plan
         plan.notes.append("torchvision: the compat strategy does not repair torchvision; use --strategy wheel")
         return
     torch_version, torch_cuda = _torch(report)
+    choice: Optional[matrix.WheelChoice]
     if "torchvision" in opts.pins:
         choice = matrix.WheelChoice("torchvision", opts.pins["torchvision"],
                                     reason=f"pinned with --pin torchvision=={opts.pins['torchvision']}")

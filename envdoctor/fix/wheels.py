@@ -15,7 +15,7 @@ import re
 import zipfile
 from email.parser import Parser
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Optional
+from typing import Iterable, Optional, TypedDict
 
 # Fixed timestamp: the same input gives the same wheel bytes (zip needs >= 1980).
 _EPOCH = (2020, 1, 1, 0, 0, 0)
@@ -58,7 +58,7 @@ def build_wheel(staging: Path, name: str, version: str, out_dir: Path, *, tag: s
         members.append((rel, full.read_bytes(), full.stat().st_mode & 0o777))
     for rel, data in sorted((extra_files or {}).items()):
         members.append((rel, data, 0o644))
-    meta = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     if summary:
         meta.append(f"Summary: {summary}")
     meta += [f"Requires-Dist: {r}" for r in requires]
@@ -101,7 +101,17 @@ def _dist_info_dir(names: Iterable[str]) -> Optional[str]:
     return None
 
 
-def wheel_metadata(path: Path) -> dict[str, object]:
+class WheelMeta(TypedDict):
+    name: str
+    version: str
+    requires: list[str]  # Requires-Dist lines, markers included
+    purelib: bool
+    scripts: list[str]  # console and gui script names
+    members: list[str]  # archive members, directories left out
+    dist_info: str  # the .dist-info directory inside the archive
+
+
+def wheel_metadata(path: Path) -> WheelMeta:
     """Name, version, Requires-Dist, purelib flag, console scripts and members of a wheel."""
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
@@ -138,7 +148,7 @@ def wheel_targets(path: Path, scheme: dict[str, str]) -> list[Path]:
     dist_info = str(meta["dist_info"])
     data_dir = dist_info[: -len(".dist-info")] + ".data"
     out: list[Path] = []
-    for member in meta["members"]:  # type: ignore[union-attr]
+    for member in meta["members"]:
         p = PurePosixPath(member)
         if p.parts and p.parts[0] == data_dir and len(p.parts) >= 3:
             key = p.parts[1]
@@ -151,6 +161,6 @@ def wheel_targets(path: Path, scheme: dict[str, str]) -> list[Path]:
             out.append(Path(base) / rest)
         else:
             out.append(root / Path(*p.parts))
-    for script in meta["scripts"]:  # type: ignore[union-attr]
+    for script in meta["scripts"]:
         out.append(Path(scheme["scripts"]) / script)
     return out
