@@ -54,7 +54,7 @@ def _renamed_kwarg(old, new, cls_name):
                     "both the deprecated argument `%s` and its replacement `%s` were given "
                     "to %s; pass only `%s`" % (old, new, cls_name, new))
                 warnings.warn('"%s" is deprecated in `%s`, please use "%s" instead'
-                              % (old, cls_name, new), DeprecationWarning)
+                              % (old, cls_name, new), DeprecationWarning, stacklevel=2)
                 kwargs[new] = kwargs.pop(old)
             return init(self, *args, **kwargs)
 

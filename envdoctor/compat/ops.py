@@ -31,7 +31,6 @@ Nothing here silently degrades: a case a backend cannot do raises
 This module imports only the standard library and torch (torchvision lazily).
 """
 
-import math
 import os
 
 import torch
@@ -413,7 +412,7 @@ class _DeformConvTorch(Function):
 # torchvision backend
 # ---------------------------------------------------------------------------
 
-_TV_STATE = {}
+_TV_STATE: dict = {}
 
 
 def torchvision_available():

@@ -1,7 +1,6 @@
 """mmcv's module API: names, arguments, init, state_dict keys, checkpoint migration, subclassing."""
 
 import math
-import warnings
 
 import pytest
 import torch
