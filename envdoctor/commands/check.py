@@ -85,7 +85,11 @@ def write_output(report: Report, fmt: str, output: Optional[str], verbose: bool 
         else:
             render_text(report, verbose=verbose)
         return
-    text = render_json(report) if fmt == "json" else render_markdown(report)
+    emit(render_json(report) if fmt == "json" else render_markdown(report), output)
+
+
+def emit(text: str, output: Optional[str]) -> None:
+    """Write a rendered report to -o FILE (a bad path is a usage error), else to stdout."""
     if output:
         try:
             Path(output).write_text(text, encoding="utf-8")

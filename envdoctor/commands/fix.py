@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any, Optional
 
-from envdoctor.commands.check import check_output_path, diagnose
+from envdoctor.commands.check import check_output_path, diagnose, emit
 from envdoctor.errors import UsageError
 from envdoctor.fix.apply import apply_plan, prefix_of, recover_if_needed, recover_locked, undo_last
 from envdoctor.fix.compat_install import unavailable_reason
@@ -129,19 +128,9 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
         final = after if after is not None and fix.get("result", {}).get("status") == "verified" else report
         final.extra["fix"] = fix
         if fmt == "json":
-            text = render_json(redact_report(final))
-            if output:
-                try:
-                    Path(output).write_text(text, encoding="utf-8")
-                except OSError as exc:
-                    raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
-            else:
-                sys.stdout.write(text)
+            emit(render_json(redact_report(final)), output)
         elif output:
-            try:
-                Path(output).write_text(json.dumps(fix, indent=1, default=str), encoding="utf-8")
-            except OSError as exc:
-                raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
+            emit(json.dumps(fix, indent=1, default=str), output)
         return code
     finally:
         if lock is not None:
