@@ -43,6 +43,22 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+def _conv_attributes(module, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                     deform_groups):
+    """The attributes both mmcv conv classes set (subclasses such as E2FGVI's read them)."""
+    module.in_channels = in_channels
+    module.out_channels = out_channels
+    module.kernel_size = _pair(kernel_size)
+    module.stride = _pair(stride)
+    module.padding = _pair(padding)
+    module.dilation = _pair(dilation)
+    module.groups = groups
+    module.deform_groups = deform_groups
+    # like nn.Conv2d, for code that inspects conv layers
+    module.transposed = False
+    module.output_padding = _single(0)
+
+
 def _renamed_kwarg(old, new, cls_name):
     """Accept the deprecated keyword ``old`` for ``new`` (mmcv's deprecated_api_warning)."""
 
@@ -143,18 +159,9 @@ class DeformConv2d(nn.Module):
             "in_channels %s cannot be divisible by groups %s" % (in_channels, groups)
         assert out_channels % groups == 0, \
             "out_channels %s cannot be divisible by groups %s" % (out_channels, groups)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride)
-        self.padding = _pair(padding)
-        self.dilation = _pair(dilation)
-        self.groups = groups
-        self.deform_groups = deform_groups
+        _conv_attributes(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                         deform_groups)
         self.im2col_step = im2col_step
-        # like nn.Conv2d, for code that inspects conv layers
-        self.transposed = False
-        self.output_padding = _single(0)
         self.weight = nn.Parameter(
             torch.empty(out_channels, in_channels // self.groups, *self.kernel_size))
         self.reset_parameters()
@@ -241,16 +248,8 @@ class ModulatedDeformConv2d(nn.Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, deform_groups=1, bias=True):
         super(ModulatedDeformConv2d, self).__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride)
-        self.padding = _pair(padding)
-        self.dilation = _pair(dilation)
-        self.groups = groups
-        self.deform_groups = deform_groups
-        self.transposed = False
-        self.output_padding = _single(0)
+        _conv_attributes(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                         deform_groups)
         self.weight = nn.Parameter(
             torch.empty(out_channels, in_channels // groups, *self.kernel_size))
         if bias:
