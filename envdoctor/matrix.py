@@ -80,10 +80,6 @@ def local_cuda(version: Optional[str]) -> Optional[str]:
     return f"{int(m.group(1))}.{m.group(2)}" if m else None
 
 
-def is_cpu_build(version: Optional[str]) -> bool:
-    return bool(version and version.endswith("+cpu"))
-
-
 def in_spec(version: Optional[str], spec: Optional[str]) -> bool:
     """Version in a PEP 440 specifier, pre-releases included (mmcv ranges start at 2.0.0rc4)."""
     if spec is None:

@@ -396,7 +396,3 @@ def redact_report(report: Report, redactor: Optional[Redactor] = None) -> Report
     out.redactions = [Redaction(kind=k, count=v) for k, v in sorted(counts.items()) if v]
     out.extra["redacted"] = True
     return out
-
-
-def env_home() -> str:
-    return os.path.expanduser("~")

@@ -161,8 +161,3 @@ def alternative_fixes(report: Report, tables: Any, mmcv_major: Optional[int] = N
                         f"on {os_name(report)}",
             commands=combo.commands(pip(report) if not py_note else "python -m pip"), strategy="torch"))
     return fixes
-
-
-def version_lt(a: Optional[str], b: Optional[str]) -> bool:
-    va, vb = matrix.parse_version(a), matrix.parse_version(b)
-    return va is not None and vb is not None and va < vb
