@@ -133,10 +133,13 @@ def check(
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds each isolated import may take."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Text: every finding in full, none folded under "
                                  "its cause."),
+    fleet_member: Optional[str] = typer.Option(None, "--fleet-member", metavar="RUN",
+                                               help="Run as one node of `envdoctor fleet run`: write the report "
+                                               "as tagged records for run RUN."),
 ) -> None:
     """Probe the machine and one Python environment; print findings with their fixes."""
     _run("check", lambda cmd: cmd.run(python, fmt, output, quick, rules or [], _split(select), _split(ignore),
-                                      no_redact, _timeout(timeout), verbose=verbose))
+                                      no_redact, _timeout(timeout), verbose=verbose, fleet_member=fleet_member))
 
 
 @app.command()
@@ -198,6 +201,11 @@ def inspect(
 ) -> None:
     """Why one compiled extension would not load, read from the binary itself (ELF or PE)."""
     _run("inspect", lambda cmd: cmd.run(file, python, search_dir or [], fmt))
+
+
+from envdoctor.commands.fleet import fleet_app  # noqa: E402  (its callbacks use _run, defined above)
+
+app.add_typer(fleet_app, name="fleet")
 
 
 def main() -> None:

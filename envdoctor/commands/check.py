@@ -101,13 +101,24 @@ def emit(text: str, output: Optional[str]) -> None:
 
 def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rules_dirs: list[str],
         select: Optional[list[str]], ignore: Optional[list[str]], no_redact: bool, timeout: float,
-        verbose: bool = False) -> int:
+        verbose: bool = False, fleet_member: Optional[str] = None) -> int:
+    if fleet_member is not None:  # one node of `envdoctor fleet run`: the report goes out as tagged records
+        from envdoctor.fleet.member import run_as_member
+
+        return run_as_member(fleet_member, python, lambda py: _checked(py, quick, rules_dirs, select, ignore,
+                                                                          no_redact, timeout, False))
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     check_output_path(output)
+    report = _checked(python, quick, rules_dirs, select, ignore, no_redact, timeout, not quick and sys.stderr.isatty())
+    write_output(report, fmt, output, verbose)
+    return exit_code(report)
+
+
+def _checked(python: Optional[str], quick: bool, rules_dirs: list[str], select: Optional[list[str]],
+             ignore: Optional[list[str]], no_redact: bool, timeout: float, progress: bool) -> Report:
     check_selectors("--select", select)
     check_selectors("--ignore", ignore)
-    progress = not quick and sys.stderr.isatty()
     report = diagnose(python, quick, timeout, rules_dirs, select, ignore, show_progress=progress)
     # An interrupted `fix` left a journal: finish its rollback, then look again. The probe told us the
     # prefix, so this costs nothing (and runs no extra interpreter) when there is no journal.
@@ -117,5 +128,4 @@ def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rul
                           extra={"fix_recovery": recovery})
     if not no_redact:
         report = redact_report(report)
-    write_output(report, fmt, output, verbose)
-    return exit_code(report)
+    return report
