@@ -15,6 +15,13 @@ if ! command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 && command -v apt-get >/d
     && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && apt-get install -y -qq gcc-mingw-w64-x86-64 >/dev/null
 fi
+# The fleet tests (tests/test_fleet_launchers.py) start a real one-node Slurm and run pdsh's exec module.
+if { ! command -v pdsh >/dev/null 2>&1 || [ ! -x /usr/sbin/slurmctld ] || [ ! -x /usr/sbin/slurmd ] \
+      || [ ! -x /usr/sbin/munged ] || ! command -v srun >/dev/null 2>&1; } \
+    && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    slurmctld slurmd munge slurm-client pdsh >/dev/null
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi

@@ -73,13 +73,13 @@ def lines_of(members: list[tuple[str, str | None, dict]], run: str = "r1") -> li
 
 # --- the wire format -------------------------------------------------------------------------------------
 
-def test_every_line_fits_in_one_atomic_pipe_write():
+def test_every_line_fits_in_one_atomic_pipe_write_and_in_one_srun_io_buffer():
     rep = report("mmcv-conflict.json")
     rng = random.Random(1)
     rep["extra"]["noise"] = "".join(rng.choice("abcdefghij") for _ in range(200_000))
     ls = record.report_lines("run", "n" * 500, "12", rep)
     assert len(ls) > 10
-    assert max(len(x.encode()) for x in ls) < 4096
+    assert max(len(x.encode()) for x in ls) < record.MAX_LINE  # srun cuts lines at 1024 bytes
 
 
 def test_interleaved_prefixed_output_of_several_members_is_reassembled_exactly():
@@ -127,7 +127,7 @@ def test_partial_torn_and_foreign_output_is_reported_never_taken_for_a_report():
 def test_a_part_whose_data_was_mixed_with_another_report_fails_the_digest():
     x = lines_of([("node01", None, big_report(seed=1))])[0]
     y = lines_of([("node01", None, big_report(seed=2))])[0]
-    assert len(x) == len(y) > 4
+    assert min(len(x), len(y)) > 4
     # the third part's data from the other report, under this report's digest: a splice that still parses
     body_x = json.loads(x[3][len(record.MARK):])
     body_x["d"] = json.loads(y[3][len(record.MARK):])["d"]

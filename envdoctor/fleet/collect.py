@@ -22,6 +22,8 @@ from typing import IO, Any, Iterable, Optional
 from envdoctor.errors import UsageError
 from envdoctor.fleet import record
 
+# how launchers say a task ended by itself (srun: "task 3: Killed", "Exited with exit code 1"; pdsh: "exit code")
+_DIED = re.compile(r"Killed|Segmentation fault|Aborted|Bus error|exit code [1-9]|exited with exit code", re.I)
 # why a member gave no report
 REASONS = ("timeout", "launcher_error", "crash", "error", "garbled", "not_a_report")
 
@@ -142,7 +144,7 @@ def _why(node: str, task: Optional[str], st: _State, timed_out: bool, hints: Opt
     total, parts = max(st.sent.values(), key=lambda tp: len(tp[1]), default=(0, {}))
     got = f"{len(parts)} of {total} report parts" if total else "no report parts"
     torn = f", {st.garbled} torn line(s)" if st.garbled else ""
-    if timed_out:
+    if timed_out and not (hints and hints.died_before_stop(node, task)):
         return Missing(node, task, "timeout", f"still running when the fleet timeout ended the launcher; {got}"
                        f"{torn}{also}")
     if st.garbled and not total:
@@ -154,32 +156,43 @@ def _why(node: str, task: Optional[str], st: _State, timed_out: bool, hints: Opt
 class Hints:
     """The launcher's own stderr lines, to say why a member is missing (`srun: error: node17: task 3: ...`)."""
 
-    def __init__(self, lines: Iterable[str]) -> None:
-        self.lines = [ln.rstrip() for ln in lines if ln.strip()]
+    def __init__(self, lines: Iterable[str], stopped_at: Optional[int] = None) -> None:
+        self.lines = [ln.rstrip() for ln in lines]  # blank ones too: stopped_at counts them
+        # lines from this index on came after envdoctor stopped the launcher (its timeout): what they
+        # say (srun: "tasks 1,3: Killed") is the stop itself, not a task dying on its own
+        self.stopped_at = len(self.lines) if stopped_at is None else stopped_at
 
-    def for_member(self, node: str, task: Optional[str]) -> Optional[str]:
-        if not self.lines:
-            return None
+    def _about(self, node: str, task: Optional[str], lines: list[str], strict: bool = False) -> Optional[str]:
         word = re.compile(rf"(?<![\w.-]){re.escape(node)}(?![\w-])") if node else None
-        about_node = [ln for ln in self.lines if word and word.search(ln)]
+        about_node = [ln for ln in lines if word and word.search(ln)]
         if task is not None:
             about_task = [ln for ln in about_node if re.search(rf"\btasks? [\d,-]*\b{re.escape(task)}\b", ln)]
             if about_task:
                 return about_task[-1][:300]
+            if strict:  # a line about another task of the same node says nothing about this one
+                return None
         return about_node[-1][:300] if about_node else None
 
+    def for_member(self, node: str, task: Optional[str]) -> Optional[str]:
+        return self._about(node, task, self.lines)
+
+    def died_before_stop(self, node: str, task: Optional[str]) -> bool:
+        hint = self._about(node, task, self.lines[:self.stopped_at], strict=True)
+        return bool(hint and _DIED.search(hint))
+
     def last(self) -> Optional[str]:
-        return self.lines[-1][:300] if self.lines else None
+        said = [ln for ln in self.lines if ln.strip()]
+        return said[-1][:300] if said else None
 
 
 def expected_missing(collected: Collected, hosts: list[str], sizes: set[int], hints: Hints,
-                     launcher_failed: str) -> None:
+                     launcher_failed: str, timed_out: bool = False) -> None:
     """Members that never said hello: named by -w/--expect hosts, or counted from the tasks' own size."""
     seen_nodes = {m.node for m in collected.members} | {m.node for m in collected.missing}
     for host in hosts:
         if host not in seen_nodes:
             hint = hints.for_member(host, None) or launcher_failed
-            collected.missing.append(Missing(host, None, "launcher_error",
+            collected.missing.append(Missing(host, None, "timeout" if timed_out else "launcher_error",
                                              f"never started (no output at all){': ' + hint if hint else ''}"))
     if sizes and not hosts:
         size = max(sizes)
@@ -187,7 +200,7 @@ def expected_missing(collected: Collected, hosts: list[str], sizes: set[int], hi
         for t in range(size):
             if str(t) not in seen_tasks:
                 hint = launcher_failed or hints.last() or ""
-                collected.missing.append(Missing("?", str(t), "launcher_error",
+                collected.missing.append(Missing("?", str(t), "timeout" if timed_out else "launcher_error",
                                                  f"task {t} of {size} never started{': ' + hint if hint else ''}"))
 
 
@@ -207,7 +220,11 @@ def run_launcher(argv: list[str], run: str, fleet_timeout: Optional[float], host
         with lock:
             asm.feed(line, "launcher")
 
+    stopped_at: list[int] = []
+    received = [0]
+
     def on_err(line: str) -> None:
+        received[0] += 1
         stderr_tail.append(line)
         if tee is not None:
             tee.write(line)
@@ -230,6 +247,7 @@ def run_launcher(argv: list[str], run: str, fleet_timeout: Optional[float], host
         proc.wait(timeout=fleet_timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
+        stopped_at.append(received[0])
         _stop(proc)
     except KeyboardInterrupt:
         _stop(proc)
@@ -237,7 +255,8 @@ def run_launcher(argv: list[str], run: str, fleet_timeout: Optional[float], host
     for t in threads:
         t.join(timeout=5)
     seconds = time.monotonic() - start
-    hints = Hints(stderr_tail)
+    dropped = received[0] - len(stderr_tail)  # the deque keeps the last lines only
+    hints = Hints(stderr_tail, max(stopped_at[0] - dropped, 0) if stopped_at else None)
     collected = asm.finish(timed_out, hints)
     code = proc.returncode
     failed = ""
@@ -245,7 +264,7 @@ def run_launcher(argv: list[str], run: str, fleet_timeout: Optional[float], host
         failed = f"the launcher ran longer than --fleet-timeout {fleet_timeout:g}s and was stopped"
     elif code != 0:
         failed = f"the launcher exited with {_exit_text(code)}" + (f": {hints.last()}" if hints.last() else "")
-    expected_missing(collected, hosts, asm.sizes, hints, failed)
+    expected_missing(collected, hosts, asm.sizes, hints, failed, timed_out)
     collected.launcher = {"command": list(argv), "exit_code": code, "seconds": round(seconds, 3),
                           "timed_out": timed_out, "stderr_tail": [ln.rstrip() for ln in list(stderr_tail)[-20:]],
                           "unattributed_torn_lines": asm.garbled_unattributed}

@@ -8,6 +8,8 @@ sequence number and a digest of the whole, so that:
   the marker is searched anywhere in the line;
 - lines of several tasks sharing one pipe cannot tear each other: every line is written with
   one write() of less than PIPE_BUF (4096) bytes, which POSIX makes atomic on a pipe;
+- no line reaches 1024 bytes: srun forwards task output in 1024-byte pieces and cuts longer
+  lines in two (seen with Slurm 22.05; tests/test_fleet_launchers.py);
 - a member that dies half-way leaves parts that do not add up, reported as such, never a
   truncated report taken for a whole one.
 """
@@ -22,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 MARK = "@envdoctor-fleet/1 "
-# base64 characters of report per line; with the tags the line stays well under PIPE_BUF (4096)
-PART_CHARS = 3000
+# base64 characters of report per line; with the bounded tags a line stays under 1000 bytes
+PART_CHARS = 700
+MAX_LINE = 1000
 KINDS = ("hello", "part", "error", "bye")
 
 
@@ -46,7 +49,7 @@ class Record:
 
 def _line(run: str, node: str, task: Optional[str], kind: str, **info: Any) -> str:
     # bounded tags: the line must stay under PIPE_BUF whatever the launcher calls the node
-    body = {"r": run[:64], "n": node[:200], "t": None if task is None else task[:32], "k": kind, **info}
+    body = {"r": run[:64], "n": node[:100], "t": None if task is None else task[:32], "k": kind, **info}
     return MARK + json.dumps(body, separators=(",", ":"), ensure_ascii=True) + "\n"
 
 
