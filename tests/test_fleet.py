@@ -22,7 +22,8 @@ import pytest
 from envdoctor.checks import run_checks
 from envdoctor.facts import Report
 from envdoctor.fleet import record
-from envdoctor.fleet.collect import Assembler, Collected, Hints, Member, Missing, expected_missing
+from envdoctor.fleet.collect import Assembler, Collected, Hints, Missing, expected_missing, member
+from envdoctor.fleet.fingerprint import node_facts
 from envdoctor.fleet.hostlist import expand, from_launcher
 from envdoctor.fleet.names import Pseudonyms
 from envdoctor.fleet.summary import build
@@ -99,8 +100,21 @@ def test_interleaved_prefixed_output_of_several_members_is_reassembled_exactly()
         asm.feed(ln)
     got = asm.finish()
     assert not got.missing
-    assert {(m.node, m.task): m.report for m in got.members} == {
-        ("node01", "0"): reps[0], ("node02", "1"): reps[1], ("node03", "2"): reps[2]}
+    assert {(m.node, m.task): m.facts for m in got.members} == {
+        ("node01", "0"): node_facts(reps[0]), ("node02", "1"): node_facts(reps[1]),
+        ("node03", "2"): node_facts(reps[2])}
+    assert len({m.facts.fingerprint for m in got.members if m.facts}) == 3
+
+
+def test_a_report_travels_exactly():
+    rep = big_report("mmcv-conflict.json")
+    parts = {}
+    for ln in record.report_lines("r", "n", None, rep):
+        rec = record.parse_line(ln)
+        assert rec is not None
+        parts[rec.info["i"]] = rec.info["d"]
+        sha = rec.info["sha"]
+    assert record.unpack(parts, sha) == rep
 
 
 def test_partial_torn_and_foreign_output_is_reported_never_taken_for_a_report():
@@ -141,12 +155,12 @@ def test_a_part_whose_data_was_mixed_with_another_report_fails_the_digest():
 
 
 def test_a_member_that_reported_twice_counts_once_with_its_last_report():
-    first, second = big_report(seed=1), big_report(seed=2)
+    first, second = big_report("torch213.json"), big_report("mmcv-lite.json")
     asm = Assembler("r1")
     for ln in lines_of([("node01", "0", first)])[0] + lines_of([("node01", "0", second)])[0]:
         asm.feed(ln)
     got = asm.finish()
-    assert [m.report["extra"]["padding"] for m in got.members] == [second["extra"]["padding"]] and not got.missing
+    assert [m.facts for m in got.members] == [node_facts(second)] and not got.missing
 
 
 def _member(env: dict, python: str, run: str = "rr") -> subprocess.Popen:
@@ -204,11 +218,11 @@ def test_hostlists():
 
 
 def test_nodes_that_never_started_are_named_from_the_host_list_or_counted_from_the_task_count():
-    c = Collected(members=[Member("node01", None, {})])
+    c = Collected(members=[member("node01", None, {})])
     expected_missing(c, ["node01", "node02"], set(), Hints(["pdsh@x: node02: ssh exited with exit code 255"]), "")
     assert [(m.node, m.reason) for m in c.missing] == [("node02", "launcher_error")]
     assert "exit code 255" in c.missing[0].detail
-    c = Collected(members=[Member("n", "0", {}), Member("n", "2", {})])
+    c = Collected(members=[member("n", "0", {}), member("n", "2", {})])
     expected_missing(c, [], {3}, Hints([]), "the launcher exited with exit code 1")
     assert [(m.node, m.task) for m in c.missing] == [("?", "1")]
 
@@ -217,8 +231,8 @@ def test_nodes_that_never_started_are_named_from_the_host_list_or_counted_from_t
 
 def gpu_fleet(n: int = 8, bad: str = "node17") -> Collected:
     good = gpu_report("550.54.15")
-    members = [Member(f"node{i:02d}", None, copy.deepcopy(good)) for i in range(1, n + 1)]
-    members.append(Member(bad, None, gpu_report("470.256.02")))
+    members = [member(f"node{i:02d}", None, copy.deepcopy(good)) for i in range(1, n + 1)]
+    members.append(member(bad, None, gpu_report("470.256.02")))
     return Collected(members=members)
 
 
@@ -242,9 +256,9 @@ def test_gpu_fleet_majority_and_the_outlier_with_its_exact_difference_and_rule()
 def test_a_healthy_fleet_exits_0_and_a_harmless_outlier_does_not_matter():
     c = gpu_fleet()
     c.members.pop()  # no node17
-    variant = copy.deepcopy(c.members[0].report)
+    variant = gpu_report("550.54.15")
     variant["python"]["version"] = "3.10.14"  # differs, but nothing fails
-    c.members.append(Member("node30", None, variant))
+    c.members.append(member("node30", None, variant))
     s = build(c, None)
     assert [g.worse for g in s.groups] == [False, False] and len(s.groups) == 2
     assert s.exit_code == 0
@@ -281,7 +295,7 @@ def test_pseudonyms_are_stable_with_a_names_file_and_never_in_the_summary(tmp_pa
     assert oct(names.stat().st_mode & 0o777) == "0o600"
     assert p1.mapping == {"node01": "node-01", "node02": "node-02", "node03": "node-03", "node17": "node-04"}
     c = gpu_fleet(3)
-    c.members.insert(0, Member("node00", None, c.members[0].report))  # a new node, sorting first
+    c.members.insert(0, member("node00", None, gpu_report("550.54.15")))  # a new node, sorting first
     p2 = Pseudonyms(str(names))
     s2 = build(c, p2).to_dict()
     assert {k: p2.mapping[k] for k in p1.mapping} == p1.mapping
@@ -294,8 +308,8 @@ def test_fleet_diff_before_and_after_a_rollout(tmp_path):
     names = tmp_path / "names.json"
     before = gpu_fleet()
     after = gpu_fleet()
-    after.members[-1] = Member("node17", None, copy.deepcopy(after.members[0].report))  # node17 fixed
-    after.members[1] = Member("node02", None, gpu_report("470.256.02"))  # node02 broken by the rollout
+    after.members[-1] = member("node17", None, gpu_report("550.54.15"))  # node17 fixed
+    after.members[1] = member("node02", None, gpu_report("470.256.02"))  # node02 broken by the rollout
     after.members.pop(3)  # node04 gives no report
     after.missing.append(Missing("node04", None, "timeout", "still running"))
     for name, c in (("a.json", before), ("b.json", after)):

@@ -21,6 +21,7 @@ from typing import IO, Any, Iterable, Optional
 
 from envdoctor.errors import UsageError
 from envdoctor.fleet import record
+from envdoctor.fleet.fingerprint import NodeFacts, check_report, node_facts
 
 # how launchers say a task ended by itself (srun: "task 3: Killed", "Exited with exit code 1"; pdsh: "exit code")
 _DIED = re.compile(r"Killed|Segmentation fault|Aborted|Bus error|exit code [1-9]|exited with exit code", re.I)
@@ -30,10 +31,19 @@ REASONS = ("timeout", "launcher_error", "crash", "error", "garbled", "not_a_repo
 
 @dataclass
 class Member:
+    """One member's report, reduced to its fingerprint as soon as it is complete (10,000 decoded
+    reports would not fit in memory; their fingerprints do)."""
+
     node: str
     task: Optional[str]
-    report: dict[str, Any]
+    facts: Optional[NodeFacts]
+    problem: str = ""  # why the JSON that arrived is not a report this envdoctor reads (facts is None)
     source: str = ""
+
+
+def member(node: str, task: Optional[str], data: Any, source: str = "") -> Member:
+    why = check_report(data)
+    return Member(node, task, None if why else node_facts(data), why or "", source)
 
 
 @dataclass
@@ -55,12 +65,13 @@ class Collected:
 @dataclass
 class _State:
     hello: bool = False
-    # by digest: a member that sent its report twice (a relaunch into the same log) has two
+    # parts by digest: a member that sent its report twice (a relaunch into the same log) has two
     sent: dict[str, tuple[int, dict[int, str]]] = field(default_factory=dict)
     error: Optional[str] = None
     bye: bool = False
     garbled: int = 0
-    report: Optional[dict[str, Any]] = None
+    done: Optional[Member] = None  # the last complete report, already reduced to its fingerprint
+    problem: str = ""  # a complete set of parts that did not decode
     source: str = ""
 
 
@@ -102,6 +113,12 @@ class Assembler:
                 return
             total, parts = st.sent.setdefault(sha, (of, {}))
             parts[i] = data
+            if len(parts) == total:
+                del st.sent[sha]
+                try:
+                    st.done = member(rec.node, rec.task, record.unpack(parts, sha), source)
+                except ValueError as exc:
+                    st.problem = str(exc)
 
     def _garbled(self, head: str) -> None:
         # a torn line usually still shows whose it was
@@ -115,19 +132,12 @@ class Assembler:
     def finish(self, timed_out: bool = False, hints: Optional["Hints"] = None) -> Collected:
         out = Collected(stray_records=self.stray)
         for (node, task), st in sorted(self.states.items(), key=lambda kv: (kv[0][0], _task_order(kv[0][1]))):
-            complete = [(sha, parts) for sha, (total, parts) in st.sent.items() if len(parts) == total]
-            problem = ""
-            for sha, parts in reversed(complete):  # the last one sent wins
-                try:
-                    out.members.append(Member(node, task, record.unpack(parts, sha), st.source))
-                    break
-                except ValueError as exc:
-                    problem = str(exc)
+            if st.done is not None:
+                out.members.append(st.done)
+            elif st.problem:
+                out.missing.append(Missing(node, task, "garbled", f"a report arrived, but {st.problem}"))
             else:
-                if problem:
-                    out.missing.append(Missing(node, task, "garbled", f"a report arrived, but {problem}"))
-                else:
-                    out.missing.append(_why(node, task, st, timed_out, hints))
+                out.missing.append(_why(node, task, st, timed_out, hints))
         return out
 
 
@@ -310,8 +320,22 @@ def _files(inputs: list[str]) -> list[tuple[str, Optional[Path]]]:
     return out
 
 
+def _read(name: str, path: Optional[Path], stdin: Optional[IO[str]]) -> Iterable[str]:
+    if path is None:
+        yield from (stdin or sys.stdin)
+        return
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            yield from f
+    except OSError as exc:
+        raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from None
+
+
 def from_files(inputs: list[str], stdin: Optional[IO[str]] = None) -> Collected:
-    """Reports gathered any other way: record logs, `check --format json` reports, directories, `-`."""
+    """Reports gathered any other way: record logs, `check --format json` reports, directories, `-`.
+
+    Read line by line: a log's records are reduced as they complete; a file without records is
+    kept (up to a report's size limit) to be read as one JSON report."""
     import json
 
     from envdoctor.report_io import MAX_REPORT_BYTES
@@ -320,32 +344,32 @@ def from_files(inputs: list[str], stdin: Optional[IO[str]] = None) -> Collected:
     plain: list[Member] = []
     bad: list[Missing] = []
     for name, path in _files(inputs):
-        if path is None:
-            text = (stdin or sys.stdin).read()
-        else:
-            try:
-                if path.stat().st_size > MAX_REPORT_BYTES * 16:
-                    bad.append(Missing(path.stem, None, "not_a_report", f"{name}: too large to be reports"))
-                    continue
-                text = path.read_text(encoding="utf-8-sig", errors="replace")
-            except OSError as exc:
-                raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from None
-        if record.MARK in text:
-            for line in text.splitlines():
+        kept: list[str] = []
+        size, records = 0, False
+        for line in _read(name, path, stdin):
+            if record.MARK in line:
+                records = True
+                kept = []
+            if records:
                 asm.feed(line, name)
+            elif size <= MAX_REPORT_BYTES:
+                kept.append(line)
+                size += len(line)
+        if records:
             continue
         try:
-            data = json.loads(text)
+            data = json.loads("".join(kept)) if size <= MAX_REPORT_BYTES else None
         except ValueError:
             data = None
+        stem = Path(name).stem
         if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("envdoctor.report/"):
-            bad.append(Missing(Path(name).stem, None, "not_a_report",
+            bad.append(Missing(stem, None, "not_a_report",
                                f"{name} is neither an envdoctor report nor launcher output with fleet records"))
             continue
         tag = (data.get("extra") or {}).get("fleet") or {}
-        node = str(tag["node"]) if isinstance(tag.get("node"), str) else Path(name).stem
+        node = str(tag["node"]) if isinstance(tag.get("node"), str) else stem
         task = tag.get("task")
-        plain.append(Member(node, None if task is None else str(task), data, name))
+        plain.append(member(node, None if task is None else str(task), data, name))
     collected = asm.finish()
     collected.members.extend(plain)
     collected.missing.extend(bad)

@@ -48,6 +48,35 @@ def python_for_task(python: Optional[str], task: Optional[str]) -> Optional[str]
     return choices[index % len(choices)]
 
 
+def trim_for_fleet(data: dict[str, Any]) -> dict[str, Any]:
+    """The report as the fleet needs it: packages the checks do not judge and load tracebacks left out.
+
+    They are most of a report's bytes (a real environment has hundreds of packages) and of the time
+    to decode 10,000 of them (bench/bench_fleet.py); the summary compares neither. What was left out
+    is said in extra.trimmed, as in a report trimmed for an issue. `check --format json` on the node
+    still gives the whole report."""
+    from envdoctor.compare import KEY_PACKAGES
+
+    packages = data.get("packages") or {}
+    keep = {k: v for k, v in packages.items() if KEY_PACKAGES.match(k)}
+    trimmed = list(data["extra"].get("trimmed") or [])
+    if len(keep) < len(packages):
+        data["packages"] = keep
+        data["extra"]["packages_trimmed_count"] = len(packages) - len(keep)
+        trimmed.append(f"packages: {len(packages) - len(keep)} not judged by the checks (envdoctor fleet)")
+    tracebacks = 0
+    for comp in (data.get("components") or {}).values():
+        err = (comp.get("load") or {}).get("error") if isinstance(comp, dict) else None
+        if isinstance(err, dict) and err.get("traceback"):
+            err["traceback"] = None
+            tracebacks += 1
+    if tracebacks:
+        trimmed.append(f"load tracebacks: {tracebacks} (envdoctor fleet)")
+    if trimmed:
+        data["extra"]["trimmed"] = trimmed
+    return data
+
+
 def _write(line: str) -> None:
     # one write() per line (< PIPE_BUF): atomic on a pipe shared with other tasks
     data = line.encode()
@@ -84,7 +113,7 @@ def run_as_member(run: str, python: Optional[str], build: Callable[[Optional[str
         raise
     code = 1 if any(f.severity == "error" for f in report.findings) else 0
     report.extra["fleet"] = {"run": run, "node": node, "task": task}
-    for line in record.report_lines(run, node, task, report.to_dict()):
+    for line in record.report_lines(run, node, task, trim_for_fleet(report.to_dict())):
         _write(line)
     _write(record.bye_line(run, node, task, code))
     return code

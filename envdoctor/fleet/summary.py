@@ -15,7 +15,7 @@ from typing import Any, Optional
 from envdoctor import __version__
 from envdoctor.errors import ReportError
 from envdoctor.fleet.collect import Collected, Missing
-from envdoctor.fleet.fingerprint import NodeFacts, check_report, node_facts
+from envdoctor.fleet.fingerprint import NodeFacts
 from envdoctor.fleet.names import Pseudonyms, natural
 from envdoctor.fleet.ranking import differences
 
@@ -106,11 +106,10 @@ def build(collected: Collected, names: Optional[Pseudonyms]) -> FleetSummary:
     missing = list(collected.missing)
     by_fp: dict[str, Group] = {}
     for m in collected.members:
-        why = check_report(m.report)
-        if why:
-            missing.append(Missing(m.node, m.task, "not_a_report", f"{m.source or 'its output'}: {why}"))
+        nf = m.facts
+        if nf is None:
+            missing.append(Missing(m.node, m.task, "not_a_report", f"{m.source or 'its output'}: {m.problem}"))
             continue
-        nf = node_facts(m.report)
         fp = nf.fingerprint
         g = by_fp.get(fp)
         if g is None:
