@@ -125,6 +125,8 @@ def build(collected: Collected, names: Optional[Pseudonyms]) -> FleetSummary:
         for g in groups[1:]:
             changes, g.worse = differences(groups[0].facts, g.facts)
             g.differences = [asdict(c) for c in changes]
+        # the outliers that matter first, then by how many errors and nodes
+        groups[1:] = sorted(groups[1:], key=lambda g: (not g.worse, -g.facts.errors, -len(g.nodes), g.fingerprint))
     summary.groups = groups
     summary.findings = _count_findings(groups)
     summary.missing = [Missing(label(m.node, m.task) if m.node != "?" else "?", m.task, m.reason,
