@@ -339,6 +339,9 @@ def test_fleet_diff_before_and_after_a_rollout(tmp_path):
     (["fleet", "run", "--", "/nonexistent/launcher"], "launcher '/nonexistent/launcher' not found"),
     (["fleet", "run", "--select", "ED9X9", "--", "true"], "--select ED9X9"),
     (["fleet", "run", "--expect", "node[9-1]", "--", "true"], "--expect node[9-1]"),
+    (["fleet", "run", "--fleet-timeout", "0", "--", "true"], "--fleet-timeout 0: give a positive number"),
+    (["fleet", "run"], "Missing argument"),
+    (["fleet", "diff", "/nonexistent/a.json", "/nonexistent/b.json"], "cannot read /nonexistent/a.json"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     res = run_cli(*args)
@@ -356,3 +359,10 @@ def test_summarize_reads_stdin_and_counts_files_that_are_not_reports(tmp_path):
     d = json.loads(res.stdout)
     assert d["reported"] == 2 and [(m["node"], m["reason"]) for m in d["missing"]] == [("notes", "not_a_report")]
     assert res.returncode == 1
+
+
+def test_a_launcher_that_fails_before_any_node_shows_its_own_words():
+    res = run_cli("fleet", "run", "--", "sh", "-c", "echo 'launcher: cannot reach the cluster' >&2; exit 3")
+    assert res.returncode == 1, res.stderr
+    assert "0 of 0 node(s) reported" in res.stdout and "no node reported" in res.stdout
+    assert "launcher sh: exit code 3" in res.stdout and "cannot reach the cluster" in res.stdout

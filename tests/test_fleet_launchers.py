@@ -135,3 +135,16 @@ def test_pdsh_exec_eight_nodes(tmp_path):
                    "pdsh", "-R", "exec", "-w", "node[01-08]", "env", "ENVDOCTOR_FLEET_NODE=%h", timeout=300)
     assert "majority 5 node(s)" in text.stdout and "no report from" in text.stdout
     assert "node08" not in text.stdout and "node-08: error:" in text.stdout
+
+
+def test_pdsh_nodes_where_envdoctor_is_not_installed_are_named_with_pdsh_s_words():
+    _need([b for b in ("pdsh",) if shutil.which(b) is None], "pdsh")
+    res = run_cli("fleet", "run", "--format", "json", "--member-command", "/nonexistent/envdoctor", "--",
+                  "pdsh", "-R", "exec", "-w", "gpu[1-3]", "env", timeout=120)
+    assert res.returncode == 1, res.stderr
+    d = json.loads(res.stdout)
+    validate_summary(d)
+    assert (d["reported"], d["expected"]) == (0, 3)
+    assert [(m["node"], m["reason"]) for m in d["missing"]] == [(f"node-0{i}", "launcher_error") for i in (1, 2, 3)]
+    assert all("never started" in m["detail"] and "exit code 127" in m["detail"] for m in d["missing"]), d["missing"]
+    assert "gpu1" not in res.stdout and "<hostlist>" in " ".join(d["launcher"]["command"])

@@ -125,8 +125,8 @@ def run(launcher: list[str], python: Optional[str], quick: bool, rules: list[str
     check_selectors("--select", sel)
     check_selectors("--ignore", ign)
     _timeout(timeout)
-    if fleet_timeout is not None:
-        _timeout(fleet_timeout)
+    if fleet_timeout is not None and not (fleet_timeout > 0 and fleet_timeout != float("inf")):
+        raise UsageError(f"--fleet-timeout {fleet_timeout:g}: give a positive number of seconds")
     try:
         hosts = hostlist.expand(expect) if expect else hostlist.from_launcher(launcher)
     except ValueError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from envdoctor import __version__
 from envdoctor.errors import ReportError
@@ -129,8 +129,8 @@ def build(collected: Collected, names: Optional[Pseudonyms]) -> FleetSummary:
         groups[1:] = sorted(groups[1:], key=lambda g: (not g.worse, -g.facts.errors, -len(g.nodes), g.fingerprint))
     summary.groups = groups
     summary.findings = _count_findings(groups)
-    summary.missing = [Missing(label(m.node, m.task) if m.node != "?" else "?", m.task, m.reason,
-                               names.scrub(m.detail) if names is not None else m.detail)
+    scrub = _scrubber(names)
+    summary.missing = [Missing(label(m.node, m.task) if m.node != "?" else "?", m.task, m.reason, scrub(m.detail))
                        for m in sorted(missing, key=lambda m: (natural(m.node), natural(m.task or "")))]
     summary.reported = sum(len(g.nodes) for g in groups)
     summary.expected = summary.reported + len(summary.missing)
@@ -158,15 +158,22 @@ def _count_findings(groups: list[Group]) -> list[FindingCount]:
     return sorted(counts.values(), key=lambda f: (_SEVERITY.get(f.severity, 3), -f.count, f.id))
 
 
+def _scrubber(names: Optional[Pseudonyms]) -> Callable[[str], str]:
+    """For text from the launcher and the nodes' error lines: node names, then home, user, host, secrets."""
+    if names is None:
+        return lambda text: text
+    from envdoctor.redact import Redactor
+
+    red = Redactor()
+    return lambda text: red.text(names.scrub(text))
+
+
 def _launcher(info: dict[str, Any], names: Optional[Pseudonyms]) -> dict[str, Any]:
     out = dict(info)
-    if names is not None:
-        from envdoctor.redact import Redactor
-
-        red = Redactor()
-        for key in ("command", "stderr_tail"):
-            if isinstance(out.get(key), list):
-                out[key] = [red.text(names.scrub(str(s))) for s in out[key]]
+    scrub = _scrubber(names)
+    for key in ("command", "stderr_tail"):
+        if isinstance(out.get(key), list):
+            out[key] = [scrub(str(s)) for s in out[key]]
     return out
 
 

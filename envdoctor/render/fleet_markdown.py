@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from envdoctor.render.fleet_text import FIELD_LABELS, change_text, headline, nodes_text, verdict
+from envdoctor.render.fleet_text import FIELD_LABELS, change_text, headline, launcher_lines, nodes_text, verdict
 from envdoctor.render.markdown import SEVERITY_MARK, code, inline, text
 
 
@@ -39,4 +39,7 @@ def render_fleet_markdown(s: dict[str, Any]) -> str:
             who = m["node"] if m["node"] != "?" else f"task {m['task']}"
             out.append(f"- {text(who)}: {text(m['reason'])}: {text(m['detail'])}")
         out.append("")
+    la = launcher_lines(s)
+    if la:
+        out += ["```text", *la, "```", ""]
     return "\n".join(out) + "\n"

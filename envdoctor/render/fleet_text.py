@@ -66,6 +66,19 @@ def verdict(s: dict[str, Any]) -> str:
     return "healthy: every node reported, no error, no outlier worse than the majority"
 
 
+def launcher_lines(s: dict[str, Any], tail: int = 5) -> list[str]:
+    """What the launcher did, when it matters: it failed, timed out, or some node is unaccounted for."""
+    la = s.get("launcher") or {}
+    if "command" not in la or not (la.get("exit_code") or la.get("timed_out") or s["missing"] or not s["groups"]):
+        return []
+    head = f"launcher {la['command'][0]}: " + ("stopped by --fleet-timeout" if la.get("timed_out")
+                                               else f"exit code {la.get('exit_code')}")
+    out = [f"{head} after {la.get('seconds', 0):.1f} s"]
+    said = [ln for ln in la.get("stderr_tail") or [] if ln.strip()][-tail:]
+    out += [f"  {ln}" for ln in said]
+    return out
+
+
 def _console(stream: Optional[IO[str]], color: Optional[bool]) -> Console:
     return Console(file=stream or sys.stdout, highlight=False, soft_wrap=True, no_color=(color is False),
                    force_terminal=color if color else None)
@@ -99,6 +112,11 @@ def render_fleet_text(s: dict[str, Any], stream: Optional[IO[str]] = None, color
         for m in s["missing"]:
             who = m["node"] if m["node"] != "?" else f"task {m['task']}"
             c.print(f"  [red]✗[/red] {escape(who)}: {m['reason']}: {escape(m['detail'])}")
+    la = launcher_lines(s)
+    if la:
+        c.print()
+        for ln in la:
+            c.print(f"[dim]{escape(ln)}[/dim]")
     c.print(f"\nfleet {escape(verdict(s))}")
 
 
