@@ -11,15 +11,15 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable
 
 NODE = "fleetnode"
 DAEMONS = ("munged", "slurmctld", "slurmd", "srun", "sinfo")
 
 
 def missing_binaries() -> list[str]:
-    found = {d: shutil.which(d) or next((p for p in (f"/usr/sbin/{d}",) if os.path.exists(p)), None) for d in DAEMONS}
-    return [d for d, p in found.items() if p is None]
+    # the daemons live in /usr/sbin, which is not on every user's PATH
+    return [d for d in DAEMONS if not (shutil.which(d) or os.path.exists(f"/usr/sbin/{d}"))]
 
 
 def _bin(name: str) -> str:
@@ -108,10 +108,10 @@ class SlurmCluster:
                            timeout=20)
         return r.returncode == 0 and r.stdout.strip().startswith(("idle", "mixed"))
 
-    def _wait(self, ready: "object", timeout: float, what: str) -> None:
+    def _wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if ready():  # type: ignore[operator]
+            if ready():
                 return
             time.sleep(0.2)
         raise RuntimeError(f"{what} within {timeout:.0f} s: {self.logs()}")
@@ -137,12 +137,3 @@ class SlurmCluster:
                     os.killpg(p.pid, signal.SIGKILL)
                     p.wait(timeout=5)
 
-
-def start_cluster(root: Path) -> Optional[SlurmCluster]:
-    c = SlurmCluster(root)
-    try:
-        c.start()
-    except BaseException:
-        c.stop()
-        raise
-    return c

@@ -133,7 +133,14 @@ def run(launcher: list[str], python: Optional[str], quick: bool, rules: list[str
         raise UsageError(f"--expect {expect}: {exc}") from None
     run_id = secrets.token_hex(6)
     argv = list(launcher) + member_argv(member_command, run_id, python, quick, rules, sel, ign, no_redact, timeout)
-    collected = run_launcher(argv, run_id, fleet_timeout, hosts)
+    if sys.stderr.isatty():  # a spinner on stderr while the nodes run, only on a terminal
+        from rich.console import Console
+
+        with Console(stderr=True).status(f"fleet: started {argv[0]}, waiting for the nodes") as status:
+            collected = run_launcher(argv, run_id, fleet_timeout, hosts, progress=lambda done, started: status.update(
+                f"fleet: {done} node(s) reported, {started - done} still checking"))
+    else:
+        collected = run_launcher(argv, run_id, fleet_timeout, hosts)
     return _finish(collected, no_redact, names, fmt, output)
 
 

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable, Optional
+from typing import IO, Any, Callable, Iterable, Optional
 
 from envdoctor.errors import UsageError
 from envdoctor.fleet import record
@@ -84,6 +84,7 @@ class Assembler:
         self.sizes: set[int] = set()
         self.garbled_unattributed = 0
         self.stray = 0
+        self.completed = 0  # members with a complete report so far
 
     def feed(self, line: str, source: str = "") -> None:
         try:
@@ -116,7 +117,9 @@ class Assembler:
             if len(parts) == total:
                 del st.sent[sha]
                 try:
-                    st.done = member(rec.node, rec.task, record.unpack(parts, sha), source)
+                    done = member(rec.node, rec.task, record.unpack(parts, sha), source)
+                    self.completed += st.done is None
+                    st.done = done
                 except ValueError as exc:
                     st.problem = str(exc)
 
@@ -220,15 +223,24 @@ def _pump(stream: IO[bytes], sink: Any) -> None:
 
 
 def run_launcher(argv: list[str], run: str, fleet_timeout: Optional[float], hosts: list[str],
-                 tee: Optional[IO[str]] = None) -> Collected:
-    """Run LAUNCHER… once; records are read while it runs; the launcher's stderr is kept for the reasons."""
+                 tee: Optional[IO[str]] = None, progress: Optional[Callable[[int, int], None]] = None) -> Collected:
+    """Run LAUNCHER… once; records are read while it runs; the launcher's stderr is kept for the reasons.
+
+    progress(reported, started) is called whenever a member starts or completes its report."""
     asm = Assembler(run)
     stderr_tail: deque[str] = deque(maxlen=2000)
     lock = threading.Lock()
+    counts = (0, 0)
 
     def on_out(line: str) -> None:
+        nonlocal counts
         with lock:
             asm.feed(line, "launcher")
+            if progress is not None and record.MARK in line:
+                now = (asm.completed, len(asm.states))
+                if now != counts:
+                    counts = now
+                    progress(*now)
 
     stopped_at: list[int] = []
     received = [0]
