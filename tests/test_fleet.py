@@ -366,3 +366,23 @@ def test_a_launcher_that_fails_before_any_node_shows_its_own_words():
     assert res.returncode == 1, res.stderr
     assert "0 of 0 node(s) reported" in res.stdout and "no node reported" in res.stdout
     assert "launcher sh: exit code 3" in res.stdout and "cannot reach the cluster" in res.stdout
+
+
+def test_node_names_inside_errors_and_titles_are_pseudonyms_too():
+    rep = report("torch213-tv291.json")
+    rep["components"]["torchvision"]["load"]["error"]["message"] = "/envs/gpu-a17/lib/_C.so: undefined symbol: x"
+    rep["findings"][0]["title"] = "`import torchvision` fails on gpu-a17"
+    c = Collected(members=[member("gpu-a17", None, rep), member("gpu-a18", None, report("torch213.json")),
+                           member("gpu-a19", None, report("torch213.json"))])
+    blob = json.dumps(build(c, Pseudonyms()).to_dict())
+    assert "gpu-a17" not in blob and "/envs/node-01/lib/_C.so: undefined symbol" in blob
+    assert "gpu-a17" in json.dumps(build(c, None).to_dict())
+
+
+def test_fleet_diff_refuses_a_summary_of_another_major(tmp_path):
+    s = build(gpu_fleet(2), None).to_dict()
+    (tmp_path / "a.json").write_text(json.dumps(s))
+    (tmp_path / "b.json").write_text(json.dumps(dict(s, schema="envdoctor.fleet/2")))
+    res = run_cli("fleet", "diff", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
+    assert res.returncode == 2 and "of schema 'envdoctor.fleet/2'" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

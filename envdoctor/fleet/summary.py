@@ -116,8 +116,12 @@ def build(collected: Collected, names: Optional[Pseudonyms]) -> FleetSummary:
             g = by_fp[fp] = Group(fp, [], nf)
         g.nodes.append(label(m.node, m.task))
     groups = list(by_fp.values())
+    scrub = _scrubber(names)
     for g in groups:
         g.nodes.sort(key=natural)
+        if names is not None:  # a node's own name in an error or a title (a path like /envs/node06/...)
+            g.facts.load_errors = {k: scrub(v) for k, v in g.facts.load_errors.items()}
+            g.facts.findings = [dict(f, title=scrub(f["title"])) for f in g.facts.findings]
     # the majority: most nodes; on a tie the healthier, then a stable order
     groups.sort(key=lambda g: (-len(g.nodes), g.facts.errors, len(g.facts.findings), g.fingerprint))
     if groups:
@@ -129,7 +133,6 @@ def build(collected: Collected, names: Optional[Pseudonyms]) -> FleetSummary:
         groups[1:] = sorted(groups[1:], key=lambda g: (not g.worse, -g.facts.errors, -len(g.nodes), g.fingerprint))
     summary.groups = groups
     summary.findings = _count_findings(groups)
-    scrub = _scrubber(names)
     summary.missing = [Missing(label(m.node, m.task) if m.node != "?" else "?", m.task, m.reason, scrub(m.detail))
                        for m in sorted(missing, key=lambda m: (natural(m.node), natural(m.task or "")))]
     summary.reported = sum(len(g.nodes) for g in groups)
