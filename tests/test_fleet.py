@@ -386,3 +386,9 @@ def test_fleet_diff_refuses_a_summary_of_another_major(tmp_path):
     res = run_cli("fleet", "diff", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
     assert res.returncode == 2 and "of schema 'envdoctor.fleet/2'" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_the_schema_and_the_code_name_the_same_reasons():
+    from envdoctor.fleet.collect import REASONS
+
+    assert tuple(FLEET_SCHEMA["properties"]["missing"]["items"]["properties"]["reason"]["enum"]) == REASONS

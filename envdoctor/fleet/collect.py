@@ -25,7 +25,7 @@ from envdoctor.fleet.fingerprint import NodeFacts, check_report, node_facts
 
 # how launchers say a task ended by itself (srun: "task 3: Killed", "Exited with exit code 1"; pdsh: "exit code")
 _DIED = re.compile(r"Killed|Segmentation fault|Aborted|Bus error|exit code [1-9]|exited with exit code", re.I)
-# why a member gave no report
+# why a member gave no report (docs/fleet.md; the summary schema lists the same)
 REASONS = ("timeout", "launcher_error", "crash", "error", "garbled", "not_a_report")
 
 
@@ -223,7 +223,7 @@ def _pump(stream: IO[bytes], sink: Any) -> None:
 
 
 def run_launcher(argv: list[str], run: str, fleet_timeout: Optional[float], hosts: list[str],
-                 tee: Optional[IO[str]] = None, progress: Optional[Callable[[int, int], None]] = None) -> Collected:
+                 progress: Optional[Callable[[int, int], None]] = None) -> Collected:
     """Run LAUNCHER… once; records are read while it runs; the launcher's stderr is kept for the reasons.
 
     progress(reported, started) is called whenever a member starts or completes its report."""
@@ -248,8 +248,6 @@ def run_launcher(argv: list[str], run: str, fleet_timeout: Optional[float], host
     def on_err(line: str) -> None:
         received[0] += 1
         stderr_tail.append(line)
-        if tee is not None:
-            tee.write(line)
 
     start = time.monotonic()
     try:
