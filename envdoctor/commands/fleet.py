@@ -112,18 +112,21 @@ def run(launcher: list[str], python: Optional[str], quick: bool, rules: list[str
     import secrets
 
     from envdoctor.cli import _split, _timeout
-    from envdoctor.commands.check import check_output_path, check_selectors
     from envdoctor.errors import UsageError
     from envdoctor.fleet import hostlist
     from envdoctor.fleet.collect import run_launcher
 
     _check_format(fmt)
-    check_output_path(output)
+    sel, ign = _split(select) or [], _split(ignore) or []
+    if output or sel or ign:
+        # imported only when needed: `check`'s module loads every check, a quarter second before the launcher starts
+        from envdoctor.commands.check import check_output_path, check_selectors
+
+        check_output_path(output)
+        check_selectors("--select", sel)
+        check_selectors("--ignore", ign)
     if not launcher:
         raise UsageError("give the launcher after --, e.g. `envdoctor fleet run -- srun -N 4 --ntasks-per-node=1`")
-    sel, ign = _split(select) or [], _split(ignore) or []
-    check_selectors("--select", sel)
-    check_selectors("--ignore", ign)
     _timeout(timeout)
     if fleet_timeout is not None and not (fleet_timeout > 0 and fleet_timeout != float("inf")):
         raise UsageError(f"--fleet-timeout {fleet_timeout:g}: give a positive number of seconds")
@@ -173,9 +176,15 @@ def _finish(collected: Any, no_redact: bool, names_file: Optional[str], fmt: str
     return summary.exit_code
 
 
-def _emit(data: dict[str, Any], fmt: str, output: Optional[str], kind: str) -> None:
-    from envdoctor.commands.check import emit
+def emit(text: str, output: Optional[str]) -> None:
+    if output:
+        with _open(output) as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
 
+
+def _emit(data: dict[str, Any], fmt: str, output: Optional[str], kind: str) -> None:
     if fmt == "json":
         emit(json.dumps(data, indent=1, ensure_ascii=False) + "\n", output)
     elif fmt == "markdown":
