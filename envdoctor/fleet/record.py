@@ -28,6 +28,7 @@ MARK = "@envdoctor-fleet/1 "
 PART_CHARS = 700
 MAX_LINE = 1000
 KINDS = ("hello", "part", "error", "bye")
+_DECODER = json.JSONDecoder()
 
 
 class GarbledRecord(ValueError):
@@ -80,7 +81,7 @@ def parse_line(line: str) -> Optional[Record]:
         return None
     text = line[at + len(MARK):].strip()
     try:
-        body, _ = json.JSONDecoder().raw_decode(text)
+        body, _ = _DECODER.raw_decode(text)
     except ValueError:
         raise GarbledRecord(text[:80]) from None
     if not isinstance(body, dict) or body.get("k") not in KINDS or not isinstance(body.get("n"), str) \
