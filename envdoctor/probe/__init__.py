@@ -216,6 +216,16 @@ def collect(python: Optional[str] = None, quick: bool = False, timeout: float = 
     `import torch` + the slowest dependent import.
     """
     tgt = target_mod.resolve(python)
+    try:
+        return _collect(tgt, quick, timeout, progress, fork)
+    except BaseException:
+        # Ctrl-C (or any error) anywhere: no probe process may outlive us, no scratch directory may stay
+        target_mod.abort_all()
+        raise
+
+
+def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progress], fork: Optional[bool]
+             ) -> Report:
     report = Report(
         envdoctor=__version__,
         created=datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
@@ -223,16 +233,11 @@ def collect(python: Optional[str] = None, quick: bool = False, timeout: float = 
     )
     errors: list[str] = []
     loads = None if quick else LoadRun(tgt, timeout, fork=fork)
-    try:
-        if not quick:
-            # NVML, nvidia-smi, nvcc: off the critical path (quick mode runs none of them)
-            gpu_get = _in_thread(probe_gpu, Gpu(notes=["not probed: timed out"]), SIDE_PROBE_TIMEOUT, errors, "gpu")
-            tk_get = _in_thread(probe_toolkit, CudaToolkit(), SIDE_PROBE_TIMEOUT, errors, "cuda toolkit")
-        static = probe_static(tgt, timeout)
-    except BaseException:
-        if loads is not None:
-            loads.abort()
-        raise
+    if not quick:
+        # NVML, nvidia-smi, nvcc: off the critical path (quick mode runs none of them)
+        gpu_get = _in_thread(probe_gpu, Gpu(notes=["not probed: timed out"]), SIDE_PROBE_TIMEOUT, errors, "gpu")
+        tk_get = _in_thread(probe_toolkit, CudaToolkit(), SIDE_PROBE_TIMEOUT, errors, "cuda toolkit")
+    static = probe_static(tgt, timeout)  # a bad target raises; collect() then ends the load probes
     report.python = python_env(tgt, static)
     report.packages = packages(static)
     report.components = static_components(static, report.packages)

@@ -70,8 +70,7 @@ class LoadRun:
 
     def abort(self) -> None:
         for run in self.runs.values():
-            target_mod._kill(run.proc)
-            run.finish()
+            run.abort()
 
     def wait(self, progress: Optional[Progress] = None) -> dict[str, ProbeOutcome]:
         finished: dict[str, ScriptRun] = {}

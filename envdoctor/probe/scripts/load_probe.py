@@ -405,6 +405,12 @@ def run_components(out_dir, timeout, use_fork):
 
 def main():
     out_dir, mode, name_or_timeout = sys.argv[1], sys.argv[2], sys.argv[3]
+    # Only envdoctor ends a probe (it kills the whole group). A console Ctrl-C that reaches this process too
+    # (Windows sends it to every process on the console) must not turn into an import "result".
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError, AttributeError):
+        pass
     # A crash prints the Python stack to stderr, which the parent keeps.
     faulthandler.enable(all_threads=True)
     if "" in sys.path:  # the probe runs in a scratch directory: never import from it
