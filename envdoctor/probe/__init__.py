@@ -118,6 +118,7 @@ def packages(data: dict[str, Any]) -> dict[str, Package]:
             compiled_missing=d.get("compiled_missing", []),
             record_files=d.get("record_files", 0),
             record_missing=d.get("record_missing", 0),
+            missing_files=d.get("missing_paths", []),
             shadowed_locations=d.get("shadowed_locations", []),
         )
     return out
