@@ -32,6 +32,8 @@ ENV_ALLOW = (
 )
 
 Progress = Callable[[str], None]
+STARTUP_MARK = "ENVDOCTOR-STATIC-START"  # scripts/static_facts.py writes it first on stderr
+STARTUP_STDERR_MAX = 6000
 # NVML, nvidia-smi and nvcc run beside the imports; a hung driver tool must not hold the report.
 SIDE_PROBE_TIMEOUT = 20.0
 
@@ -68,6 +70,11 @@ def probe_static(target: Target, timeout: float) -> dict[str, Any]:
         if problem.get("site_packages") and problem.get("under_prefix"):
             raise UsageError(f"cannot read the site-packages of {target.executable}: {problem['path']} is "
                              f"{_describe_problem(problem)}")
+    found = run.data.get("startup")
+    startup: dict[str, Any] = found if isinstance(found, dict) else {}
+    if STARTUP_MARK in run.stderr:
+        startup["stderr"] = run.stderr.split(STARTUP_MARK, 1)[0][-STARTUP_STDERR_MAX:]
+    run.data["startup"] = startup
     return run.data
 
 
@@ -98,6 +105,7 @@ def python_env(target: Target, data: dict[str, Any]) -> PythonEnv:
         user_site_enabled=py.get("user_site_enabled", False),
         sys_path=py.get("sys_path", []),
         selection_notes=list(target.notes),
+        startup=data.get("startup") or {},
     )
 
 

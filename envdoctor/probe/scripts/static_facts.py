@@ -330,9 +330,47 @@ def owner_details(top, owners, dists, ext_stem=None):
     return out
 
 
+# Written first thing on stderr: whatever precedes it was printed by the interpreter's start-up
+# (site.py reporting a failing .pth line or sitecustomize), before any code of ours ran.
+STARTUP_MARK = "ENVDOCTOR-STATIC-START"
+MAX_PTH_LINES = 50
+
+
+def startup_facts(py):
+    """The start-up code this interpreter runs: sitecustomize / usercustomize (where, whether they imported)
+    and the executable lines (`import ...`) of the .pth files in its site directories. Nothing is run."""
+    out = {}
+    for name in ("sitecustomize", "usercustomize"):
+        try:
+            import importlib.util
+            spec = importlib.util.find_spec(name)
+            origin = getattr(spec, "origin", None) if spec is not None else None
+        except Exception:  # a broken finder: the start-up stderr tells the rest
+            origin = None
+        if origin:
+            out[name] = {"path": origin, "imported": name in sys.modules}
+    lines = []
+    dirs = list(py["site_packages"]) + ([py["user_site"]] if py["user_site_enabled"] and py["user_site"] else [])
+    for d in dirs:
+        try:
+            names = sorted(n for n in os.listdir(d) if n.endswith(".pth"))
+        except OSError:
+            continue
+        for name in names:
+            text = read_text(os.path.join(d, name), 65536) or ""
+            for n, line in enumerate(text.splitlines(), 1):
+                if line.startswith(("import ", "import\t")) and len(lines) < MAX_PTH_LINES:
+                    lines.append({"path": os.path.join(d, name), "line": n, "text": line[:300]})
+    out["pth_exec"] = lines
+    return out
+
+
 def main():
+    sys.stderr.write(STARTUP_MARK + "\n")
+    sys.stderr.flush()
     out_path = sys.argv[1]
     result = {"python": python_facts()}
+    result["startup"] = startup_facts(result["python"])
     dists = distributions()
     result["distributions"] = dists
 
