@@ -145,6 +145,23 @@ def test_mmcv_without_init_py(env):
     _no_compat(data)
 
 
+def test_mmcv_whose_version_attribute_is_gone(env):
+    """A package that imports but has no __version__ (a half-overwritten install) is damaged too."""
+    init = _sp(env) / "mmcv" / "__init__.py"
+    original = init.read_text()
+    init.write_text(original + "\ndel __version__\n")
+    try:
+        code, data = _check(env)
+    finally:
+        init.write_text(original)
+    damaged = [f for f in _by_id(data).get("ED003", []) if f["evidence"]["component"] == "mmcv"]
+    assert damaged, [(f["id"], f["title"]) for f in data["findings"]]
+    assert damaged[0]["evidence"]["problems"] == ["no_version"]
+    assert "mmcv.__version__` fails: AttributeError" in damaged[0]["title"]
+    assert data["components"]["mmcv"]["load"]["status"] == "import_error"
+    _no_compat(data)
+
+
 def test_a_deleted_pycache_is_not_damage(env):
     """Removing __pycache__ directories is routine clean-up: cached .pyc files listed in RECORD do not count."""
     pycache = _sp(env) / "torch" / "__pycache__"
