@@ -98,3 +98,28 @@ def test_ctrl_c_at_any_moment_leaves_no_probe_dir_and_no_process(tmp_path):
             assert rc == 130, (delay, rc, err)
             assert "Traceback" not in err and "interrupted" in err, err
     assert interrupted >= len(moments) // 2, "the check finished before most signals: nothing was tested"
+
+
+def test_a_ctrl_c_that_reaches_the_probe_is_not_an_import_result(tmp_path):
+    """On Windows a console Ctrl-C reaches every process on the console, the probes too. A probe must not
+    record it as the import's outcome ("import_error: KeyboardInterrupt"): only envdoctor ends a probe."""
+    from envdoctor.probe import loads
+    from envdoctor.probe.target import RunningScript, Target
+
+    (tmp_path / "slowmod.py").write_text("import time\ntime.sleep(3)\nVALUE = 1\n")
+    run = RunningScript(Target(sys.executable, "--python"), "load_probe.py",
+                        ["module", "slowmod", "30", str(tmp_path)], 40, out_is_dir=True)
+    deadline = time.monotonic() + 20
+    running = False
+    while not running and time.monotonic() < deadline and run.proc.poll() is None:
+        data = run.read_json("module.json") or {}  # wait until the import is under way
+        running = any(st.get("name") == "slowmod" and st.get("status") == "running" for st in data.get("stages", []))
+        time.sleep(0.01)
+    if not running:
+        run.abort()
+        pytest.fail("the probe never reported the import as running")
+    os.kill(run.proc.pid, signal.SIGINT)
+    finished = run.wait()
+    outcome = loads._outcome("module", finished.files.get("module.json"), finished)
+    result = loads.stage_results(outcome)["slowmod"]
+    assert result.status == "ok", (result, finished.stderr)
