@@ -193,6 +193,7 @@ def reinstall_fix(report: Report, tables: Any, dist: str) -> Fix:
         row = matrix.pytorch_index(tables, matrix.public(torch_ver), cuda if "+" in version else torch_cuda(report))
         if row is not None:
             index = f" {row[0]} {row[1]}"
+    # no strategy: `fix` would plan it as a plain `pip install NAME==VERSION`, which pip answers with
+    # "already satisfied" (the dist-info is intact), so the printed command is the fix
     return Fix(description=f"reinstall {name} {version or ''} over itself (its files only, no dependencies)".replace(
-        "  ", " "), commands=[f"{pip(report)} install --force-reinstall --no-deps {spec}{index}"],
-        strategy="torch" if norm(name) == "torch" else None)
+        "  ", " "), commands=[f"{pip(report)} install --force-reinstall --no-deps {spec}{index}"])
