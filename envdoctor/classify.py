@@ -130,7 +130,7 @@ def package_damage(comp: Component, report: Report) -> list[dict[str, Any]]:
     shape: dict[str, Any] = module if isinstance(module, dict) else {}
     # Python prefers a regular package anywhere on sys.path to a namespace portion: only when no copy has
     # an __init__.py that it can see does `import X` give an empty namespace package
-    if dirs and not any(d.get("has_init") for d in dirs):
+    if dirs and all("has_init" in d for d in dirs) and not any(d.get("has_init") for d in dirs):
         first = dirs[0]
         path = str(first.get("path", comp.name))
         if first.get("state") == "unreadable":
