@@ -252,7 +252,9 @@ class RunningScript:
                 except subprocess.TimeoutExpired:
                     pass
             self._close()
-            shutil.rmtree(self.scratch, ignore_errors=True)
+            scratch = getattr(self, "scratch", None)  # None when mkdtemp itself failed
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
             if self in _LIVE:
                 _LIVE.remove(self)
 
