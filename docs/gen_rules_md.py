@@ -34,7 +34,9 @@ def render() -> str:
            "finding in full; the JSON report keeps all of them). A finding is explained by another only within "
            "the same component group (torchvision and torchvision.ops are one group, mmcv and mmcv._ext another; "
            "a finding's group is the component named in its evidence, else its own) and only by one at least as "
-           "severe. Findings are listed errors first, then by component (gpu, python, torch, torchvision, mmcv), "
+           "severe. The exception is a package damaged on disk (ED003): it also explains the findings of the "
+           "components it breaks (its evidence `breaks`), e.g. mmcv._ext's ED402 under a torch without "
+           "__init__.py. Findings are listed errors first, then by component (gpu, python, torch, torchvision, mmcv), "
            "each root cause directly followed by what it explains.", "",
            "| root cause | explains (rule ids or prefixes) |", "|---|---|"]
     out += [f"| {rid} {reg.rules[rid].name if rid in reg.rules else ''} | "

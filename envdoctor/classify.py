@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
-from envdoctor.facts import LoadResult, Report
+from envdoctor.facts import Component, LoadError, LoadResult, Report
 
 _WINERROR = re.compile(r"\[WinError (\d+)\]")
 _ERROR_LOADING = re.compile(r'Error loading "([^"]+)"')
@@ -113,13 +113,80 @@ def classify(load: Optional[LoadResult], tables: Any) -> Optional[Cause]:
     return Cause(kind="unknown", title=(message.strip().splitlines() or [""])[0][:200])
 
 
+# Regular packages: imported without an __init__.py (missing, or in a directory Python cannot read) they
+# become empty namespace packages, which "import" without error and break every use.
+PACKAGES = ("torch", "torchvision", "mmcv")
+DAMAGED = "damaged_package"
+
+
+def package_damage(comp: Component, report: Report) -> list[dict[str, Any]]:
+    """Why the installed package `comp` cannot work as imported, from the static facts and what the import
+    yielded: [{kind, detail, path?}], empty when nothing is wrong."""
+    if comp.name not in PACKAGES or not comp.installed:
+        return []
+    out: list[dict[str, Any]] = []
+    dirs = [d for d in comp.facts.get("package_dirs") or [] if isinstance(d, dict)]
+    module = comp.facts.get("module")
+    shape: dict[str, Any] = module if isinstance(module, dict) else {}
+    # Python prefers a regular package anywhere on sys.path to a namespace portion: only when no copy has
+    # an __init__.py that it can see does `import X` give an empty namespace package
+    if dirs and all("has_init" in d for d in dirs) and not any(d.get("has_init") for d in dirs):
+        first = dirs[0]
+        path = str(first.get("path", comp.name))
+        if first.get("state") == "unreadable":
+            out.append({"kind": "unreadable", "path": path,
+                        "detail": f"{path} cannot be read ({first.get('error') or 'no permission'})"})
+        else:
+            out.append({"kind": "no_init", "path": path, "detail": f"{path}/__init__.py is missing"})
+    if shape.get("namespace") and not out:
+        where = (shape.get("locations") or [comp.name])[0]
+        out.append({"kind": "namespace", "path": where,
+                    "detail": f"`import {comp.name}` gives an empty namespace package ({where})"})
+    elif not shape.get("namespace") and shape.get("version_error") and shape.get("file"):
+        out.append({"kind": "no_version", "path": shape.get("file"),
+                    "detail": f"`{comp.name}.__version__` fails: {shape['version_error']}"})
+    if comp.name != "mmcv":  # mmcv's shared directory and missing files are ED403's subject
+        for dist in comp.facts.get("distributions") or []:
+            pkg = report.packages.get(_dist_key(dist))
+            if pkg is not None and pkg.record_missing:
+                first_files = ", ".join(pkg.missing_files[:3])
+                out.append({"kind": "record_missing", "distribution": pkg.name, "count": pkg.record_missing,
+                            "detail": f"{pkg.record_missing} of the {pkg.record_files} files pip installed for "
+                                      f"{pkg.name} {pkg.version} are missing" + (f" ({first_files}"
+                                      + (", ..." if pkg.record_missing > 3 else "") + ")" if first_files else "")})
+    return out
+
+
+def _dist_key(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def mark_damaged(report: Report) -> None:
+    """A package that imports but is damaged did not really import: its load becomes an import_error with
+    cause damaged_package (the probe's own status is kept in facts["damage"]["probe_status"])."""
+    for comp in report.components.values():
+        problems = package_damage(comp, report)
+        if not problems:
+            continue
+        load = comp.load
+        comp.facts["damage"] = {"problems": problems, "probe_status": load.status if load else None}
+        if load is not None and load.status == "ok" and any(p["kind"] != "record_missing" for p in problems):
+            load.status = "import_error"
+            load.error = LoadError(type="DamagedPackage", message=problems[0]["detail"])
+            load.cause = DAMAGED
+
+
 def classify_report(report: Report, tables: Any) -> None:
     """Fill LoadResult.cause (and facts["load_cause"] with the details) for every component.
 
     Also classifies torchvision's hidden loader error (facts["loader_error"] of
-    torchvision.ops) into facts["loader_cause"].
+    torchvision.ops) into facts["loader_cause"], and marks damaged packages (mark_damaged).
     """
+    mark_damaged(report)
     for comp in report.components.values():
+        if comp.load is not None and comp.load.cause == DAMAGED:
+            comp.facts["load_cause"] = {"kind": DAMAGED, "title": "the package is damaged on disk"}
+            continue
         cause = classify(comp.load, tables)
         if cause is not None and comp.load is not None:
             comp.load.cause = cause.kind

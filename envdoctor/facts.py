@@ -126,6 +126,9 @@ class PythonEnv:
     user_site_enabled: bool = False
     sys_path: list[str] = field(default_factory=list)
     selection_notes: list[str] = field(default_factory=list)  # why a candidate before it was passed over
+    # what the interpreter printed on stderr before running any code of ours (a failing .pth line or
+    # sitecustomize prints there on every start), and the start-up files that can cause it
+    startup: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -142,7 +145,8 @@ class Package:
     compiled_files: int = 0  # .so/.pyd/.dll/.dylib listed in RECORD
     compiled_missing: list[str] = field(default_factory=list)  # of those, not on disk (bounded)
     record_files: int = 0
-    record_missing: int = 0
+    record_missing: int = 0  # files RECORD lists that are not on disk (cached .pyc files not counted)
+    missing_files: list[str] = field(default_factory=list)  # the first of them (bounded)
     shadowed_locations: list[str] = field(default_factory=list)  # the same distribution, later on sys.path
 
 

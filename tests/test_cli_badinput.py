@@ -216,9 +216,9 @@ def test_bad_python(bad, command, target, says):
     assert_one_line_error(run_cli(*command, "--python", str(bad / target)), contains=says)
 
 
-@pytest.mark.parametrize("command", [["check", "--quick"], ["fix"]])
+@pytest.mark.parametrize("command", [["check", "--quick"], ["fix"], ["fix", "--undo"]])
 def test_python_is_a_shell_script(bad, command):
-    assert_one_line_error(run_cli(*command, "--python", str(bad / "script.sh")), contains="did not run the probe")
+    assert_one_line_error(run_cli(*command, "--python", str(bad / "script.sh")), contains="not a Python interpreter")
 
 
 @pytest.mark.parametrize("command", [["check"], ["check", "--quick"], ["fix"]])

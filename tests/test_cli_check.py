@@ -31,7 +31,7 @@ def test_quick_imports_nothing():
 
 @pytest.mark.parametrize("bad, words", [
     ("/nonexistent/python", "no such file"),
-    ("/bin/ls", "is it a working Python interpreter"),
+    ("/bin/ls", "not a Python interpreter"),
     ("<empty dir>", "no bin/python"),
 ])
 def test_bad_python_is_one_line_exit_2(bad, words, tmp_path):

@@ -122,8 +122,9 @@ def script(path: Path, body: str) -> Path:
 
 
 def test_interpreter_that_segfaults_at_start(tmp_path):
-    exe = script(tmp_path / "python", "kill -SEGV $$")
-    one_line_exit_2(run_cli("check", "--python", str(exe)), "killed by SIGSEGV")
+    venv = make_venv("3.12", tmp_path / "v")
+    (site_packages(venv) / "sitecustomize.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
+    one_line_exit_2(run_cli("check", "--python", str(venv)), "killed by SIGSEGV")
 
 
 def test_real_python_whose_sitecustomize_aborts(tmp_path):
@@ -134,13 +135,61 @@ def test_real_python_whose_sitecustomize_aborts(tmp_path):
 
 
 def test_interpreter_that_hangs_is_cut_off(tmp_path):
-    exe = script(tmp_path / "python", "sleep 60")
-    one_line_exit_2(run_cli("check", "--quick", "--timeout", "1", "--python", str(exe), timeout=30), "no answer")
+    venv = make_venv("3.12", tmp_path / "v")
+    (site_packages(venv) / "sitecustomize.py").write_text("import time\ntime.sleep(60)\n")
+    one_line_exit_2(run_cli("check", "--quick", "--timeout", "1", "--python", str(venv), timeout=30), "no answer")
 
 
-def test_program_that_is_not_python(tmp_path):
-    exe = script(tmp_path / "python", "echo hello")
-    one_line_exit_2(run_cli("check", "--python", str(exe)), "did not run the probe", "exit 0")
+def _tattler(tmp_path: Path) -> tuple[Path, Path]:
+    """A real ELF program (not Python) that leaves a file behind if anything ever runs it."""
+    src = tmp_path / "tattle.c"
+    mark = tmp_path / "it-ran"
+    src.write_text('#include <stdio.h>\nint main(void) { FILE *f = fopen("%s", "w"); if (f) fclose(f); '
+                   'return 0; }\n' % mark)
+    exe = tmp_path / "python3"
+    subprocess.run(["gcc", "-o", str(exe), str(src)], check=True)
+    return exe, mark
+
+
+@pytest.mark.parametrize("command", [["check"], ["check", "--quick"], ["fix"], ["fix", "--undo"]])
+def test_non_python_programs_are_refused_before_they_run(tmp_path, command):
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc")
+    elf, elf_ran = _tattler(tmp_path)
+    sh_ran = tmp_path / "sh-ran"
+    sh = script(tmp_path / "script.sh", f"touch {sh_ran}")
+    pyscript = tmp_path / "tool"
+    py_ran = tmp_path / "py-ran"
+    pyscript.write_text(f"#!{need_python('3.12')}\nimport pathlib\npathlib.Path({str(py_ran)!r}).touch()\n")
+    pyscript.chmod(0o755)
+    for target, says in ((elf, "neither linked to libpython"), ("/bin/bash", "neither linked to libpython"),
+                         (sh, "a shell script (#!/bin/sh)"), (pyscript, "a Python script")):
+        one_line_exit_2(run_cli(*command, "--python", str(target)), "not a Python interpreter", says)
+    assert not elf_ran.exists() and not sh_ran.exists() and not py_ran.exists()
+
+
+def test_a_venv_whose_python_is_replaced_by_a_shell_script_is_refused(tmp_path):
+    venv = make_venv("3.12", tmp_path / "v")
+    exe = venv / "bin" / "python"
+    exe.unlink()
+    script(exe, "echo hello")
+    one_line_exit_2(run_cli("check", "--quick", "--python", str(venv)), "not a Python interpreter", "shell script")
+
+
+def test_shared_library_is_not_an_interpreter():
+    lib = next((p for p in (need_python("3.12").parent.parent / "lib").glob("libpython3.12*.so*")), None)
+    if lib is None:
+        pytest.skip("this Python has no shared libpython")
+    one_line_exit_2(run_cli("check", "--quick", "--python", str(lib)), "not a Python interpreter", "shared library")
+
+
+def test_pyenv_shim_is_resolved_to_its_interpreter():
+    shim = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "shims" / "python3.12"
+    if not shim.exists():
+        pytest.skip("no pyenv shims here")
+    real = need_python("3.12")
+    data = quick_json("--python", str(shim), env={"PYENV_VERSION": real.parent.parent.name})
+    assert data["python"]["version"].startswith("3.12.")
 
 
 def test_file_that_is_not_executable(tmp_path):

@@ -161,3 +161,39 @@ def alternative_fixes(report: Report, tables: Any, mmcv_major: Optional[int] = N
                         f"on {os_name(report)}",
             commands=combo.commands(pip(report) if not py_note else "python -m pip"), strategy="torch"))
     return fixes
+
+
+def damaged(report: Report, name: str) -> bool:
+    """The package is damaged on disk (classify.mark_damaged): its import cannot give a working module."""
+    c = report.components.get(name)
+    return c is not None and isinstance(c.facts.get("damage"), dict)
+
+
+def torch_unusable(report: Report) -> bool:
+    """torch is installed but does not import as a working module: nothing built on it can be judged or fixed
+    (a compat layer that runs on torch cannot help) until torch itself is repaired."""
+    c = comp(report, "torch")
+    return c is not None and (damaged(report, "torch") or (c.load is not None and c.load.status in FAILED))
+
+
+def reinstall_fix(report: Report, tables: Any, dist: str) -> Fix:
+    """`pip install --force-reinstall --no-deps DIST==VERSION` (+ PyTorch's index for its wheels): puts back
+    exactly the installed release's files, changes no other distribution."""
+    pkg = report.packages.get(norm(dist))
+    version = pkg.version if pkg is not None and pkg.version else None
+    name = pkg.name if pkg is not None else dist
+    spec = f"{name}=={version}" if version else name
+    index = ""
+    if norm(name) in ("torch", "torchvision") and version:
+        cuda = matrix.local_cuda(version)
+        if norm(name) == "torch":
+            torch_ver = version
+        else:
+            torch_ver = torch_version(report) or ""
+        row = matrix.pytorch_index(tables, matrix.public(torch_ver), cuda if "+" in version else torch_cuda(report))
+        if row is not None:
+            index = f" {row[0]} {row[1]}"
+    # no strategy: `fix` would plan it as a plain `pip install NAME==VERSION`, which pip answers with
+    # "already satisfied" (the dist-info is intact), so the printed command is the fix
+    return Fix(description=f"reinstall {name} {version or ''} over itself (its files only, no dependencies)".replace(
+        "  ", " "), commands=[f"{pip(report)} install --force-reinstall --no-deps {spec}{index}"])

@@ -15,7 +15,9 @@ The relation is data (``FOLDS``), read from the real outputs of the test environ
 
 A finding folds under another only within the same component group (torchvision and torchvision.ops are
 one group, mmcv and mmcv._ext another) and only under one at least as severe: an error is never hidden
-under a warning. ``explained_by`` always names a primary (chains are followed to their root).
+under a warning. ``explained_by`` always names a primary (chains are followed to their root). The one
+exception is a damaged package (ED003, ``ACROSS``): it also explains the findings of the components it
+breaks (its evidence["breaks"]: a torch without __init__.py is why mmcv._ext does not load).
 """
 
 from __future__ import annotations
@@ -43,7 +45,11 @@ FOLDS: dict[str, tuple[str, ...]] = {
     # the compat layer *because* no wheel exists (ED405) and a build would fail (ED407)
     "ED403": ("ED401", "ED402", "ED405", "ED407", "ED7"),
     "ED401": ("ED405", "ED407"),
+    # a package damaged on disk explains its own import failure and everything that imports it
+    "ED003": ("ED001", "ED201", "ED204", "ED301", "ED302", "ED303", "ED401", "ED402", "ED405", "ED407", "ED7"),
 }
+# rules whose findings also explain findings in the component groups named in their evidence["breaks"]
+ACROSS = ("ED003",)
 
 SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
 # component groups in the order the text output lists components
@@ -62,6 +68,15 @@ def group_of(f: Finding) -> str:
     return name.split(".", 1)[0]
 
 
+def reach(f: Finding) -> set[str]:
+    """The component groups whose findings f may explain: its own, plus those it breaks (ACROSS rules)."""
+    groups = {group_of(f)}
+    breaks = f.evidence.get("breaks") if isinstance(f.evidence, dict) else None
+    if f.id in ACROSS and isinstance(breaks, list):
+        groups.update(b.split(".", 1)[0] for b in breaks if isinstance(b, str) and b)
+    return groups
+
+
 def _rank(f: Finding) -> int:
     return SEVERITY_RANK.get(f.severity, len(SEVERITY_RANK))
 
@@ -77,7 +92,7 @@ def group_findings(findings: list[Finding]) -> list[Finding]:
     parent: list[Optional[int]] = [None] * n
     for i, f in enumerate(findings):
         candidates = [j for j, g in enumerate(findings)
-                      if j != i and folds(g.id, f.id) and group_of(g) == group_of(f) and _rank(g) <= _rank(f)]
+                      if j != i and folds(g.id, f.id) and group_of(f) in reach(g) and _rank(g) <= _rank(f)]
         if candidates:
             parent[i] = min(candidates, key=lambda j: (_rank(findings[j]), findings[j].id, j))
     root: list[int] = []

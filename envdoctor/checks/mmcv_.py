@@ -7,9 +7,9 @@ from typing import Any, Iterable, Optional
 
 from envdoctor import matrix
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks._facts import (FAILED, MMCV_DISTS, alternative_fixes, compat_fix, comp, consumers, load_cause,
-                                     load_message, load_status, mmcv_dists, norm, os_name, pip, python_minor,
-                                     runtime, torch_cuda, torch_version, wheel_fix)
+from envdoctor.checks._facts import (FAILED, MMCV_DISTS, alternative_fixes, compat_fix, comp, consumers, damaged,
+                                     load_cause, load_message, load_status, mmcv_dists, norm, os_name, pip,
+                                     python_minor, runtime, torch_cuda, torch_unusable, torch_version, wheel_fix)
 from envdoctor.facts import Finding, Fix, Report
 
 NO_OPS = Rule(
@@ -152,6 +152,9 @@ def _ops_expected(report: Report) -> bool:
 def _wheel_or_compat(report: Report, tables: Any, what: str, series: Optional[int] = None,
                      with_alternatives: bool = False) -> tuple[list[Fix], Optional[matrix.WheelChoice]]:
     """The wheel fix when an official wheel exists, else the compat layer (+ alternatives)."""
+    blocked = _blocked(report)
+    if blocked:
+        return [Fix(description=blocked)], None
     ver = torch_version(report)
     if ver is None:
         return [Fix(description="install torch first: mmcv's ops are built against a specific torch")], None
@@ -164,6 +167,16 @@ def _wheel_or_compat(report: Report, tables: Any, what: str, series: Optional[in
     if with_alternatives:
         fixes += alternative_fixes(report, tables, mmcv_major=series)
     return fixes, None
+
+
+def _blocked(report: Report) -> Optional[str]:
+    """Why no mmcv fix (wheel or compat) can be judged now: torch or mmcv itself does not import (ED003/ED201)."""
+    if torch_unusable(report):
+        return ("repair torch first (its finding above says how): mmcv's ops and the compat layer both run on "
+                "torch, so no mmcv fix can work or be chosen while `import torch` is broken")
+    if damaged(report, "mmcv"):
+        return "reinstall mmcv first (ED003): the compat layer replaces only mmcv._ext, not a damaged mmcv"
+    return None
 
 
 def _flavour_reason(report: Report, tables: Any, dist: str, version: Optional[str]) -> tuple[str, bool]:
@@ -282,11 +295,14 @@ def mmcv_ext_load_fails(report: Report, tables: Any) -> Iterable[Finding]:
         return
     cause = load_cause(report, "mmcv._ext")
     tail, detail = _ext_explanation(report, cause)
+    if torch_unusable(report):
+        tail = f"{load_message(report, 'mmcv._ext')[:120]} (torch itself does not import as a working module)"
+        detail = "Whatever else is wrong with mmcv can only be judged once torch imports."
     version = _mmcv_version(report)
     dist = (mmcv_dists(report) or [ext.distribution or "mmcv"])[0]
     fixes, choice = _wheel_or_compat(report, tables, "replace it with the official wheel built for this torch",
                                      series=_major(version))
-    if choice is None:
+    if choice is None and not _blocked(report):
         detail = (detail + " No official wheel exists for this combination (ED405).").strip()
     evidence = {"component": "mmcv._ext", "message": load_message(report, "mmcv._ext"),
                 "cause": cause.get("kind"), "distribution": f"{dist} {version}",
@@ -362,6 +378,8 @@ def mmcv_outside_consumer_range(report: Report, tables: Any) -> Iterable[Finding
 def mmcv_no_official_wheel(report: Report, tables: Any) -> Iterable[Finding]:
     if comp(report, "mmcv") is None or _ops_ok(report) or report.mode != "full" or not _ops_expected(report):
         return
+    if torch_unusable(report):
+        return  # which mmcv fits can only be said of a torch that imports (ED003 / ED201 say what to repair)
     ver = torch_version(report)
     if ver is None:
         return
@@ -370,7 +388,7 @@ def mmcv_no_official_wheel(report: Report, tables: Any) -> Iterable[Finding]:
         return
     reasons = matrix.why_no_mmcv_wheel(tables, ver, cuda, py, os_)
     series = _major(_mmcv_version(report))
-    fixes = [compat_fix(report)] + alternative_fixes(report, tables, mmcv_major=series)
+    fixes = ([] if _blocked(report) else [compat_fix(report)]) + alternative_fixes(report, tables, mmcv_major=series)
     if series == 1:
         fixes += alternative_fixes(report, tables, mmcv_major=2, limit=1)
     yield finding(NO_WHEEL, f"no official mmcv wheel exists for torch {ver}, Python {py}, {os_}",
@@ -427,6 +445,8 @@ def mmcv_stale_wheel_cache(report: Report, tables: Any) -> Iterable[Finding]:
 def mmcv_source_build_will_fail(report: Report, tables: Any) -> Iterable[Finding]:
     if comp(report, "mmcv") is None or _ops_ok(report) or report.mode != "full" or not _ops_expected(report):
         return
+    if torch_unusable(report):
+        return  # a build needs a working torch first
     ver = torch_version(report)
     if ver is None:
         return
@@ -469,8 +489,8 @@ def mmcv_source_build_will_fail(report: Report, tables: Any) -> Iterable[Finding
                             "setuptools": setuptools.version if setuptools else None,
                             "nvcc": tk.version, "blockers": [b["kind"] for b in blockers]},
                   fixes=[Fix(description="if you build anyway: "
-                             + "; ".join(b["fix"] for b in blockers if b.get("fix"))),
-                         compat_fix(report)])
+                             + "; ".join(b["fix"] for b in blockers if b.get("fix")))]
+                  + ([] if _blocked(report) else [compat_fix(report)]))
 
 
 @check(CPU_OPS)

@@ -86,8 +86,8 @@ def torch_import_fails(report: Report, tables: Any) -> Iterable[Finding]:
         return
     cause = load_cause(report, "torch")
     kind = cause.get("kind", "unknown")
-    if kind in ("numpy_abi", "glibcxx", "glibc"):
-        return  # ED501 / ED502
+    if kind in ("numpy_abi", "glibcxx", "glibc", "damaged_package"):
+        return  # ED501 / ED502 / ED003
     ver = torch_version(report) or "?"
     cuda = torch_cuda(report)
     lib = cause.get("library")

@@ -32,6 +32,8 @@ ENV_ALLOW = (
 )
 
 Progress = Callable[[str], None]
+STARTUP_MARK = "ENVDOCTOR-STATIC-START"  # scripts/static_facts.py writes it first on stderr
+STARTUP_STDERR_MAX = 6000
 # NVML, nvidia-smi and nvcc run beside the imports; a hung driver tool must not hold the report.
 SIDE_PROBE_TIMEOUT = 20.0
 
@@ -68,6 +70,11 @@ def probe_static(target: Target, timeout: float) -> dict[str, Any]:
         if problem.get("site_packages") and problem.get("under_prefix"):
             raise UsageError(f"cannot read the site-packages of {target.executable}: {problem['path']} is "
                              f"{_describe_problem(problem)}")
+    found = run.data.get("startup")
+    startup: dict[str, Any] = found if isinstance(found, dict) else {}
+    if STARTUP_MARK in run.stderr:
+        startup["stderr"] = run.stderr.split(STARTUP_MARK, 1)[0][-STARTUP_STDERR_MAX:]
+    run.data["startup"] = startup
     return run.data
 
 
@@ -98,6 +105,7 @@ def python_env(target: Target, data: dict[str, Any]) -> PythonEnv:
         user_site_enabled=py.get("user_site_enabled", False),
         sys_path=py.get("sys_path", []),
         selection_notes=list(target.notes),
+        startup=data.get("startup") or {},
     )
 
 
@@ -118,6 +126,7 @@ def packages(data: dict[str, Any]) -> dict[str, Package]:
             compiled_missing=d.get("compiled_missing", []),
             record_files=d.get("record_files", 0),
             record_missing=d.get("record_missing", 0),
+            missing_files=d.get("missing_paths", []),
             shadowed_locations=d.get("shadowed_locations", []),
         )
     return out
@@ -216,6 +225,16 @@ def collect(python: Optional[str] = None, quick: bool = False, timeout: float = 
     `import torch` + the slowest dependent import.
     """
     tgt = target_mod.resolve(python)
+    try:
+        return _collect(tgt, quick, timeout, progress, fork)
+    except BaseException:
+        # Ctrl-C (or any error) anywhere: no probe process may outlive us, no scratch directory may stay
+        target_mod.abort_all()
+        raise
+
+
+def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progress], fork: Optional[bool]
+             ) -> Report:
     report = Report(
         envdoctor=__version__,
         created=datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
@@ -223,16 +242,11 @@ def collect(python: Optional[str] = None, quick: bool = False, timeout: float = 
     )
     errors: list[str] = []
     loads = None if quick else LoadRun(tgt, timeout, fork=fork)
-    try:
-        if not quick:
-            # NVML, nvidia-smi, nvcc: off the critical path (quick mode runs none of them)
-            gpu_get = _in_thread(probe_gpu, Gpu(notes=["not probed: timed out"]), SIDE_PROBE_TIMEOUT, errors, "gpu")
-            tk_get = _in_thread(probe_toolkit, CudaToolkit(), SIDE_PROBE_TIMEOUT, errors, "cuda toolkit")
-        static = probe_static(tgt, timeout)
-    except BaseException:
-        if loads is not None:
-            loads.abort()
-        raise
+    if not quick:
+        # NVML, nvidia-smi, nvcc: off the critical path (quick mode runs none of them)
+        gpu_get = _in_thread(probe_gpu, Gpu(notes=["not probed: timed out"]), SIDE_PROBE_TIMEOUT, errors, "gpu")
+        tk_get = _in_thread(probe_toolkit, CudaToolkit(), SIDE_PROBE_TIMEOUT, errors, "cuda toolkit")
+    static = probe_static(tgt, timeout)  # a bad target raises; collect() then ends the load probes
     report.python = python_env(tgt, static)
     report.packages = packages(static)
     report.components = static_components(static, report.packages)

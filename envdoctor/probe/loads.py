@@ -70,8 +70,7 @@ class LoadRun:
 
     def abort(self) -> None:
         for run in self.runs.values():
-            target_mod._kill(run.proc)
-            run.finish()
+            run.abort()
 
     def wait(self, progress: Optional[Progress] = None) -> dict[str, ProbeOutcome]:
         finished: dict[str, ScriptRun] = {}
@@ -203,6 +202,15 @@ def _died(outcome: ProbeOutcome, stage: dict[str, Any]) -> LoadResult:
                                       traceback=outcome.stderr[-6000:].strip() or None))
 
 
+def stage_modules(outcome: ProbeOutcome) -> dict[str, dict[str, Any]]:
+    """What each successful import stage yielded (file, namespace or not, __version__), by stage name."""
+    out = {}
+    for st in (outcome.data or {}).get("stages", []):
+        if isinstance(st, dict) and isinstance(st.get("module"), dict) and isinstance(st.get("name"), str):
+            out[st["name"]] = st["module"]
+    return out
+
+
 def apply_loads(comps: dict[str, Component], outcomes: dict[str, ProbeOutcome]) -> None:
     """Put each component's load result and runtime facts on it."""
     per_probe = {name: stage_results(o) for name, o in outcomes.items()}
@@ -210,6 +218,10 @@ def apply_loads(comps: dict[str, Component], outcomes: dict[str, ProbeOutcome]) 
         comp = comps.get(comp_name)
         if comp is None:
             continue
+        if probe in outcomes:
+            shape = stage_modules(outcomes[probe]).get(stage)
+            if shape is not None:
+                comp.facts["module"] = shape
         results = per_probe.get(probe)
         if results is None and not comp.installed:
             comp.load = LoadResult(status="missing", seconds=0.0)

@@ -16,12 +16,15 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from envdoctor.errors import UsageError
+from envdoctor.probe.interpreter import identify
 
 SCRIPTS = Path(__file__).parent / "scripts"
 
@@ -69,6 +72,21 @@ def _interpreter_in(prefix: Path) -> Optional[Path]:
     return None
 
 
+def _checked(option: str, exe: str) -> str:
+    """exe itself if it is a Python interpreter (a pyenv shim: the interpreter it stands for); else exit 2,
+    before anything has run in it."""
+    verdict = identify(exe)
+    if verdict.ok and verdict.resolved:
+        inner = identify(verdict.resolved)
+        if not inner.ok:
+            raise UsageError(f"--python {option}: not a Python interpreter: {verdict.what} for {verdict.resolved}, "
+                             f"{inner.what}")
+        return verdict.resolved
+    if not verdict.ok:
+        raise UsageError(f"--python {option}: not a Python interpreter: {verdict.what}")
+    return exe
+
+
 def resolve(python: Optional[str]) -> Target:
     """--python PATH, else the active venv / conda env, else `python` on PATH, else ourselves."""
     if python:
@@ -78,7 +96,7 @@ def resolve(python: Optional[str]) -> Target:
             exe = _interpreter_in(path)
             if exe is None:
                 raise UsageError(f"--python {python}: a directory, but no bin/python or python.exe in it")
-            return Target(str(exe), "--python")
+            return Target(_checked(python, str(exe)), "--python")
         if not path.exists():
             found = shutil.which(python) if os.sep not in python else None
             if found is None:
@@ -95,7 +113,7 @@ def resolve(python: Optional[str]) -> Target:
             path = Path(found)
         if not os.access(path, os.X_OK):
             raise UsageError(f"--python {python}: not an executable file")
-        return Target(str(path), "--python")
+        return Target(_checked(python, str(path)), "--python")
     notes: list[str] = []
     for var in ("VIRTUAL_ENV", "CONDA_PREFIX"):
         value = os.environ.get(var)
@@ -121,6 +139,56 @@ def _signal_name(returncode: Optional[int]) -> Optional[str]:
         return f"signal {-returncode}"
 
 
+# Every probe process still running (or not yet cleaned up), so that an interrupt anywhere in envdoctor can
+# end them all and remove their scratch directories (which hold unredacted paths and output).
+_LIVE: "list[RunningScript]" = []
+_shield_state = {"depth": 0, "pending": False}
+
+
+def _deferred_sigint(signum: int, frame: Any) -> None:
+    _shield_state["pending"] = True
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) while a probe process and its scratch directory are created or torn down.
+
+    A KeyboardInterrupt between `mkdtemp` and `Popen`, or inside `Popen` after the fork, would lose the handle
+    of a running process or directory. The interrupt is not lost: it is raised as soon as the section ends.
+    Only the main thread can set signal handlers; elsewhere this is a no-op (Ctrl-C goes to the main thread).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    outer = _shield_state["depth"] == 0
+    previous: Any = None
+    if outer:
+        try:
+            previous = signal.signal(signal.SIGINT, _deferred_sigint)
+        except ValueError:
+            outer = False
+    _shield_state["depth"] += 1
+    try:
+        yield
+    finally:
+        _shield_state["depth"] -= 1
+        if outer:
+            signal.signal(signal.SIGINT, previous)
+            if _shield_state["pending"]:
+                _shield_state["pending"] = False
+                if callable(previous) and previous is not _deferred_sigint:
+                    previous(signal.SIGINT, None)
+                elif previous == signal.SIG_DFL:
+                    raise KeyboardInterrupt
+
+
+def abort_all() -> None:
+    """Kill every probe process (and its process group) still alive and remove every scratch directory."""
+    with shielded():
+        for run in list(_LIVE):
+            run.abort()
+
+
 class RunningScript:
     """A probe script running in the target interpreter, in its own scratch directory and session.
 
@@ -130,9 +198,19 @@ class RunningScript:
 
     def __init__(self, target: Target, script: str, args: list[str], timeout: float, out_is_dir: bool = False,
                  env: Optional[dict[str, str]] = None) -> None:
+        with shielded():
+            try:
+                self._start(target, script, args, timeout, out_is_dir, env)
+            except BaseException:
+                self.abort()
+                raise
+
+    def _start(self, target: Target, script: str, args: list[str], timeout: float, out_is_dir: bool,
+               env: Optional[dict[str, str]]) -> None:
         self.target = target
         self.timeout = timeout
         self.scratch = tempfile.mkdtemp(prefix="envdoctor-")
+        _LIVE.append(self)
         self.out_dir = os.path.join(self.scratch, "out")
         os.mkdir(self.out_dir)
         first = self.out_dir if out_is_dir else os.path.join(self.out_dir, "result.json")
@@ -155,17 +233,36 @@ class RunningScript:
                 stdin=subprocess.DEVNULL,
                 stdout=self._stdout,
                 stderr=self._stderr,
+                # its own session (POSIX) / process group (Windows): the terminal's Ctrl-C reaches envdoctor
+                # only, which then ends the probes itself; a probe never swallows it as an import result
                 start_new_session=(os.name == "posix"),
+                creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0),
             )
         except OSError as exc:
-            self._close()
-            shutil.rmtree(self.scratch, ignore_errors=True)
             raise UsageError(f"cannot run {target.executable}: {exc.strerror or exc}") from None
 
+    def abort(self) -> None:
+        """End the process group, close the files, remove the scratch directory (idempotent)."""
+        with shielded():
+            proc = getattr(self, "proc", None)  # None when Popen itself failed or was never reached
+            if proc is not None:
+                _kill(proc)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+            self._close()
+            scratch = getattr(self, "scratch", None)  # None when mkdtemp itself failed
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+            if self in _LIVE:
+                _LIVE.remove(self)
+
     def _close(self) -> None:
-        for f in (self._stdout, self._stderr):
+        for f in (getattr(self, "_stdout", None), getattr(self, "_stderr", None)):
             try:
-                f.close()
+                if f is not None:
+                    f.close()
             except OSError:
                 pass
 
@@ -203,6 +300,10 @@ class RunningScript:
         return self.finish()
 
     def finish(self) -> ScriptRun:
+        with shielded():
+            return self._finish()
+
+    def _finish(self) -> ScriptRun:
         rc = self.proc.returncode
         seconds = self.elapsed()
         # Forked children of a parent that died would be orphans: end the whole session.
@@ -238,6 +339,8 @@ class RunningScript:
         except OSError:
             stdout_bytes, stderr = 0, ""
         shutil.rmtree(self.scratch, ignore_errors=True)
+        if self in _LIVE:
+            _LIVE.remove(self)
         return ScriptRun(
             data=files.get("result.json"),
             returncode=rc,
@@ -253,7 +356,12 @@ class RunningScript:
 def run_script(target: Target, script: str, args: list[str], timeout: float, out_is_dir: bool = False,
                env: Optional[dict[str, str]] = None) -> ScriptRun:
     """Run scripts/<script> in the target and wait; its JSON result comes back through a file."""
-    return RunningScript(target, script, args, timeout, out_is_dir=out_is_dir, env=env).wait()
+    run = RunningScript(target, script, args, timeout, out_is_dir=out_is_dir, env=env)
+    try:
+        return run.wait()
+    except BaseException:  # Ctrl-C while waiting: the probe must not outlive us, nor its scratch directory
+        run.abort()
+        raise
 
 
 def _kill(proc: subprocess.Popen) -> None:

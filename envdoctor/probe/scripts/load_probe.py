@@ -30,6 +30,7 @@ import signal
 import sys
 import time
 import traceback
+import types
 
 # A child that outlives its deadline by this much is killed outright
 # (faulthandler's watchdog normally ends it first, with a stack dump).
@@ -70,6 +71,8 @@ class Recorder(object):
             return None
         rec["seconds"] = round(time.time() - start, 4)
         rec["status"] = "ok"
+        if isinstance(value, types.ModuleType):
+            rec["module"] = module_shape(value)
         self.flush()
         return value
 
@@ -82,6 +85,29 @@ class Recorder(object):
     def done(self):
         self.state["done"] = True
         self.flush()
+
+
+def module_shape(mod):
+    """What the import yielded: its file (None for a namespace package: a directory without __init__.py,
+    or one Python cannot read), its search path, and its __version__ or the error asking for it gave."""
+    shape = {}
+    try:
+        spec = getattr(mod, "__spec__", None)
+        shape["file"] = getattr(mod, "__file__", None)
+        locations = getattr(spec, "submodule_search_locations", None)
+        shape["origin"] = getattr(spec, "origin", None)
+        shape["package"] = locations is not None
+        if locations is not None:
+            shape["locations"] = [str(p) for p in list(locations)[:5]]
+        shape["namespace"] = locations is not None and shape["file"] is None
+    except Exception as exc:  # a module object that breaks on attribute access is a fact too
+        shape["error"] = "%s: %s" % (type(exc).__name__, str(exc)[:300])
+    try:
+        version = mod.__version__
+        shape["version"] = version if isinstance(version, str) else repr(version)[:100]
+    except Exception as exc:
+        shape["version_error"] = "%s: %s" % (type(exc).__name__, str(exc)[:300])
+    return shape
 
 
 def is_missing(exc, module):
@@ -405,6 +431,12 @@ def run_components(out_dir, timeout, use_fork):
 
 def main():
     out_dir, mode, name_or_timeout = sys.argv[1], sys.argv[2], sys.argv[3]
+    # Only envdoctor ends a probe (it kills the whole group). A console Ctrl-C that reaches this process too
+    # (Windows sends it to every process on the console) must not turn into an import "result".
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError, AttributeError):
+        pass
     # A crash prints the Python stack to stderr, which the parent keeps.
     faulthandler.enable(all_threads=True)
     if "" in sys.path:  # the probe runs in a scratch directory: never import from it

@@ -4,6 +4,7 @@ Runs inside the *target* interpreter: standard library only, Python 3.6+.
 Writes one JSON object to the path given as the first argument (never to
 stdout, which imported code may use). Judges nothing.
 """
+import errno
 import json
 import os
 import platform
@@ -135,15 +136,16 @@ class DirCache(object):
         self.listing = {}
 
     def exists(self, path):
+        """True / False, or None when the directory cannot be read (its files are not *missing*)."""
         head, _, name = path.rpartition(os.sep)
-        names = self.listing.get(head)
-        if names is None:
+        if head not in self.listing:
             try:
-                names = frozenset(os.listdir(head or os.sep))
-            except OSError:
-                names = frozenset()
-            self.listing[head] = names
-        return name in names
+                self.listing[head] = frozenset(os.listdir(head or os.sep))
+            except OSError as exc:
+                gone = exc.errno in (errno.ENOENT, errno.ENOTDIR)
+                self.listing[head] = frozenset() if gone else None
+        names = self.listing[head]
+        return None if names is None else name in names
 
 
 def is_compiled(path):
@@ -155,7 +157,7 @@ def is_compiled(path):
 def record_facts(dist_dir, location, full, cache):
     text = read_text(os.path.join(dist_dir, "RECORD"))
     out = {"compiled_files": 0, "compiled_missing": [], "record_files": 0, "record_missing": 0,
-           "compiled_paths": []}
+           "compiled_paths": [], "missing_paths": []}
     if text is None:
         return out
     for line in text.splitlines():
@@ -172,11 +174,18 @@ def record_facts(dist_dir, location, full, cache):
             out["compiled_files"] += 1
             if len(out["compiled_paths"]) < MAX_LISTED:
                 out["compiled_paths"].append(path)
-            if not exists and len(out["compiled_missing"]) < MAX_LISTED:
+            if exists is False and len(out["compiled_missing"]) < MAX_LISTED:
                 out["compiled_missing"].append(path)
-        if not exists:
+        if exists is False and not is_bytecode(path):
             out["record_missing"] += 1
+            if len(out["missing_paths"]) < MAX_LISTED:
+                out["missing_paths"].append(path)
     return out
+
+
+def is_bytecode(path):
+    """A cached .pyc: Python rewrites it, and deleting __pycache__ directories is routine clean-up."""
+    return path.endswith(".pyc") and "__pycache__/" in path
 
 
 def distributions():
@@ -260,6 +269,10 @@ def package_dirs(name):
         pkg = os.path.join(location, name)
         if os.path.isdir(pkg):
             entry = {"path": pkg, "has_init": os.path.exists(os.path.join(pkg, "__init__.py"))}
+            state = dir_state(pkg)
+            if state["state"] != "ok":  # e.g. unreadable: Python then imports it as an empty namespace package
+                entry["state"] = state["state"]
+                entry["error"] = state.get("error")
             ver = parse_version_py(os.path.join(pkg, "version.py"))
             if ver and ver.get("__version__"):
                 entry["version"] = ver["__version__"]
@@ -317,9 +330,47 @@ def owner_details(top, owners, dists, ext_stem=None):
     return out
 
 
+# Written first thing on stderr: whatever precedes it was printed by the interpreter's start-up
+# (site.py reporting a failing .pth line or sitecustomize), before any code of ours ran.
+STARTUP_MARK = "ENVDOCTOR-STATIC-START"
+MAX_PTH_LINES = 50
+
+
+def startup_facts(py):
+    """The start-up code this interpreter runs: sitecustomize / usercustomize (where, whether they imported)
+    and the executable lines (`import ...`) of the .pth files in its site directories. Nothing is run."""
+    out = {}
+    for name in ("sitecustomize", "usercustomize"):
+        try:
+            import importlib.util
+            spec = importlib.util.find_spec(name)
+            origin = getattr(spec, "origin", None) if spec is not None else None
+        except Exception:  # a broken finder: the start-up stderr tells the rest
+            origin = None
+        if origin:
+            out[name] = {"path": origin, "imported": name in sys.modules}
+    lines = []
+    dirs = list(py["site_packages"]) + ([py["user_site"]] if py["user_site_enabled"] and py["user_site"] else [])
+    for d in dirs:
+        try:
+            names = sorted(n for n in os.listdir(d) if n.endswith(".pth"))
+        except OSError:
+            continue
+        for name in names:
+            text = read_text(os.path.join(d, name), 65536) or ""
+            for n, line in enumerate(text.splitlines(), 1):
+                if line.startswith(("import ", "import\t")) and len(lines) < MAX_PTH_LINES:
+                    lines.append({"path": os.path.join(d, name), "line": n, "text": line[:300]})
+    out["pth_exec"] = lines
+    return out
+
+
 def main():
+    sys.stderr.write(STARTUP_MARK + "\n")
+    sys.stderr.flush()
     out_path = sys.argv[1]
     result = {"python": python_facts()}
+    result["startup"] = startup_facts(result["python"])
     dists = distributions()
     result["distributions"] = dists
 
