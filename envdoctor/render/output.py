@@ -131,3 +131,17 @@ def emit_rendered(render: Callable[[IO[str]], None], output: Optional[str] = Non
     out = StdoutWriter()
     render(out)  # type: ignore[arg-type]  # a file-like object with the same interface
     out.flush()
+
+
+class RedactingWriter:
+    """A stream whose every write is redacted first (fix's progress, plan and result lines)."""
+
+    def __init__(self, stream: IO[str], redact: Callable[[str], str]) -> None:
+        self._stream = stream
+        self._redact = redact
+
+    def write(self, text: str) -> int:
+        return self._stream.write(self._redact(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
