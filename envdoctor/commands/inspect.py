@@ -94,10 +94,11 @@ def inspect_file(path: str, python: Optional[str] = None, search_dirs: Optional[
         analysis = analyse_file(os.path.abspath(path), ctx)
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if analysis.get("format") in ("unknown", "empty") and not _looks_like_library(path):
-        # `inspect report.json` is a wrong argument, not a broken extension; an empty or garbled
-        # `_ext.so` is a real finding (ED705: git-lfs pointer, interrupted download), exit 1.
-        what = "an empty file" if analysis.get("format") == "empty" else "not an ELF, PE or Mach-O file"
+    if analysis.get("format") not in ("elf", "pe", "macho") and not _looks_like_library(path):
+        # `inspect report.json` (text, HTML, a pointer, nothing) is a wrong argument, not a broken extension;
+        # an empty or garbled `_ext.so` is a real finding (ED705: git-lfs pointer, interrupted download), exit 1.
+        what = {"empty": "an empty file", "text": "a text file", "html": "an HTML page",
+                "lfs-pointer": "a Git LFS pointer"}.get(analysis.get("format") or "", "not an ELF, PE or Mach-O file")
         raise UsageError(f"{path}: not a compiled extension ({what}); inspect reads .so, .pyd and .dll files")
     name = component_name(path)
     report.components[name] = Component(name=name, installed=True, facts={"binary": analysis},
