@@ -89,8 +89,6 @@ def _too_big(p: Path, size: str) -> ReportError:
 def read_capped(p: Path) -> bytes:
     """At most MAX_REPORT_BYTES from any file: regular, a pipe (`<(...)`), or a device (/dev/zero)."""
     try:
-        if p.is_dir():
-            raise ReportError(f"{p} is a directory, not a report")
         size = p.stat().st_size
         if p.is_file() and size > MAX_REPORT_BYTES:
             raise _too_big(p, f"{size:,} bytes")
