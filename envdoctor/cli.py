@@ -207,9 +207,10 @@ def inspect(
     search_dir: Optional[List[str]] = typer.Option(None, "--search-dir",
                                                    help="Extra library/DLL directory (repeatable)."),
     fmt: str = typer.Option("text", "--format", "-f", help="text | json"),
+    no_redact: bool = typer.Option(False, "--no-redact", help="Keep home, user and host names in paths."),
 ) -> None:
     """Why one compiled extension would not load, read from the binary itself (ELF or PE)."""
-    _run("inspect", lambda cmd: cmd.run(file, python, search_dir or [], fmt))
+    _run("inspect", lambda cmd: cmd.run(file, python, search_dir or [], fmt, no_redact=no_redact))
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -237,3 +238,23 @@ def test_secret_in_url_encoded_form():
     assert value not in s.text(f"https://user:{value}@h/") and "p%40ss%3Aw%2Frd" not in s.text(
         "https://user:p%40ss%3Aw%2Frd-Very-Long@h/")
 
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_inspect_output_is_redacted(tmp_path, fmt):
+    import torch
+
+    so = sorted(Path(torch.__file__).parent.glob("_C*.so"))
+    if not so:
+        pytest.skip("torch has no _C*.so here")
+    home = tmp_path / "zoequill-home"
+    lib = home / f"proj-{PATH_SECRET}" / "lib"
+    lib.mkdir(parents=True)
+    (lib / so[0].name).write_bytes(so[0].read_bytes())
+    env = {"HOME": str(home), "DATABASE_SECRET": PATH_SECRET}
+    proc = run_cli("inspect", str(lib / so[0].name), "-f", fmt, env=env)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert str(home) not in proc.stdout and PATH_SECRET not in proc.stdout
+    assert "~/proj-***/lib" in proc.stdout
+    raw = run_cli("inspect", str(lib / so[0].name), "-f", fmt, "--no-redact", env=env)
+    assert str(lib) in raw.stdout.replace("\n", "")
