@@ -257,15 +257,19 @@ def test_inspect_mutated_pe(tmp_path, pe_files):
     _fuzz_binary(tmp_path, pe_files[0], PE_CASES, 11, ctx, header=4096)
 
 
-def test_inspect_cli_on_a_damaged_header_is_ed705(tmp_path):
-    """The issue's repro, through the CLI: one header byte of torch's `_C` set to 0xff."""
+@pytest.mark.parametrize("offset, value", [
+    (5, b"\x00"),  # EI_DATA: neither little- nor big-endian (was "internal error: ElfReadError")
+    (0x28, b"\xff" * 8),  # e_shoff: the section headers lie far past the end (already "truncated")
+])
+def test_inspect_cli_on_a_damaged_header_is_ed705(tmp_path, offset, value):
+    """The issue's repro, through the CLI: header bytes of torch's real `_C` overwritten."""
     import torch
 
     so = sorted(Path(torch.__file__).parent.glob("_C*.so"))
     if not so:
         pytest.skip("torch has no _C*.so here")
     data = bytearray(so[0].read_bytes())
-    data[0x28:0x30] = b"\xff" * 8  # e_shoff: the section headers now lie far past the end of the file
+    data[offset:offset + len(value)] = value
     bad = tmp_path / so[0].name
     bad.write_bytes(bytes(data))
     from tests.conftest import run_cli
