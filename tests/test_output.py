@@ -122,11 +122,11 @@ def test_escape_is_plain_json_escape():
 @pytest.mark.parametrize("args", [["check", "--quick", "-f", "json"], ["check", "--quick"],
                                   ["diff", "tests/data/reports/torch213.json", "tests/data/reports/mmcv-lite.json"],
                                   ["diff", "tests/data/reports/torch213.json", "tests/data/reports/mmcv-lite.json",
-                                   "-f", "json"]])
+                                   "-f", "json"], ["fix"]])
 def test_stdout_on_a_full_disk_is_one_line(args):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")
-    if args[0] == "check":
+    if args[0] in ("check", "fix"):
         args = [*args, "--python", PY]
     with open("/dev/full", "w") as full:
         proc = subprocess.run([PY, "-m", "envdoctor", *args], stdout=full, stderr=subprocess.PIPE, text=True,

@@ -23,7 +23,7 @@ from envdoctor.probe import collect
 from envdoctor.probe.target import resolve
 from envdoctor.redact import Redactor, redact_report
 from envdoctor.render.json_ import render_json
-from envdoctor.render.output import RedactingWriter
+from envdoctor.render.output import RedactingWriter, StdoutWriter
 from envdoctor.rules import load_tables
 
 FORMATS = ("text", "json")
@@ -57,7 +57,8 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
     check_output_path(output)
     # every line fix prints is redacted like check's report (--no-redact keeps raw values)
     redactor = None if no_redact else Redactor()
-    out: Any = sys.stderr if fmt == "json" else sys.stdout
+    # StdoutWriter: undecodable bytes as \udcXX, a full disk as one line (exit 2)
+    out: Any = StdoutWriter(sys.stderr if fmt == "json" else sys.stdout)
     if redactor is not None:
         out = RedactingWriter(out, redactor.text)
 
