@@ -13,6 +13,7 @@ import resource
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +140,20 @@ def test_write_to_a_device_in_place(tmp_path):
     proc = run_cli("diff", "tests/data/reports/torch213.json", "tests/data/reports/torch213.json", "-o", "/dev/stdout")
     assert proc.returncode == 0, proc.stderr
     assert "no differences" in proc.stdout
+
+
+def test_a_venv_under_a_non_utf8_path(tmp_path):
+    from tests import envs
+    from tests.conftest import real_env
+
+    real_env("bare")
+    base = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9"))
+    venv = envs.clone_env("bare", base / "venv")
+    out = tmp_path / "r.json"
+    out.write_text("older\n")
+    proc = subprocess.run([PY, "-m", "envdoctor", "check", "--python", str(venv), "-f", "json", "-o", str(out)],
+                          capture_output=True, cwd=ROOT, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode in (0, 1), proc.stderr
+    data = json.loads(out.read_bytes().decode("utf-8"))
+    validate_report(data)
+    assert os.fsencode(data["python"]["executable"]).startswith(os.fsencode(str(base)))
