@@ -8,6 +8,7 @@ Readers accept unknown fields (additive changes keep the major; see docs/report.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from pathlib import Path
@@ -22,7 +23,8 @@ _SECTIONS: dict[str, type] = {
     "host": dict, "gpu": dict, "cuda_toolkit": dict, "python": dict, "packages": dict, "components": dict,
     "findings": list,
 }
-_FENCE = re.compile(r"^(?P<fence>`{3,})json[ \t]*\n(?P<body>.*?)\n(?P=fence)[ \t]*$", re.S | re.M)
+_OPEN = re.compile(r"^(`{3,})json[ \t]*$")
+_CLOSE = re.compile(r"^(`{3,})[ \t]*$")
 
 
 def schema_major(schema: str) -> int:
@@ -38,10 +40,29 @@ CURRENT_MAJOR = schema_major(SCHEMA)
 
 
 def _json_from_markdown(text: str) -> Any:
-    for m in _FENCE.finditer(text):
-        body = m.group("body")
-        if SCHEMA_PREFIX in body:
-            return json.loads(body)
+    """The first ```json block (closed by a fence of the same length) that holds a report.
+
+    A line scan, not a regular expression: a backtracking search for each opening fence's end is
+    quadratic, and half a megabyte of unclosed fences took a minute.
+    """
+    lines = text.split("\n")
+    closers: dict[int, list[int]] = {}
+    for i, line in enumerate(lines):
+        m = _CLOSE.match(line)
+        if m:
+            closers.setdefault(len(m.group(1)), []).append(i)
+    i = 0
+    while i < len(lines):
+        m = _OPEN.match(lines[i])
+        if m:
+            ends = closers.get(len(m.group(1)), [])
+            k = bisect.bisect_right(ends, i)
+            if k < len(ends):
+                body = "\n".join(lines[i + 1:ends[k]])
+                if SCHEMA_PREFIX in body:
+                    return json.loads(body)
+                i = ends[k]
+        i += 1
     return None
 
 

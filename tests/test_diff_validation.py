@@ -79,3 +79,19 @@ def test_the_shipped_reports_and_the_schema_agree():
     for p in sorted((ROOT / "tests" / "data" / "reports").glob("*.json")):
         assert first_error(json.loads(p.read_text())) is None, p
     assert report_schema() == SCHEMA  # the validator reads the schema the tests validate with
+
+
+def test_markdown_full_of_unclosed_fences_is_refused_not_searched_forever(tmp_path):
+    # 2 MB of ```json openings that nothing closes: a backtracking search took ~1 min per 0.5 MB
+    # (quadratic), so the old reader would hang here for many minutes; the line scan reads it once.
+    md = tmp_path / "fences.md"
+    md.write_text("```json\nenvdoctor.report/1\n" * 80_000)
+    _one_line_exit_2(run_cli("diff", str(md), str(GOOD), timeout=120), "is not an envdoctor report")
+
+
+def test_markdown_with_nested_fences_finds_the_report(tmp_path):
+    body = GOOD.read_text()
+    md = tmp_path / "issue.md"
+    md.write_text(f"text\n````json\n{{\"not\": \"it\"}}\n````\n```\nnoise\n```\n````json\n{body}\n````\n")
+    proc = run_cli("diff", str(md), str(GOOD))
+    assert proc.returncode == 0 and "no differences" in proc.stdout, proc.stderr
