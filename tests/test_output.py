@@ -123,7 +123,7 @@ def test_escape_is_plain_json_escape():
 @pytest.mark.parametrize("args", [["check", "--quick", "-f", "json"], ["check", "--quick"],
                                   ["diff", "tests/data/reports/torch213.json", "tests/data/reports/mmcv-lite.json"],
                                   ["diff", "tests/data/reports/torch213.json", "tests/data/reports/mmcv-lite.json",
-                                   "-f", "json"], ["fix"]])
+                                   "-f", "json"], ["fix"], ["rules"], ["explain", "ED301"]])
 def test_stdout_on_a_full_disk_is_one_line(args):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")

@@ -177,3 +177,12 @@ def test_fifo_or_device_in_rules_dir_is_skipped_with_a_warning(tmp_path, kind):
     assert f"envdoctor: warning: --rules: skipped {special}" in proc.stderr
     assert ("a FIFO" if kind == "fifo" else "a device") in proc.stderr
     assert "user.toml" in proc.stdout
+
+
+def test_rules_lists_paths_redacted(tmp_path):
+    home = tmp_path / "zoequill"
+    home.mkdir()
+    d = _write(home, ROW)
+    proc = run_cli("rules", "--rules", str(d), env={"HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr
+    assert "~/rules/user.toml" in proc.stdout and str(home) not in proc.stdout
