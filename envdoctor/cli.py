@@ -77,6 +77,16 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _scrub(message: str) -> str:
+    # an error line quotes paths, URLs and messages: its secrets go (home, user and host stay, to be useful)
+    try:
+        from envdoctor.redact_secrets import scrub
+
+        return scrub(message)
+    except Exception:  # noqa: BLE001 - the error line itself must always be printed
+        return message
+
+
 def _run(command: str, fn: Callable[[ModuleType], int]) -> None:
     """Import envdoctor.commands.COMMAND and call fn(module); errors become one line."""
     try:
@@ -85,7 +95,7 @@ def _run(command: str, fn: Callable[[ModuleType], int]) -> None:
         # imported in here so that Ctrl-C during the import is also one line and 130
         code = fn(importlib.import_module(f"envdoctor.commands.{command}"))
     except UsageError as exc:
-        typer.echo(f"envdoctor: error: {exc}", err=True)
+        typer.echo(f"envdoctor: error: {_scrub(str(exc))}", err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         typer.echo("envdoctor: interrupted", err=True)
@@ -99,7 +109,7 @@ def _run(command: str, fn: Callable[[ModuleType], int]) -> None:
     except Exception as exc:  # an internal error is still one line (set ENVDOCTOR_DEBUG=1 for the traceback)
         if os.environ.get("ENVDOCTOR_DEBUG"):
             raise
-        typer.echo(f"envdoctor: internal error: {type(exc).__name__}: {exc} (ENVDOCTOR_DEBUG=1 shows the "
+        typer.echo(f"envdoctor: internal error: {type(exc).__name__}: {_scrub(str(exc))} (ENVDOCTOR_DEBUG=1 shows the "
                    "traceback; please report it)", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
@@ -158,10 +168,12 @@ def fix(
     fmt: str = typer.Option("text", "--format", "-f", help="text | json (the report with extra.fix)"),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the JSON result to this file."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds each isolated import may take."),
+    no_redact: bool = typer.Option(False, "--no-redact", help="Keep home, user and host names and credentials "
+                                   "in fix's output."),
 ) -> None:
     """Plan the repair of the environment; --apply carries it out transactionally, --undo reverts it."""
     _run("fix", lambda cmd: cmd.run(python, apply, strategy, index_url, allow_torch_change, yes, undo, pin or [],
-                                    rules or [], fmt, output, _timeout(timeout)))
+                                    rules or [], fmt, output, _timeout(timeout), no_redact=no_redact))
 
 
 @app.command()
@@ -198,9 +210,10 @@ def inspect(
     search_dir: Optional[List[str]] = typer.Option(None, "--search-dir",
                                                    help="Extra library/DLL directory (repeatable)."),
     fmt: str = typer.Option("text", "--format", "-f", help="text | json"),
+    no_redact: bool = typer.Option(False, "--no-redact", help="Keep home, user and host names in paths."),
 ) -> None:
     """Why one compiled extension would not load, read from the binary itself (ELF or PE)."""
-    _run("inspect", lambda cmd: cmd.run(file, python, search_dir or [], fmt))
+    _run("inspect", lambda cmd: cmd.run(file, python, search_dir or [], fmt, no_redact=no_redact))
 
 
 from envdoctor.commands.fleet import fleet_app  # noqa: E402  (its callbacks use _run, defined above)

@@ -94,8 +94,10 @@ class _Collector:
 def _torch_build(c: Optional[Component]) -> dict[str, Any]:
     if c is None or not c.installed:
         return {"installed": False}
-    vp = c.facts.get("version_py") or {}
-    rt = c.facts.get("runtime") or {}
+    # facts are free-form in the schema (each probe adds its own): read them as what they turn out to be
+    vp, rt = (c.facts.get(k) for k in ("version_py", "runtime"))
+    vp = vp if isinstance(vp, dict) else {}
+    rt = rt if isinstance(rt, dict) else {}
     out: dict[str, Any] = {"version": c.version, "cuda": vp.get("cuda", rt.get("cuda"))}
     for key in ("cxx11_abi", "debug", "cudnn", "arch_list", "cuda_available", "hip"):
         if key in rt:

@@ -10,6 +10,9 @@ later can slip past it. What is replaced, and by what:
   ``Bearer ...``, ``password=...``) -> ``***``;
 - values under secret-looking names (``*_TOKEN``, ``*_KEY``, ``*_SECRET``, ``*_PASSWORD``...)
   -> ``***``;
+- the *values* of secret variables of envdoctor's environment and the target's, and passwords
+  of pip.conf / .netrc / proxy URLs, wherever they appear -> ``***`` (``redact_secrets``: which
+  values qualify, where they come from; PEM private keys, ``PGPASSWORD=x``, ``--password x``);
 - the home directory (``$HOME``, its real path, the passwd entry; POSIX and Windows
   spellings) -> ``~``; other users' homes -> ``/home/<other-user>``;
 - the user name -> ``<user>`` and the machine's host name -> ``<host>``, wherever they
@@ -36,6 +39,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 from urllib.parse import quote
 
 from envdoctor.facts import Redaction, Report
+from envdoctor.redact_secrets import Scrubber, collect, is_secret_key
 
 MASK = "***"
 USER = "<user>"
@@ -64,11 +68,6 @@ scripts share site-packages src srv sys tmp usr var
 NOT_PERSONAL_HOMES = frozenset({"linuxbrew", "shared", "public", "default", "all users", "default user",
                                 "defaultapppool", "~"})
 
-# Names under which a value is a secret, matched case-insensitively on whole
-# underscore/dash-separated words: GITHUB_TOKEN, hf_token, AWS_SECRET_ACCESS_KEY, db-password.
-_SECRET_NAME = re.compile(
-    r"(?:^|[_\-.])(?:TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|KEY|APIKEY|CREDENTIALS?|AUTH|AUTHORIZATION|COOKIE"
-    r"|SESSION|SIGNATURE)S?(?:$|[_\-.])", re.I)
 # Keys that name a field rather than carry data (report fields, env var names):
 # never rewritten, so a user called "jobs" does not turn MAX_JOBS into MAX_<user>.
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.()\s]*$")
@@ -80,23 +79,6 @@ _QUERY_SECRET = re.compile(
     r"(?P<value>[^&\s#'\"]+)", re.I)
 _CONDA_TOKEN = re.compile(r"(?P<pre>/t/)(?P<value>[^/\s]+)(?=/)")
 
-# Token formats with a recognisable shape (documented by their issuers).
-_TOKEN_SHAPES = re.compile(
-    r"(?<![A-Za-z0-9_])(?:"
-    r"gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # GitHub
-    r"|hf_[A-Za-z0-9]{20,}"  # Hugging Face
-    r"|(?:AKIA|ASIA)[0-9A-Z]{16}"  # AWS access key ids
-    r"|glpat-[A-Za-z0-9_\-]{20,}"  # GitLab
-    r"|pypi-[A-Za-z0-9_\-]{40,}"  # PyPI API tokens
-    r"|xox[abposr]-[A-Za-z0-9\-]{10,}"  # Slack
-    r"|sk-[A-Za-z0-9_\-]{32,}"  # OpenAI-style secret keys
-    r"|eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}"  # JWTs
-    r")(?![A-Za-z0-9_])")
-# "Authorization: Bearer xyz", "password=xyz", "--token xyz" in messages and tracebacks.
-_BEARER = re.compile(r"(?P<pre>\b(?:Bearer|Basic|token)\s+)(?P<value>[A-Za-z0-9_\-.=+/]{16,})", re.I)
-_KV_SECRET = re.compile(
-    r"(?P<pre>\b(?:[A-Za-z0-9]+[_\-])*(?:password|passwd|passphrase|secret|token|api[_\-]?key|access[_\-]?key)"
-    r"[\"']?\s*[=:]\s*[\"']?)(?P<value>[^\s\"',;)}\]]{4,})", re.I)
 _GPU_UUID = re.compile(r"\bGPU-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
 
 _WIN_HOME = re.compile(r"^(?P<drive>[A-Za-z]):[\\/]+(?P<rest>.*)$")
@@ -216,12 +198,16 @@ class Redactor:
     """Replaces one machine's personal data in strings; counts what it replaced per kind."""
 
     def __init__(self, home: Names = None, user: Names = None, host: Names = None,
-                 identity: Optional[Identity] = None) -> None:
+                 identity: Optional[Identity] = None, secrets: Optional[Iterable[str]] = None) -> None:
         ident = identity or (machine_identity() if None in (home, user, host) else Identity((), (), ()))
         self.homes = _as_tuple(home) if home is not None else ident.homes
         self.users = _as_tuple(user) if user is not None else ident.users
         self.hosts = _as_tuple(host) if host is not None else ident.hosts
         self.counts: Counter[str] = Counter()
+        # None: every secret value envdoctor's environment and configuration hold (redact_secrets.collect)
+        self.secrets = Scrubber(collect() if secrets is None else secrets)
+        self.secrets.counts = self.counts
+        self._targets: set[str] = set()
         # Longest home first, so /home/alice/x is not half-replaced by a home /home/alice/x's parent.
         self._homes = [p for h in sorted(set(self.homes), key=len, reverse=True) for p in _home_patterns(h)]
         users = [u for u in self.users if u and u not in ("~",)]
@@ -317,14 +303,20 @@ class Redactor:
         self.counts["other_home"] += 1
         return m.group("pre") + OTHER_USER
 
+    def add_target(self, prefix: Optional[str]) -> None:
+        """Also the secrets the target environment sets for itself (conda variables, activate.d exports)."""
+        if prefix and prefix not in self._targets:
+            self._targets.add(prefix)
+            self.secrets.add(collect({}, [prefix]))
+
     def text(self, s: str) -> str:
-        """One string, redacted. Order matters: URLs first (their hosts), then secrets, paths, names."""
+        """One string, redacted. Order matters: known secret values, URLs (their hosts), secret shapes,
+        paths, names."""
         if not s:
             return s
+        s = self.secrets.values(s)
         s = _URL.sub(self._url, s)
-        s = self._sub(_TOKEN_SHAPES, "token", s, lambda m: m.group(0) if m.group(0) == MASK else MASK)
-        s = _BEARER.sub(self._mask_group("token"), s)
-        s = _KV_SECRET.sub(self._mask_group("token"), s)
+        s = self.secrets.text(s, urls=False)
         for pat in self._homes:
             s = self._sub(pat, "home", s, "~")
         s = _OTHER_HOME.sub(self._other_home, s)
@@ -338,14 +330,14 @@ class Redactor:
 
     def key(self, k: str) -> str:
         """A dict key: paths used as keys are redacted, field and variable names are not."""
-        return k if _IDENTIFIER.match(k) else self.text(k)
+        return self.secrets.values(k) if _IDENTIFIER.match(k) else self.text(k)
 
     def value(self, obj: Any, key: str = "", path: tuple[str, ...] = ()) -> Any:
         """Any JSON value, recursively. ``path`` locates it in the report (for fields the schema constrains)."""
         if isinstance(obj, str):
             if _protected(path):
                 return obj
-            if key and _SECRET_NAME.search(key) and obj and obj != MASK:
+            if key and is_secret_key(key) and obj and obj != MASK:
                 self.counts["secret_value"] += 1
                 return MASK
             return self.text(obj)
@@ -387,6 +379,7 @@ def redact_report(report: Report, redactor: Optional[Redactor] = None) -> Report
     Redacting an already redacted report changes nothing and keeps its counts.
     """
     r = redactor or Redactor()
+    r.add_target(report.python.prefix)
     data = report.to_dict()
     previous = Counter({x["kind"]: x["count"] for x in data.pop("redactions", []) or []})
     before = Counter(r.counts)  # a redactor shared by several reports counts for each one apart

@@ -8,6 +8,7 @@ Readers accept unknown fields (additive changes keep the major; see docs/report.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from pathlib import Path
@@ -15,13 +16,15 @@ from typing import Any, Union
 
 from envdoctor.errors import ReportError
 from envdoctor.facts import SCHEMA, SCHEMA_PREFIX, Report
+from envdoctor.report_schema import depth_error, first_error
 
 # The top-level sections every report of this major has, with their JSON types.
 _SECTIONS: dict[str, type] = {
     "host": dict, "gpu": dict, "cuda_toolkit": dict, "python": dict, "packages": dict, "components": dict,
     "findings": list,
 }
-_FENCE = re.compile(r"^(?P<fence>`{3,})json[ \t]*\n(?P<body>.*?)\n(?P=fence)[ \t]*$", re.S | re.M)
+_OPEN = re.compile(r"^(`{3,})json[ \t]*$")
+_CLOSE = re.compile(r"^(`{3,})[ \t]*$")
 
 
 def schema_major(schema: str) -> int:
@@ -37,10 +40,29 @@ CURRENT_MAJOR = schema_major(SCHEMA)
 
 
 def _json_from_markdown(text: str) -> Any:
-    for m in _FENCE.finditer(text):
-        body = m.group("body")
-        if SCHEMA_PREFIX in body:
-            return json.loads(body)
+    """The first ```json block (closed by a fence of the same length) that holds a report.
+
+    A line scan, not a regular expression: a backtracking search for each opening fence's end is
+    quadratic, and half a megabyte of unclosed fences took a minute.
+    """
+    lines = text.split("\n")
+    closers: dict[int, list[int]] = {}
+    for i, line in enumerate(lines):
+        m = _CLOSE.match(line)
+        if m:
+            closers.setdefault(len(m.group(1)), []).append(i)
+    i = 0
+    while i < len(lines):
+        m = _OPEN.match(lines[i])
+        if m:
+            ends = closers.get(len(m.group(1)), [])
+            k = bisect.bisect_right(ends, i)
+            if k < len(ends):
+                body = "\n".join(lines[i + 1:ends[k]])
+                if SCHEMA_PREFIX in body:
+                    return json.loads(body)
+                i = ends[k]
+        i += 1
     return None
 
 
@@ -66,10 +88,13 @@ def parse_report(data: Any, name: str = "report") -> Report:
             raise ReportError(f"{name} is a damaged envdoctor report: {key}[{bad[0]!r}] is not a JSON object")
     if any(not isinstance(f, dict) for f in data["findings"]):
         raise ReportError(f"{name} is a damaged envdoctor report: a finding is not a JSON object")
+    where = depth_error(data) or first_error(data)
+    if where:
+        raise ReportError(f"{name} is not a valid envdoctor report: {where}")
     try:
         return Report.from_dict(data)
-    except (TypeError, ValueError, AttributeError, KeyError) as exc:
-        raise ReportError(f"{name} is a damaged envdoctor report: {exc}") from None
+    except (TypeError, ValueError, AttributeError, KeyError, RecursionError) as exc:
+        raise ReportError(f"{name} is not a valid envdoctor report: {type(exc).__name__}: {exc}") from None
 
 
 # A real report is tens of kB (a few MB with thousands of packages); reading a multi-GB file
@@ -77,26 +102,50 @@ def parse_report(data: Any, name: str = "report") -> Report:
 MAX_REPORT_BYTES = 64 * 1024 * 1024
 
 
-def load_report(path: Union[str, Path]) -> Report:
-    """A report from a file (JSON, or the Markdown of `--format markdown`)."""
-    p = Path(path)
+def _too_big(p: Path, size: str) -> ReportError:
+    return ReportError(f"{p} is not a valid envdoctor report: {size} (a report is at most "
+                       f"{MAX_REPORT_BYTES // 2**20} MiB)")
+
+
+def read_capped(p: Path) -> bytes:
+    """At most MAX_REPORT_BYTES from any file: regular, a pipe (`<(...)`), or a device (/dev/zero)."""
     try:
         size = p.stat().st_size
         if p.is_file() and size > MAX_REPORT_BYTES:
-            raise ReportError(f"{p} is not an envdoctor report ({size:,} bytes; a report is at most "
-                              f"{MAX_REPORT_BYTES // 2**20} MiB)")
-        raw = p.read_bytes()
+            raise _too_big(p, f"{size:,} bytes")
+        chunks: list[bytes] = []
+        total = 0
+        with open(p, "rb") as f:
+            while True:
+                chunk = f.read(min(1 << 20, MAX_REPORT_BYTES + 1 - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > MAX_REPORT_BYTES:
+                    raise _too_big(p, f"more than {MAX_REPORT_BYTES:,} bytes")
     except OSError as exc:
         raise ReportError(f"cannot read {p}: {exc.strerror or exc}") from None
+    return b"".join(chunks)
+
+
+def load_report(path: Union[str, Path]) -> Report:
+    """A report from a file (JSON, or the Markdown of `--format markdown`)."""
+    p = Path(path)
+    raw = read_capped(p)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ReportError(f"{p} is not an envdoctor report (not UTF-8 text)") from None
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise ReportError(f"{p} is not a valid envdoctor report: nested too deeply") from None
     except ValueError as exc:
         try:
             data = _json_from_markdown(text.replace("\r\n", "\n"))  # saved from a browser: CRLF
+        except RecursionError:
+            raise ReportError(f"{p} is not a valid envdoctor report: nested too deeply") from None
         except ValueError as inner:
             raise ReportError(f"{p} holds a damaged envdoctor report (invalid JSON in its ```json block: "
                               f"{inner})") from None

@@ -14,6 +14,7 @@ everywhere else user rows are added.
 from __future__ import annotations
 
 import re
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,14 +331,50 @@ def _identity(name: str, row: dict[str, Any]) -> Optional[tuple[Any, ...]]:
     return tuple(row.get(k) for k in keys) if keys else None
 
 
-def load_tables(extra_dirs: Iterable[str] = ()) -> Tables:
+def _duplicates(path: Path, data: dict[str, Any]) -> None:
+    """Two rows with one identity in the same file: which one wins would be an accident of order."""
+    for name, rows in data.items():
+        if name == "meta" or name not in KEYS:
+            continue
+        seen: dict[tuple[Any, ...], int] = {}
+        for row in rows:
+            ident = _identity(name, row)
+            assert ident is not None
+            if ident in seen:
+                keys = ", ".join(f"{k} = {v!r}" for k, v in zip(KEYS[name], ident))
+                raise RuleFileError(path, row["_line"], f"[[{name}]] with {keys} is defined twice in this file, "
+                                    f"at lines {seen[ident]} and {row['_line']}; keep one")
+            seen[ident] = row["_line"]
+
+
+def _regular(path: Path, warn: Callable[[str], None]) -> bool:
+    """A FIFO or device named *.toml would block the read forever (or never end): skipped, with a warning."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise RuleFileError(path, None, f"cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISREG(mode):
+        return True
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else \
+        "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+    warn(f"--rules: skipped {path}: {kind}, not a rule table file")
+    return False
+
+
+def load_tables(extra_dirs: Iterable[str] = (), warn: Optional[Callable[[str], None]] = None) -> Tables:
+    from envdoctor.render.messages import warn as to_stderr
+
+    say: Callable[[str], None] = warn or to_stderr
     tables = Tables()
     dirs = [shipped_dir()] + [Path(d).expanduser() for d in extra_dirs]
     for d in dirs:
         if not d.is_dir():
             raise UsageError(f"--rules {d}: not a directory")
         for path in sorted(d.glob("*.toml")):
+            if not _regular(path, say):
+                continue
             data = load_file(path)
+            _duplicates(path, data)
             tables.files.append(path)
             for name, rows in data.items():
                 if name == "meta":

@@ -58,6 +58,7 @@ def test_wheel_contains_rules_probe_scripts_and_compat(wheel):
     assert any(p.name == "ext.py" for p in compat)
     for mod in compat:
         assert f"envdoctor/compat/{mod.name}" in names, mod.name
+    assert "envdoctor/report.schema.json" in names  # diff validates what it reads against it
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
 
 
@@ -137,3 +138,7 @@ def test_installed_wheel_runs_and_leaves_torch_alone(wheel, installed, tmp_path)
     validate_report(report)
     assert report["packages"]["torch"]["version"] == "2.13.0+cpu"
     assert _pip_list(py)["torch"] == "2.13.0+cpu"
+    # diff reads its schema from the installed package (there is no docs/ beside an installed wheel)
+    (tmp_path / "r.json").write_text(check.stdout)
+    same = run("diff", str(tmp_path / "r.json"), str(tmp_path / "r.json"))
+    assert same.returncode == 0 and "no differences" in same.stdout, same.stderr

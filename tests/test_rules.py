@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -149,3 +150,39 @@ def test_rule_ids_are_in_their_ranges():
 
 def test_shipped_dir_is_the_repository_rules():
     assert shipped_dir() == ROOT / "rules"
+
+
+def test_duplicate_identity_in_one_file_names_both_lines(tmp_path):
+    d = _write(tmp_path, ROW + '[[torch_pair]]\ntorchvision = "0.31.0"\ntorch = ">=2.16"\nsource = "https://x.org/"\n\n'
+                         + ROW)
+    with pytest.raises(RuleFileError) as exc:
+        load_tables([str(d)])
+    assert exc.value.line == 11
+    assert "torchvision = '0.30.0'" in str(exc.value) and "lines 1 and 11" in str(exc.value)
+    proc = run_cli("rules", "--rules", str(d))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "user.toml:11:" in proc.stderr and "lines 1 and 11" in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_fifo_or_device_in_rules_dir_is_skipped_with_a_warning(tmp_path, kind):
+    d = _write(tmp_path, ROW)
+    special = d / "zz-special.toml"
+    if kind == "fifo":
+        os.mkfifo(special)  # reading it would block forever: nobody writes to it
+    else:
+        special.symlink_to("/dev/zero")  # reading it would never end
+    proc = run_cli("rules", "--rules", str(d), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"envdoctor: warning: --rules: skipped {special}" in proc.stderr
+    assert ("a FIFO" if kind == "fifo" else "a device") in proc.stderr
+    assert "user.toml" in proc.stdout
+
+
+def test_rules_lists_paths_redacted(tmp_path):
+    home = tmp_path / "zoequill"
+    home.mkdir()
+    d = _write(home, ROW)
+    proc = run_cli("rules", "--rules", str(d), env={"HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr
+    assert "~/rules/user.toml" in proc.stdout and str(home) not in proc.stdout

@@ -97,6 +97,11 @@ def _problem(out: dict[str, Any], kind: str, detail: str) -> dict[str, Any]:
     return out
 
 
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
 def analyse_file(path: str, ctx: Optional[Context] = None) -> dict[str, Any]:
     """The bounded analysis of one binary (see the module docstring). Raises OSError if unreadable."""
     ctx = ctx or Context()
@@ -105,16 +110,18 @@ def analyse_file(path: str, ctx: Optional[Context] = None) -> dict[str, Any]:
     out.update(s.extra)
     if s.problem:
         return _problem(out, s.problem["kind"], s.problem["detail"])
-    if s.format == "elf":
-        why = elf_mod.truncation(path)
-        if why:
-            return _problem(out, "truncated", why)
-        out.update(_analyse_elf(path, ctx))
-    elif s.format == "pe":
-        why = pe_mod.truncation(path)
-        if why:
-            return _problem(out, "truncated", why)
-        out.update(_analyse_pe(path, ctx))
+    if s.format in ("elf", "pe"):
+        try:
+            why = (elf_mod if s.format == "elf" else pe_mod).truncation(path)
+            if why:
+                return _problem(out, "truncated", why)
+            out.update(_analyse_elf(path, ctx) if s.format == "elf" else _analyse_pe(path, ctx))
+        except PermissionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any parser failure on a damaged file is that file's finding
+            # pyelftools/pefile follow offsets the file states; a damaged header sends them past the end
+            # (OSError EINVAL on seek, struct.error, IndexError ...): the loader would refuse it too
+            return _problem(out, "damaged", f"a damaged {s.format.upper()} file: {_short(exc)}")
     if ctx.host_format and s.format != ctx.host_format:
         names = {"elf": "Linux (ELF)", "pe": "Windows (PE)"}
         return _problem(out, "wrong_format", f"a {names.get(s.format, s.format)} binary; this platform loads "

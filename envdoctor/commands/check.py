@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Optional
 
 from envdoctor.checks import load_all, run_checks
@@ -15,6 +14,8 @@ from envdoctor.probe import collect
 from envdoctor.redact import redact_report
 from envdoctor.render.json_ import render_json
 from envdoctor.render.markdown import render_markdown
+from envdoctor.render.output import emit as write
+from envdoctor.render.output import emit_rendered
 from envdoctor.render.text import render_text
 from envdoctor.rules import load_tables
 
@@ -76,27 +77,15 @@ def write_output(report: Report, fmt: str, output: Optional[str], verbose: bool 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     if fmt == "text":
-        if output:
-            try:
-                with open(output, "w", encoding="utf-8") as f:
-                    render_text(report, f, color=False, verbose=verbose)
-            except OSError as exc:
-                raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
-        else:
-            render_text(report, verbose=verbose)
+        emit_rendered(lambda stream: render_text(report, stream, color=False if output else None, verbose=verbose),
+                      output)
         return
     emit(render_json(report) if fmt == "json" else render_markdown(report), output)
 
 
 def emit(text: str, output: Optional[str]) -> None:
-    """Write a rendered report to -o FILE (a bad path is a usage error), else to stdout."""
-    if output:
-        try:
-            Path(output).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
-    else:
-        sys.stdout.write(text)
+    """Write a rendered report to -o FILE (atomically; a bad path is a usage error), else to stdout."""
+    write(text, output)
 
 
 def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rules_dirs: list[str],

@@ -10,7 +10,6 @@ not, or a new error-level finding), 2 on a usage error (e.g. a file that is not 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Optional
 
 from envdoctor.compare import compare
@@ -18,6 +17,7 @@ from envdoctor.errors import UsageError
 from envdoctor.facts import Report
 from envdoctor.redact import Redactor, redact_report
 from envdoctor.render.diff import render_diff_json, render_diff_text
+from envdoctor.render.output import emit, emit_rendered
 from envdoctor.report_io import load_report
 
 FORMATS = ("text", "json")
@@ -51,24 +51,8 @@ def run(a_path: str, b_path: Optional[str], python: Optional[str], fmt: str, out
         label_a, label_b = redactor.text(label_a), redactor.text(label_b)
     diff = compare(a, b, label_a, label_b)
     if fmt == "json":
-        text = render_diff_json(diff)
-        if output:
-            _write(output, text)
-        else:
-            sys.stdout.write(text)
-    elif output:
-        try:
-            with open(output, "w", encoding="utf-8") as f:
-                render_diff_text(diff, f, color=False)
-        except OSError as exc:
-            raise UsageError(f"-o {output}: {exc.strerror or exc}") from None
+        emit(render_diff_json(diff), output)
     else:
-        render_diff_text(diff)
+        emit_rendered(lambda stream: render_diff_text(diff, stream, color=False if output else None), output)
     return 1 if diff.worse else 0
 
-
-def _write(output: str, text: str) -> None:
-    try:
-        Path(output).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"-o {output}: {exc.strerror or exc}") from None

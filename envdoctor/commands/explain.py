@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.markup import escape
 
 from envdoctor.checks import load_all
 from envdoctor.errors import UsageError
+from envdoctor.render.output import emit_rendered
 from envdoctor.rules import load_tables
 
 
@@ -16,7 +19,11 @@ def run(rule_id: str, rules_dirs: list[str] | None = None) -> int:
     if rule is None:
         known = ", ".join(sorted(reg.rules))
         raise UsageError(f"no rule {rule_id!r}; known rules: {known}")
-    c = Console(highlight=False, soft_wrap=True)
+    emit_rendered(lambda stream: _render(rule, rules_dirs, Console(file=stream, highlight=False, soft_wrap=True)))
+    return 0
+
+
+def _render(rule: Any, rules_dirs: list[str] | None, c: Console) -> None:
     c.print(f"[bold]{rule.id}[/bold] {rule.name} ({rule.severity}, {rule.component})")
     c.print(escape(rule.summary))
     if rule.rationale:
@@ -37,4 +44,3 @@ def run(rule_id: str, rules_dirs: list[str] | None = None) -> int:
             c.print("[bold]Sources[/bold] (of the table rows it uses):")
             for src in sources:
                 c.print(f"  - {escape(src)}")
-    return 0

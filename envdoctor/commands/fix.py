@@ -21,8 +21,9 @@ from envdoctor.fix.render import plan_text, recovery_text, summary_text
 from envdoctor.fix.wheels import norm_name
 from envdoctor.probe import collect
 from envdoctor.probe.target import resolve
-from envdoctor.redact import redact_report
+from envdoctor.redact import Redactor, redact_report
 from envdoctor.render.json_ import render_json
+from envdoctor.render.output import RedactingWriter, StdoutWriter
 from envdoctor.rules import load_tables
 
 FORMATS = ("text", "json")
@@ -47,14 +48,19 @@ def _confirm() -> bool:
 
 def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[str], allow_torch_change: bool,
         yes: bool, undo: bool, pins: list[str], rules_dirs: list[str], fmt: str, output: Optional[str],
-        timeout: float) -> int:
+        timeout: float, no_redact: bool = False) -> int:
     if strategy not in STRATEGIES:
         raise UsageError(f"--strategy {strategy}: choose one of {', '.join(STRATEGIES)}")
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     pinned = parse_pins(pins)
     check_output_path(output)
-    out = sys.stderr if fmt == "json" else sys.stdout
+    # every line fix prints is redacted like check's report (--no-redact keeps raw values)
+    redactor = None if no_redact else Redactor()
+    # StdoutWriter: undecodable bytes as \udcXX, a full disk as one line (exit 2)
+    out: Any = StdoutWriter(sys.stderr if fmt == "json" else sys.stdout)
+    if redactor is not None:
+        out = RedactingWriter(out, redactor.text)
 
     def echo(msg: str) -> None:
         print(msg, file=out, flush=True)
@@ -64,6 +70,8 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
     if prefix is None:
         collect(python, quick=True)  # raises the probe's own clear message
         raise UsageError(f"--python {python}: cannot ask the interpreter for its prefix")
+    if redactor is not None:
+        redactor.add_target(prefix)
     state = state_dir(prefix)
     on_wait = lambda holder: echo(f"envdoctor: waiting for another envdoctor fix on this environment ({holder})")  # noqa: E731
 
@@ -95,6 +103,8 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
         extra = {"fix_recovery": recoveries[-1]} if recoveries else None
         report = diagnose(python, False, timeout, rules_dirs, None, None, show_progress=sys.stderr.isatty(),
                           extra=extra)
+        if redactor is not None:
+            redact_report(report, redactor)  # learns secrets that only the whole facts show (a key's lines)
         tables = load_tables(rules_dirs)
         opts = PlanOptions(strategy=strategy, index_url=index_url, allow_torch_change=allow_torch_change,
                            pins=pinned, compat_unavailable=unavailable_reason())
@@ -128,9 +138,10 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
         final = after if after is not None and fix.get("result", {}).get("status") == "verified" else report
         final.extra["fix"] = fix
         if fmt == "json":
-            emit(render_json(redact_report(final)), output)
+            emit(render_json(redact_report(final, redactor) if redactor is not None else final), output)
         elif output:
-            emit(json.dumps(fix, indent=1, default=str), output)
+            emit(json.dumps(redactor.value(fix) if redactor is not None else fix, indent=1, default=str,
+                            ensure_ascii=False), output)
         return code
     finally:
         if lock is not None:

@@ -20,6 +20,7 @@ from envdoctor.checks import run_checks
 from envdoctor.errors import UsageError
 from envdoctor.facts import Component, LoadResult, Report
 from envdoctor.facts import package_dir_paths
+from envdoctor.render.output import emit, emit_rendered
 
 FORMATS = ("text", "json")
 SCHEMA = "envdoctor.inspect/1"
@@ -94,10 +95,11 @@ def inspect_file(path: str, python: Optional[str] = None, search_dirs: Optional[
         analysis = analyse_file(os.path.abspath(path), ctx)
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if analysis.get("format") in ("unknown", "empty") and not _looks_like_library(path):
-        # `inspect report.json` is a wrong argument, not a broken extension; an empty or garbled
-        # `_ext.so` is a real finding (ED705: git-lfs pointer, interrupted download), exit 1.
-        what = "an empty file" if analysis.get("format") == "empty" else "not an ELF, PE or Mach-O file"
+    if analysis.get("format") not in ("elf", "pe", "macho") and not _looks_like_library(path):
+        # `inspect report.json` (text, HTML, a pointer, nothing) is a wrong argument, not a broken extension;
+        # an empty or garbled `_ext.so` is a real finding (ED705: git-lfs pointer, interrupted download), exit 1.
+        what = {"empty": "an empty file", "text": "a text file", "html": "an HTML page",
+                "lfs-pointer": "a Git LFS pointer"}.get(analysis.get("format") or "", "not an ELF, PE or Mach-O file")
         raise UsageError(f"{path}: not a compiled extension ({what}); inspect reads .so, .pyd and .dll files")
     name = component_name(path)
     report.components[name] = Component(name=name, installed=True, facts={"binary": analysis},
@@ -107,26 +109,31 @@ def inspect_file(path: str, python: Optional[str] = None, search_dirs: Optional[
     return analysis, report
 
 
-def run(path: str, python: Optional[str], search_dirs: list[str], fmt: str) -> int:
+def run(path: str, python: Optional[str], search_dirs: list[str], fmt: str, no_redact: bool = False) -> int:
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     analysis, report = inspect_file(path, python, search_dirs)
     bad = (not analysis.get("would_load", False)) or any(f.severity == "error" for f in report.findings)
+    if not no_redact:  # paths to the file and its libraries name the user, like check's report
+        from envdoctor.redact import Redactor, redact_report
+
+        redactor = Redactor()
+        analysis, report = redactor.value(analysis), redact_report(report, redactor)
     if fmt == "json":
         out = {"schema": SCHEMA, "file": analysis.get("path"), "would_load": not bad, "analysis": analysis,
                "findings": [asdict(f) for f in report.findings]}
-        sys.stdout.write(json.dumps(out, indent=2, default=str) + "\n")
+        emit(json.dumps(out, indent=2, default=str, ensure_ascii=False) + "\n")
     else:
-        render(analysis, report, not bad)
+        emit_rendered(lambda stream: render(analysis, report, not bad, stream))
     return 1 if bad else 0
 
 
-def render(a: dict[str, Any], report: Report, ok: bool) -> None:
+def render(a: dict[str, Any], report: Report, ok: bool, stream: Any = None) -> None:
     from rich.markup import escape
 
     from envdoctor.render.text import TextRenderer
 
-    r = TextRenderer()
+    r = TextRenderer(stream)
     c = r.console
     size = a.get("size") or 0
     what = " ".join(str(x) for x in (a.get("class") or a.get("format"), a.get("machine")) if x)
