@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import IN_CI, ROOT, real_env, run_cli
 from tests.test_fleet import validate_summary
+from tests.test_probe_target import make_venv, site_packages
 
 MEMBER = f"{sys.executable} -m envdoctor"
 
@@ -76,9 +77,10 @@ def test_srun_heterogeneous_tasks_full_check(slurm):
 
 
 def test_srun_killed_overrunning_and_unstarted_tasks_are_reported_with_why(slurm, tmp_path):
-    hang = tmp_path / "hang-python"  # an interpreter that never answers: the member is busy probing
-    hang.write_text("#!/bin/sh\nexec sleep 300\n")
-    hang.chmod(0o755)
+    # a real interpreter that never answers (its sitecustomize sleeps): the member is busy probing.
+    # (A shell script would not do: envdoctor refuses a --python that is not Python before running it.)
+    hang = make_venv("3.12", tmp_path / "hang") / "bin" / "python"
+    (site_packages(hang.parent.parent) / "sitecustomize.py").write_text("import time\ntime.sleep(300)\n")
     wrapper = tmp_path / "member.sh"
     out2 = tmp_path / "task2.out"
     # task 2 is killed (SIGKILL) once it has said hello: a node dying in the middle of its check
