@@ -10,7 +10,8 @@ from typing import Optional
 from envdoctor.checks import load_all, run_checks
 from envdoctor.errors import UsageError
 from envdoctor.facts import Report
-from envdoctor.fix.apply import recover_if_needed
+from envdoctor.fix.lock import state_dir
+from envdoctor.fix.recover import pending_report
 from envdoctor.probe import collect
 from envdoctor.redact import redact_report
 from envdoctor.render.json_ import render_json
@@ -63,6 +64,10 @@ def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: lis
         from envdoctor.probe.pip_cache import probe_pip_cache  # locally built mmcv wheels pip would reuse (ED406)
 
         report.extra["pip_cache"] = probe_pip_cache()
+    # an interrupted fix, for ED601: read only (check never recovers, never writes to the target)
+    pending = pending_report(state_dir(report.python.prefix)) if report.python.prefix else None
+    if pending:
+        report.extra["fix_pending"] = pending
     report.extra.update(extra or {})  # e.g. a recovered fix, for ED601
     report.findings = run_checks(report, tables, select, ignore)
     return report
@@ -109,12 +114,6 @@ def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rul
     check_selectors("--ignore", ignore)
     progress = not quick and sys.stderr.isatty()
     report = diagnose(python, quick, timeout, rules_dirs, select, ignore, show_progress=progress)
-    # An interrupted `fix` left a journal: finish its rollback, then look again. The probe told us the
-    # prefix, so this costs nothing (and runs no extra interpreter) when there is no journal.
-    recovery = recover_if_needed(report.python.prefix, echo=lambda m: print(m, file=sys.stderr))
-    if recovery:
-        report = diagnose(python, quick, timeout, rules_dirs, select, ignore, show_progress=progress,
-                          extra={"fix_recovery": recovery})
     if not no_redact:
         report = redact_report(report)
     write_output(report, fmt, output, verbose)
