@@ -65,7 +65,7 @@ def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: lis
 
         report.extra["pip_cache"] = probe_pip_cache()
     # an interrupted fix, for ED601: read only (check never recovers, never writes to the target)
-    pending = pending_report(state_dir(report.python.prefix)) if report.python.prefix else None
+    pending = pending_report(state_dir(report.python.prefix), not quick) if report.python.prefix else None
     if pending:
         report.extra["fix_pending"] = pending
     report.extra.update(extra or {})  # e.g. a recovered fix, for ED601

@@ -49,11 +49,15 @@ def _confirm() -> bool:
     return answer in ("y", "yes")
 
 
-def _recover(state: Any, echo: Any, out: Any, on_conflict: Optional[str]) -> bool:
-    """Recover what an interrupted fix left, saying what first. The caller holds the lock. True when done."""
+def _recover(state: Any, echo: Any, out: Any, on_conflict: Optional[str]) -> list[dict[str, Any]]:
+    """Recover what an interrupted fix left, saying what first. The caller holds the lock."""
     recs = recover_locked(state, echo, on_conflict)
     for rec in recs:
         out.write(recovery_text(rec))
+    return recs
+
+
+def _done(recs: list[dict[str, Any]]) -> bool:
     return all(r["status"] in DONE for r in recs)
 
 
@@ -93,7 +97,7 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
             return 0
         rec_lock = acquire_or_fail(state, DEFAULT_WAIT, on_wait)
         try:
-            return 0 if _recover(state, echo, out, on_conflict) else 1
+            return 0 if _done(_recover(state, echo, out, on_conflict)) else 1
         finally:
             rec_lock.release()
 
@@ -102,7 +106,7 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
             raise UsageError(f"nothing to undo: envdoctor has not changed this environment ({prefix})")
         undo_lock = acquire_or_fail(state, DEFAULT_WAIT, on_wait)
         try:
-            if not _recover(state, echo, out, on_conflict):
+            if not _done(_recover(state, echo, out, on_conflict)):
                 echo("Result: undo_refused: an interrupted fix must be recovered first (see above)")
                 return 1
             res = undo_last(state, echo)
@@ -121,10 +125,12 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
         except ValueError:  # not the main thread
             pass
     try:
-        if lock is not None and not _recover(state, echo, out, on_conflict):
+        recs = _recover(state, echo, out, on_conflict) if lock is not None else []
+        if not _done(recs):
             echo("Nothing applied: the interrupted fix above must be recovered first.")
             return 1
-        report = diagnose(python, False, timeout, rules_dirs, None, None, show_progress=sys.stderr.isatty())
+        report = diagnose(python, False, timeout, rules_dirs, None, None, show_progress=sys.stderr.isatty(),
+                          extra={"fix_recovery": recs[-1]} if recs else None)
         if "fix_pending" in report.extra:  # a dry run recovers nothing; it says what --apply would do first
             out.write(pending_text(report.extra["fix_pending"]))
         tables = load_tables(rules_dirs)

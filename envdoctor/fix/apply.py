@@ -1,6 +1,6 @@
 """Carry out a plan as one transaction: lock, journal, backup, act (real pip of the target),
-probe again, and commit or roll back byte for byte. Also: finish an interrupted transaction
-(`recover_if_needed`) and revert the last committed one (`undo_last`).
+probe again, and commit or roll back (envdoctor.fix.recover: only what the transaction wrote). Also:
+finish interrupted transactions (`recover_locked`) and revert the last committed one (`undo_last`).
 
 Journal steps, in order (each recorded `begin` before and `end` after it runs):
   prepare            download the wheels (binary only, no cache) or build the compat wheel;
@@ -398,6 +398,8 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
         _prune(state)
         result.message = "fix applied and verified"
     except KeyboardInterrupt:
+        if j.state == "committed":  # verified and recorded: an interrupt while tidying up changes nothing
+            raise
         # Ctrl-C / SIGTERM: undo before exiting. A second Ctrl-C interrupts the rollback itself; the
         # journal then says so and `envdoctor fix --recover` finishes it.
         echo("envdoctor: interrupted: rolling back what this fix changed (Ctrl-C again leaves that to "
@@ -409,6 +411,8 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
         echo(f"envdoctor: {_rollback_words(done)}")
         raise
     except Exception as exc:  # noqa: BLE001 - every failure ends in a rollback, then is reported
+        if j.state == "committed":
+            raise
         result.message = str(exc) if isinstance(exc, FixFailed) else f"{type(exc).__name__}: {exc}"
         j.set(error=result.message)
         if dirty:

@@ -335,9 +335,10 @@ def _held(state: str) -> bool:
         os.close(fd)
 
 
-def pending_report(state: Any) -> Optional[dict[str, Any]]:
-    """For `check`: the oldest unfinished transaction of the environment and what recovering it would do.
-    Reads only: no lock taken, nothing written."""
+def pending_report(state: Any, with_assessment: bool = True) -> Optional[dict[str, Any]]:
+    """For `check`: the oldest unfinished transaction of the environment and what recovering it would do
+    (unless `with_assessment` is False: that reads the files the fix wrote). Reads only: no lock taken,
+    nothing written."""
     if not os.path.isdir(state):
         return None
     for j in Journal.all(state):
@@ -345,7 +346,7 @@ def pending_report(state: Any) -> Optional[dict[str, Any]]:
             continue
         d = describe(j)
         d["running"] = _held(str(state))
-        if j.data.get("kind") == "fix" and j.path("manifest-before.json").exists():
+        if with_assessment and j.data.get("kind") == "fix" and j.path("manifest-before.json").exists():
             try:
                 d["assessment"] = assess(j).to_dict()
             except (OSError, ValueError, KeyError) as exc:
