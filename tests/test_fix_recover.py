@@ -137,6 +137,8 @@ def test_interrupted_fix_leaves_what_the_user_installed_afterwards(lite, tmp_pat
     before_check = hash_of(tree_listing(site))
     state_before = sorted(p.name for p in (env / ".envdoctor").rglob("*"))
     chk = run_cli("check", "--python", str(env), "--format", "json")
+    assert hash_of(tree_listing(site)) == before_check, "check changed the environment"
+    assert users_part(tree_listing(site)) == mine
     assert chk.returncode == 1, chk.stderr
     data = json.loads(chk.stdout)
     validate_report(data)
