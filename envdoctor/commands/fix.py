@@ -15,7 +15,8 @@ from typing import Any, Optional
 
 from envdoctor.commands.check import check_output_path, diagnose, emit
 from envdoctor.errors import UsageError
-from envdoctor.fix.apply import Interrupted, apply_plan, prefix_of, recover_locked, undo_last
+from envdoctor.fix.apply import Interrupted, apply_plan, prefix_of
+from envdoctor.fix.undo import recover_locked, undo_last
 from envdoctor.fix.compat_install import unavailable_reason
 from envdoctor.fix.lock import DEFAULT_WAIT, EnvLock, acquire_or_fail, state_dir
 from envdoctor.fix.pip_runner import target_info

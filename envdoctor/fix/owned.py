@@ -21,7 +21,8 @@ from typing import Any, Optional
 
 from envdoctor.fix import backup as bk
 
-# A path's state: None (absent), ["f", sha256-hex], ["d"], ["l", target], or ANY (present, any content:
+# A path's state: None (absent), ["f", sha256-hex, mode] (["f", sha256-hex] from a RECORD, which has no
+# mode), ["d"], ["l", target], or ANY (present, any content:
 # files pip writes without a digest in RECORD, such as byte-code, INSTALLER and RECORD itself).
 State = Optional[list]
 ANY = ["*"]
@@ -47,9 +48,9 @@ def state_of(path: str) -> State:
     if stat.S_ISDIR(st.st_mode):
         return ["d"]
     try:
-        return ["f", sha256_file(path)]
+        return ["f", sha256_file(path), stat.S_IMODE(st.st_mode)]
     except OSError:  # unreadable: a state no record can match, so it is never taken for ours
-        return ["f", "unreadable"]
+        return ["f", "unreadable", stat.S_IMODE(st.st_mode)]
 
 
 def matches(current: State, expected: State) -> bool:
@@ -57,6 +58,8 @@ def matches(current: State, expected: State) -> bool:
         return expected is current
     if expected == ANY:
         return True
+    if expected[0] == "f" and len(expected) == 2:  # from a RECORD: the bytes, not the mode
+        return list(current[:2]) == list(expected)
     return list(current) == list(expected)
 
 

@@ -90,7 +90,7 @@ class _Before:
             return cur[1] == b[5]
         if bk._same(bk.entry_of(path), b):
             return True
-        if path in self.backup.index:
+        if path in self.backup.index and cur[2] == b[1]:
             try:
                 return owned.sha256_file(self.backup._store(path)) == cur[1]
             except OSError:
