@@ -175,8 +175,9 @@ def _tree(root: Path) -> None:
     (root / "top.py").write_text("C = 3\n")
 
 
-def _txn(tmp_path: Path, site: Path) -> tuple[Journal, bk.Manifest, bk.Backup]:
-    """A transaction over `site` as apply_plan records it: roots, before-manifest, backup, a pip step begun."""
+def _txn(tmp_path: Path, site: Path, legacy: bool = False) -> tuple[Journal, bk.Manifest, bk.Backup]:
+    """A transaction over `site` as apply_plan records it: roots, before-manifest, backup, a pip step begun
+    (with its intent, unless `legacy`: as an envdoctor from before those records left it)."""
     roots = bk.Roots((str(site),))
     j = Journal.create(tmp_path / "state", "fix", roots=roots.to_dict(), python="py")
     before = bk.scan(roots)
@@ -185,7 +186,11 @@ def _txn(tmp_path: Path, site: Path) -> tuple[Journal, bk.Manifest, bk.Backup]:
     b.add(str(site / "pkg"))
     b.add(str(site / "top.py"))
     j.save_json("backup.json", b.index)
-    j.step("install")
+    if legacy:
+        j.step("install")
+    else:
+        j.save_json("intent-install.json", {"kind": "install", "wheels": []})
+        j.step("install", intent="intent-install.json")
     return j, before, b
 
 
@@ -262,6 +267,23 @@ def test_a_conflict_changes_nothing_until_the_user_chooses(tmp_path):
     assert tree_hash(site) == h
 
 
+def test_a_journal_without_records_of_its_writes_touches_nothing_unasked(tmp_path):
+    """Left by an envdoctor that did not record what it wrote: every change since is a conflict."""
+    from envdoctor.fix import recover
+
+    site = tmp_path / "site"
+    _tree(site)
+    h = tree_hash(site)
+    j, _, _ = _txn(tmp_path, site, legacy=True)  # an install begun, no written.json, no intent
+    _pip_like_changes(site)
+    half = tree_hash(site)
+    done = recover.rollback(j)
+    assert done["status"] == "conflict" and str(site / "added.pth") in done["assessment"]["conflicts"]
+    assert tree_hash(site) == half
+    assert recover.rollback(j, on_conflict="restore")["status"] == "rolled_back"
+    assert tree_hash(site) == h
+
+
 def test_rollback_reports_what_it_could_not_restore(tmp_path):
     from envdoctor.fix import owned, recover
 
@@ -271,7 +293,7 @@ def test_rollback_reports_what_it_could_not_restore(tmp_path):
     j = Journal.create(tmp_path / "state", "fix", roots=roots.to_dict(), python="py")
     before = bk.scan(roots)
     j.save_json("manifest-before.json", before)
-    j.step("install")
+    j.step("install", intent="intent-install.json")
     (site / "top.py").write_text("changed, and never backed up\n")
     j.save_json(owned.WRITTEN, owned.snapshot(before, roots))
     done = recover.rollback(j)

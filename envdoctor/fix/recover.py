@@ -68,6 +68,15 @@ def txn_states(j: Journal, before: bk.Manifest) -> dict[str, list[owned.State]]:
             for p in before:
                 if p in tops or p.startswith(tuple(t + os.sep for t in tops)):
                     out.setdefault(p, []).append(None)
+    legacy = any(s["phase"] == "begin" and s["step"].startswith(("uninstall", "install")) and "intent" not in s
+                 for s in steps)
+    if legacy:
+        # an envdoctor from before these records: it cannot tell its own writes from yours, so every change
+        # since the before-manifest is a conflict (nothing happens until you choose)
+        roots = bk.Roots.from_dict(j.data["roots"])
+        added, removed, changed = bk.diff(before, bk.scan(roots))
+        for p in added + removed + changed:
+            out.setdefault(p, [])
     return out
 
 
