@@ -169,6 +169,7 @@ def test_json_format_carries_the_fix_result(templates, wheels, tmp_path):
     assert result["status"] == "verified" and result["changes"]["added"] > 0
     assert data["extra"]["fix"]["plan"]["actions"][0]["install"] == ["mmcv==2.2.0"]
     assert data["components"]["mmcv._ext"]["load"]["status"] == "ok"  # the after-probe
+    assert not [f for f in data["findings"] if f["id"] == "ED601"]  # its own journal is not "interrupted"
 
 
 def test_torchvision_that_does_not_pair_is_replaced(templates, wheels, tmp_path):

@@ -48,8 +48,8 @@ def check_selectors(option: str, patterns: Optional[list[str]]) -> None:
 
 def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: list[str],
              select: Optional[list[str]], ignore: Optional[list[str]], show_progress: bool = False,
-             extra: Optional[dict] = None) -> Report:
-    """probe -> facts -> checks -> findings."""
+             extra: Optional[dict] = None, read_pending: bool = True) -> Report:
+    """probe -> facts -> checks -> findings. `read_pending=False`: the caller's own fix is the pending one."""
     tables = load_tables(rules_dirs)
     if not show_progress:
         report = collect(python, quick=quick, timeout=timeout)
@@ -65,7 +65,8 @@ def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: lis
 
         report.extra["pip_cache"] = probe_pip_cache()
     # an interrupted fix, for ED601: read only (check never recovers, never writes to the target)
-    pending = pending_report(state_dir(report.python.prefix), not quick) if report.python.prefix else None
+    pending = (pending_report(state_dir(report.python.prefix), not quick)
+               if read_pending and report.python.prefix else None)
     if pending:
         report.extra["fix_pending"] = pending
     report.extra.update(extra or {})  # e.g. a recovered fix, for ED601

@@ -155,8 +155,8 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
                 assert lock is not None
                 info = target_info(report.python.executable, timeout)
 
-                def probe():
-                    return diagnose(python, False, timeout, rules_dirs, None, None)
+                def probe():  # this fix's own journal is the pending one now: not an ED601
+                    return diagnose(python, False, timeout, rules_dirs, None, None, read_pending=False)
 
                 result, after = apply_plan(plan, report, info, lock, allow_torch=allow_torch_change, probe=probe,
                                            timeout=timeout, echo=echo)
