@@ -162,6 +162,9 @@ def fix(
     allow_torch_change: bool = typer.Option(False, "--allow-torch-change", help="Allow actions that change torch."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     undo: bool = typer.Option(False, "--undo", help="Revert the last applied fix, byte for byte."),
+    recover: bool = typer.Option(False, "--recover", help="Roll back what an interrupted fix wrote (only that)."),
+    on_conflict: Optional[str] = typer.Option(None, "--on-conflict", help="keep | restore: a path the interrupted "
+                                              "fix wrote and you changed since: keep yours, or restore the backup."),
     pin: Optional[List[str]] = typer.Option(None, "--pin", help="Use this version instead of the table's choice, "
                                             "e.g. --pin mmcv==2.1.0 (repeatable)."),
     rules: Optional[List[str]] = RulesOpt,
@@ -173,7 +176,8 @@ def fix(
 ) -> None:
     """Plan the repair of the environment; --apply carries it out transactionally, --undo reverts it."""
     _run("fix", lambda cmd: cmd.run(python, apply, strategy, index_url, allow_torch_change, yes, undo, pin or [],
-                                    rules or [], fmt, output, _timeout(timeout), no_redact=no_redact))
+                                    rules or [], fmt, output, _timeout(timeout), recover, on_conflict,
+                                    no_redact=no_redact))
 
 
 @app.command()

@@ -175,41 +175,131 @@ def _tree(root: Path) -> None:
     (root / "top.py").write_text("C = 3\n")
 
 
-def test_rollback_undoes_adds_deletes_edits_and_mode_changes(tmp_path):
-    site = tmp_path / "site"
-    _tree(site)
-    h = tree_hash(site)
+def _txn(tmp_path: Path, site: Path, legacy: bool = False) -> tuple[Journal, bk.Manifest, bk.Backup]:
+    """A transaction over `site` as apply_plan records it: roots, before-manifest, backup, a pip step begun
+    (with its intent, unless `legacy`: as an envdoctor from before those records left it)."""
     roots = bk.Roots((str(site),))
+    j = Journal.create(tmp_path / "state", "fix", roots=roots.to_dict(), python="py")
     before = bk.scan(roots)
-    b = bk.Backup(tmp_path / "backup")
+    j.save_json("manifest-before.json", before)
+    b = bk.Backup(j.path("backup"))
     b.add(str(site / "pkg"))
     b.add(str(site / "top.py"))
-    # what pip might do: replace, delete, add files and dirs, change modes
-    (site / "pkg" / "__init__.py").unlink()
-    (site / "pkg" / "__init__.py").write_text("A = 'new'\n")
+    j.save_json("backup.json", b.index)
+    if legacy:
+        j.step("install")
+    else:
+        j.save_json("intent-install.json", {"kind": "install", "wheels": []})
+        j.step("install", intent="intent-install.json")
+    return j, before, b
+
+
+def _pip_like_changes(site: Path) -> None:
+    """What pip might do: replace, delete, add files and dirs, change modes."""
     import shutil
 
+    (site / "pkg" / "__init__.py").unlink()
+    (site / "pkg" / "__init__.py").write_text("A = 'new'\n")
     shutil.rmtree(site / "pkg" / "sub")
     (site / "pkg" / "new").mkdir()
     (site / "pkg" / "new" / "x.py").write_text("")
     (site / "added.pth").write_text("import x\n")
     os.chmod(site / "pkg" / "run.sh", 0o644)
     (site / "top.py").unlink()
+
+
+def test_rollback_undoes_adds_deletes_edits_and_mode_changes_it_recorded(tmp_path):
+    from envdoctor.fix import owned, recover
+
+    site = tmp_path / "site"
+    _tree(site)
+    h = tree_hash(site)
+    j, before, _ = _txn(tmp_path, site)
+    _pip_like_changes(site)
+    j.save_json(owned.WRITTEN, owned.snapshot(before, bk.Roots((str(site),))))
     assert tree_hash(site) != h
-    assert bk.rollback_to(before, roots, b) == []
+    done = recover.rollback(j)
+    assert done["status"] == "rolled_back", done
     assert tree_hash(site) == h
-    assert bk.rollback_to(before, roots, b) == []  # idempotent
+    assert recover.assess(j).work == 0  # idempotent: nothing left to do
+
+
+def test_rollback_leaves_what_appeared_or_changed_after_the_transaction(tmp_path):
+    from envdoctor.fix import owned, recover
+
+    site = tmp_path / "site"
+    _tree(site)
+    j, before, _ = _txn(tmp_path, site)
+    _pip_like_changes(site)
+    j.save_json(owned.WRITTEN, owned.snapshot(before, bk.Roots((str(site),))))
+    # afterwards, the user's own work: a new package, one inside a directory the transaction created,
+    # and an edit of a file the transaction never touched
+    (site / "six.py").write_text("# the user's\n")
+    (site / "pkg" / "new" / "mine.py").write_text("# the user's too\n")
+    (site / "pkg" / "link").unlink()
+    (site / "pkg" / "link").symlink_to("run.sh")
+    a = recover.assess(j)
+    assert {"six.py", "pkg"} <= set(a.yours) and not a.conflicts
+    assert recover.rollback(j)["status"] == "rolled_back"
+    assert (site / "six.py").read_text() == "# the user's\n"
+    assert (site / "pkg" / "new" / "mine.py").exists() and not (site / "pkg" / "new" / "x.py").exists()
+    assert os.readlink(site / "pkg" / "link") == "run.sh"
+    assert not (site / "added.pth").exists() and (site / "top.py").read_text() == "C = 3\n"
+    assert (site / "pkg" / "sub" / "m.py").read_text() == "B = 2\n"
+    assert os.stat(site / "pkg" / "run.sh").st_mode & 0o777 == 0o755
+
+
+def test_a_conflict_changes_nothing_until_the_user_chooses(tmp_path):
+    from envdoctor.fix import owned, recover
+
+    site = tmp_path / "site"
+    _tree(site)
+    h = tree_hash(site)
+    j, before, _ = _txn(tmp_path, site)
+    _pip_like_changes(site)
+    j.save_json(owned.WRITTEN, owned.snapshot(before, bk.Roots((str(site),))))
+    (site / "pkg" / "__init__.py").write_text("A = 'edited by the user after the fix'\n")
+    half = tree_hash(site)
+    done = recover.rollback(j)
+    assert done["status"] == "conflict" and done["assessment"]["conflicts"] == [str(site / "pkg" / "__init__.py")]
+    assert tree_hash(site) == half and not j.terminal
+    assert recover.rollback(j, on_conflict="restore")["status"] == "rolled_back"
+    assert tree_hash(site) == h
+
+
+def test_a_journal_without_records_of_its_writes_touches_nothing_unasked(tmp_path):
+    """Left by an envdoctor that did not record what it wrote: every change since is a conflict."""
+    from envdoctor.fix import recover
+
+    site = tmp_path / "site"
+    _tree(site)
+    h = tree_hash(site)
+    j, _, _ = _txn(tmp_path, site, legacy=True)  # an install begun, no written.json, no intent
+    _pip_like_changes(site)
+    half = tree_hash(site)
+    done = recover.rollback(j)
+    assert done["status"] == "conflict" and str(site / "added.pth") in done["assessment"]["conflicts"]
+    assert tree_hash(site) == half
+    assert recover.rollback(j, on_conflict="restore")["status"] == "rolled_back"
     assert tree_hash(site) == h
 
 
 def test_rollback_reports_what_it_could_not_restore(tmp_path):
+    from envdoctor.fix import owned, recover
+
     site = tmp_path / "site"
     _tree(site)
     roots = bk.Roots((str(site),))
+    j = Journal.create(tmp_path / "state", "fix", roots=roots.to_dict(), python="py")
     before = bk.scan(roots)
+    j.save_json("manifest-before.json", before)
+    j.step("install", intent="intent-install.json")
     (site / "top.py").write_text("changed, and never backed up\n")
-    problems = bk.rollback_to(before, roots, bk.Backup(tmp_path / "backup"))
-    assert problems == [f"{site / 'top.py'}: differs"]
+    j.save_json(owned.WRITTEN, owned.snapshot(before, roots))
+    done = recover.rollback(j)
+    assert done["status"] == "rollback_incomplete"
+    assert done["problems"] == [f"{site / 'top.py'}: not in the backup, cannot be restored"]
+    assert j.state == "rollback_incomplete"
 
 
 def test_undo_removes_only_what_the_fix_added_and_refuses_after_drift(tmp_path):

@@ -9,7 +9,8 @@ from typing import Optional
 from envdoctor.checks import load_all, run_checks
 from envdoctor.errors import UsageError
 from envdoctor.facts import Report
-from envdoctor.fix.apply import recover_if_needed
+from envdoctor.fix.lock import state_dir
+from envdoctor.fix.recover import pending_report
 from envdoctor.probe import collect
 from envdoctor.redact import redact_report
 from envdoctor.render.json_ import render_json
@@ -48,8 +49,8 @@ def check_selectors(option: str, patterns: Optional[list[str]]) -> None:
 
 def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: list[str],
              select: Optional[list[str]], ignore: Optional[list[str]], show_progress: bool = False,
-             extra: Optional[dict] = None) -> Report:
-    """probe -> facts -> checks -> findings."""
+             extra: Optional[dict] = None, read_pending: bool = True) -> Report:
+    """probe -> facts -> checks -> findings. `read_pending=False`: the caller's own fix is the pending one."""
     tables = load_tables(rules_dirs)
     if not show_progress:
         report = collect(python, quick=quick, timeout=timeout)
@@ -64,6 +65,11 @@ def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: lis
         from envdoctor.probe.pip_cache import probe_pip_cache  # locally built mmcv wheels pip would reuse (ED406)
 
         report.extra["pip_cache"] = probe_pip_cache()
+    # an interrupted fix, for ED601: read only (check never recovers, never writes to the target)
+    pending = (pending_report(state_dir(report.python.prefix), not quick)
+               if read_pending and report.python.prefix else None)
+    if pending:
+        report.extra["fix_pending"] = pending
     report.extra.update(extra or {})  # e.g. a recovered fix, for ED601
     report.findings = run_checks(report, tables, select, ignore)
     return report
@@ -109,12 +115,6 @@ def _checked(python: Optional[str], quick: bool, rules_dirs: list[str], select: 
     check_selectors("--select", select)
     check_selectors("--ignore", ignore)
     report = diagnose(python, quick, timeout, rules_dirs, select, ignore, show_progress=progress)
-    # An interrupted `fix` left a journal: finish its rollback, then look again. The probe told us the
-    # prefix, so this costs nothing (and runs no extra interpreter) when there is no journal.
-    recovery = recover_if_needed(report.python.prefix, echo=lambda m: print(m, file=sys.stderr))
-    if recovery:
-        report = diagnose(python, quick, timeout, rules_dirs, select, ignore, show_progress=progress,
-                          extra={"fix_recovery": recovery})
     if not no_redact:
         report = redact_report(report)
     return report

@@ -1,23 +1,28 @@
-"""`envdoctor fix`: plan (dry run by default), `--apply` transactionally, `--undo` the last fix.
+"""`envdoctor fix`: plan (dry run by default), `--apply` transactionally, `--undo` the last fix,
+`--recover` what an interrupted one left (also done, after saying so, by any `--apply` / `--undo`).
 
-Exit codes: 0 fix verified / nothing to do / dry run printed; 1 the fix failed and was rolled
-back (or nothing could be applied, or undo refused); 2 usage or internal error.
+Exit codes: 0 fix verified / nothing to do / dry run printed / recovered; 1 the fix failed and was
+rolled back (or nothing could be applied, undo refused, or a recovery could not finish: a conflict
+to decide, a read-only directory); 2 usage or internal error; 130 interrupted (after rolling back).
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import Any, Optional
 
 from envdoctor.commands.check import check_output_path, diagnose, emit
 from envdoctor.errors import UsageError
-from envdoctor.fix.apply import apply_plan, prefix_of, recover_if_needed, recover_locked, undo_last
+from envdoctor.fix.apply import Interrupted, apply_plan, prefix_of
+from envdoctor.fix.undo import recover_locked, undo_last
 from envdoctor.fix.compat_install import unavailable_reason
 from envdoctor.fix.lock import DEFAULT_WAIT, EnvLock, acquire_or_fail, state_dir
 from envdoctor.fix.pip_runner import target_info
 from envdoctor.fix.plan import STRATEGIES, PlanOptions, make_plan
-from envdoctor.fix.render import plan_text, recovery_text, summary_text
+from envdoctor.fix.recover import CONFLICT_CHOICES, DONE, pending_report
+from envdoctor.fix.render import pending_text, plan_text, recovery_text, summary_text
 from envdoctor.fix.wheels import norm_name
 from envdoctor.probe import collect
 from envdoctor.probe.target import resolve
@@ -46,13 +51,33 @@ def _confirm() -> bool:
     return answer in ("y", "yes")
 
 
+def _recover(state: Any, echo: Any, out: Any, on_conflict: Optional[str]) -> list[dict[str, Any]]:
+    """Recover what an interrupted fix left, saying what first. The caller holds the lock."""
+    recs = recover_locked(state, echo, on_conflict)
+    for rec in recs:
+        out.write(recovery_text(rec))
+    return recs
+
+
+def _done(recs: list[dict[str, Any]]) -> bool:
+    return all(r["status"] in DONE for r in recs)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Interrupted()
+
+
 def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[str], allow_torch_change: bool,
         yes: bool, undo: bool, pins: list[str], rules_dirs: list[str], fmt: str, output: Optional[str],
-        timeout: float, no_redact: bool = False) -> int:
+        timeout: float, recover: bool = False, on_conflict: Optional[str] = None, no_redact: bool = False) -> int:
     if strategy not in STRATEGIES:
         raise UsageError(f"--strategy {strategy}: choose one of {', '.join(STRATEGIES)}")
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    if on_conflict is not None and on_conflict not in CONFLICT_CHOICES:
+        raise UsageError(f"--on-conflict {on_conflict}: choose one of {', '.join(CONFLICT_CHOICES)}")
+    if sum((recover, undo)) > 1:
+        raise UsageError("--recover and --undo: give one of them")
     pinned = parse_pins(pins)
     check_output_path(output)
     # every line fix prints is redacted like check's report (--no-redact keeps raw values)
@@ -75,13 +100,24 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
     state = state_dir(prefix)
     on_wait = lambda holder: echo(f"envdoctor: waiting for another envdoctor fix on this environment ({holder})")  # noqa: E731
 
+    if recover:
+        if pending_report(state) is None:  # reads only: no state directory is created to say so
+            echo(f"envdoctor: nothing to recover: no interrupted envdoctor fix on this environment ({prefix})")
+            return 0
+        rec_lock = acquire_or_fail(state, DEFAULT_WAIT, on_wait)
+        try:
+            return 0 if _done(_recover(state, echo, out, on_conflict)) else 1
+        finally:
+            rec_lock.release()
+
     if undo:
         if not state.is_dir():  # do not create a state directory just to say there is nothing in it
             raise UsageError(f"nothing to undo: envdoctor has not changed this environment ({prefix})")
         undo_lock = acquire_or_fail(state, DEFAULT_WAIT, on_wait)
         try:
-            for rec in recover_locked(state, echo):
-                out.write(recovery_text(rec))
+            if not _done(_recover(state, echo, out, on_conflict)):
+                echo("Result: undo_refused: an interrupted fix must be recovered first (see above)")
+                return 1
             res = undo_last(state, echo)
         finally:
             undo_lock.release()
@@ -89,22 +125,25 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
         return 0 if res.status == "undone" else 1
 
     lock: Optional[EnvLock] = None
-    recoveries: list[dict[str, Any]] = []
+    previous_term: Any = None
     if apply:
         # taken before probing: a second fix waits, then plans from the environment the first one left
         lock = acquire_or_fail(state, DEFAULT_WAIT, on_wait)
-        recoveries = recover_locked(state, echo)
-    else:
-        found = recover_if_needed(prefix, wait=5.0, echo=echo)
-        recoveries = [found] if found else []
+        try:
+            previous_term = signal.signal(signal.SIGTERM, _on_sigterm)  # rolled back like Ctrl-C
+        except ValueError:  # not the main thread
+            pass
     try:
-        for rec in recoveries:
-            out.write(recovery_text(rec))
-        extra = {"fix_recovery": recoveries[-1]} if recoveries else None
+        recs = _recover(state, echo, out, on_conflict) if lock is not None else []
+        if not _done(recs):
+            echo("Nothing applied: the interrupted fix above must be recovered first.")
+            return 1
         report = diagnose(python, False, timeout, rules_dirs, None, None, show_progress=sys.stderr.isatty(),
-                          extra=extra)
+                          extra={"fix_recovery": recs[-1]} if recs else None)
         if redactor is not None:
             redact_report(report, redactor)  # learns secrets that only the whole facts show (a key's lines)
+        if "fix_pending" in report.extra:  # a dry run recovers nothing; it says what --apply would do first
+            out.write(pending_text(report.extra["fix_pending"]))
         tables = load_tables(rules_dirs)
         opts = PlanOptions(strategy=strategy, index_url=index_url, allow_torch_change=allow_torch_change,
                            pins=pinned, compat_unavailable=unavailable_reason())
@@ -126,8 +165,8 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
                 assert lock is not None
                 info = target_info(report.python.executable, timeout)
 
-                def probe():
-                    return diagnose(python, False, timeout, rules_dirs, None, None)
+                def probe():  # this fix's own journal is the pending one now: not an ED601
+                    return diagnose(python, False, timeout, rules_dirs, None, None, read_pending=False)
 
                 result, after = apply_plan(plan, report, info, lock, allow_torch=allow_torch_change, probe=probe,
                                            timeout=timeout, echo=echo)
@@ -144,5 +183,7 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
                             ensure_ascii=False), output)
         return code
     finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
         if lock is not None:
             lock.release()

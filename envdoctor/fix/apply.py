@@ -1,6 +1,6 @@
 """Carry out a plan as one transaction: lock, journal, backup, act (real pip of the target),
-probe again, and commit or roll back byte for byte. Also: finish an interrupted transaction
-(`recover_if_needed`) and revert the last committed one (`undo_last`).
+probe again, and commit or roll back (envdoctor.fix.recover: only what the transaction wrote).
+Finishing interrupted transactions and `--undo` live in envdoctor.fix.undo.
 
 Journal steps, in order (each recorded `begin` before and `end` after it runs):
   prepare            download the wheels (binary only, no cache) or build the compat wheel;
@@ -17,19 +17,19 @@ On failure: `rollback` (delete what is new, put the backup back, compare with th
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from envdoctor.errors import UsageError
 from envdoctor.facts import Report
 from envdoctor.fix import backup as bk
+from envdoctor.fix import owned
+from envdoctor.fix import recover as rc
 from envdoctor.fix.compat_install import build_compat_wheel
 from envdoctor.fix.journal import Journal
-from envdoctor.fix.lock import EnvLock, state_dir
+from envdoctor.fix.lock import EnvLock
 from envdoctor.fix.pip_runner import Pip, TargetInfo
 from envdoctor.fix.plan import Action, Plan
 from envdoctor.fix.wheels import norm_name, parse_wheel_filename, wheel_metadata, wheel_targets
@@ -285,41 +285,35 @@ def verify(plan: Plan, after: Report, python: str, timeout: float) -> list[str]:
 # --- the transaction ------------------------------------------------------------------------
 
 
-def _cleanup(j: Journal, keep_backup: bool) -> None:
-    shutil.rmtree(j.path("wheels"), ignore_errors=True)
-    if not keep_backup:
-        shutil.rmtree(j.path("backup"), ignore_errors=True)
-
-
 def _prune(state: Path) -> None:
     committed = [j for j in Journal.all(state) if j.data.get("kind") == "fix" and j.state == "committed"]
     for j in committed[:-KEEP_COMMITTED]:
-        _cleanup(j, keep_backup=False)
+        rc.cleanup(j, keep_backup=False)
         j.set(state="committed", undo_available=False)
 
 
-def rollback(j: Journal, echo: Echo = _quiet) -> list[str]:
-    """Restore the environment to the journal's before-manifest. Idempotent; returns what still differs."""
-    changed_anything = any(s["step"].startswith(("uninstall", "install")) for s in j.data["steps"])
-    j.set(state="rolling_back")
-    j.step("rollback")
-    if not changed_anything:
-        j.step("rollback", "end", note="nothing had been changed")
-        j.set(state="aborted")
-        _cleanup(j, keep_backup=False)
-        return []
-    before = j.load_json("manifest-before.json")
-    backup = bk.Backup.load(j.path("backup"), j.load_json("backup.json"))
-    roots = bk.Roots.from_dict(j.data["roots"])
-    echo("  rolling back: removing new files, restoring the backup")
-    problems = bk.rollback_to(before, roots, backup)
-    j.step("rollback", "end", problems=len(problems))
-    if problems:
-        j.set(state="rollback_incomplete", problems=problems[:50])
-    else:
-        j.set(state="rolled_back")
-        _cleanup(j, keep_backup=False)
-    return problems
+def _record_written(j: Journal, before: bk.Manifest, roots: bk.Roots) -> None:
+    """How the transaction left every path it changed so far: a recovery undoes only these, and only while
+    they still look like this."""
+    j.save_json(owned.WRITTEN, owned.snapshot(before, roots))
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM during a fix: handled like Ctrl-C (roll back, then exit)."""
+
+
+def _install_root(wheel: Path, info: TargetInfo) -> str:
+    purelib = wheel_metadata(wheel)["purelib"]
+    return os.path.normpath(info.paths["purelib" if purelib else "platlib"])
+
+
+def _rollback_words(done: dict[str, Any]) -> str:
+    st = done["status"]
+    if st in ("rolled_back", "aborted"):
+        return "rolled back: the environment is as before this fix" + (
+            f" (left alone, not this fix's: {', '.join(done['assessment']['yours'][:8])})"
+            if done["assessment"]["yours"] else "")
+    return f"the rollback could not finish ({st}); run `envdoctor fix --recover` to see why and finish it"
 
 
 def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, allow_torch: bool,
@@ -332,6 +326,8 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
     pip = Pip(info.python, log_dir=j.path("logs"), keep_fds=(lock.fd,) if lock.fd is not None else ())
     result = FixResult(status="verified", txn=j.id)
     after: Optional[Report] = None
+    before: bk.Manifest = {}
+    dirty = False  # a pip step began after the last record of what the transaction wrote
     try:
         j.step("prepare")
         prepared = prepare(plan, pip, info, report, j.path("wheels"), allow_torch, echo)
@@ -354,20 +350,30 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
 
         for i, p in enumerate(prepared):
             for dist in p.action.remove:
-                j.step(f"uninstall:{dist}")
+                tops, outside = dist_paths(dist, roots)
+                j.save_json(f"intent-uninstall-{dist}.json", {"kind": "uninstall", "tops": tops + outside})
+                dirty = True
+                j.step(f"uninstall:{dist}", intent=f"intent-uninstall-{dist}.json")
                 echo(f"  pip uninstall -y {dist}")
                 res = pip.run("uninstall", "-y", dist, name=f"uninstall:{dist}", isolated=True)
                 if not res.ok:
                     raise FixFailed(f"pip uninstall {dist} failed:\n{res.tail()}")
+                _record_written(j, before, roots)
+                dirty = False
                 j.step(f"uninstall:{dist}", "end")
             name = "install" if i == 0 else f"install-{i + 1}"
-            j.step(name)
+            j.save_json(f"intent-{name}.json", {"kind": "install", "wheels": [
+                owned.wheel_intent(w, _install_root(w, info), info.paths.get("scripts", "")) for w in p.wheels]})
+            dirty = True
+            j.step(name, intent=f"intent-{name}.json")
             watch = [str(t) for w in p.wheels for t in wheel_targets(w, info.paths) if not os.path.lexists(t)]
             echo(f"  pip install {' '.join(w.name for w in p.wheels)}")
             res = pip.run("install", "--no-index", "--no-deps", "--no-cache-dir", "--no-user", "--force-reinstall",
                           *[str(w) for w in p.wheels], name=name, watch=watch, isolated=True)
             if not res.ok:
                 raise FixFailed(f"pip install failed:\n{res.tail()}")
+            _record_written(j, before, roots)
+            dirty = False
             j.step(name, "end")
 
         j.step("verify")
@@ -387,80 +393,39 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
         result.changes = {"added": len(added), "removed": len(removed), "changed": len(changed)}
         j.set(state="committed", changes=result.changes, undo_available=True)
         j.step("commit", "end")
-        _cleanup(j, keep_backup=True)
+        rc.cleanup(j, keep_backup=True)
         _prune(state)
         result.message = "fix applied and verified"
+    except KeyboardInterrupt:
+        if j.state == "committed":  # verified and recorded: an interrupt while tidying up changes nothing
+            raise
+        # Ctrl-C / SIGTERM: undo before exiting. A second Ctrl-C interrupts the rollback itself; the
+        # journal then says so and `envdoctor fix --recover` finishes it.
+        echo("envdoctor: interrupted: rolling back what this fix changed (Ctrl-C again leaves that to "
+             "`envdoctor fix --recover`)")
+        j.set(error="interrupted")
+        if dirty:  # pip was stopped: nothing but this transaction wrote since, so record what is there
+            _record_written(j, before, roots)
+        done = rc.rollback(j, echo)
+        echo(f"envdoctor: {_rollback_words(done)}")
+        raise
     except Exception as exc:  # noqa: BLE001 - every failure ends in a rollback, then is reported
-        result.status = "rolled_back"
+        if j.state == "committed":
+            raise
         result.message = str(exc) if isinstance(exc, FixFailed) else f"{type(exc).__name__}: {exc}"
         j.set(error=result.message)
-        result.problems = rollback(j, echo)
-        if result.problems:
-            result.status = "rollback_incomplete"
-        elif j.state == "aborted":
-            result.status = "aborted"
+        if dirty:
+            _record_written(j, before, roots)
+        done = rc.rollback(j, echo)
+        result.status = {"conflict": "rollback_incomplete", "blocked": "rollback_incomplete"}.get(
+            done["status"], done["status"])
+        result.problems = done.get("problems") or done["assessment"]["blocked"] or done["assessment"]["conflicts"]
     result.pip = [{"command": " ".join(c.argv[1:]), "exit": c.returncode, "seconds": c.seconds, "log": c.log}
                   for c in pip.calls]
     return result, after
 
 
-# --- recovery and undo ----------------------------------------------------------------------
-
-
-def _finish(j: Journal, echo: Echo) -> dict[str, Any]:
-    last = j.data["steps"][-1] if j.data["steps"] else {"step": "start", "phase": "begin"}
-    where = f"{last['step']}:{last['phase']}"
-    if j.data.get("kind") == "undo":
-        problems = _run_undo(j, echo)
-        status = "undone" if not problems else "undo_incomplete"
-    else:
-        problems = rollback(j, echo)
-        status = {"aborted": "aborted"}.get(j.state, "rolled_back" if not problems else "rollback_incomplete")
-    return {"status": status, "txn": j.id, "kind": j.data.get("kind"), "interrupted_at": where,
-            "pid": j.data.get("pid"), "problems": problems[:20], "state_dir": str(j.dir.parent.parent)}
-
-
-def recover_locked(state: Path, echo: Echo = _quiet) -> list[dict[str, Any]]:
-    """Finish every interrupted transaction of this environment. The caller holds the lock."""
-    out = []
-    for j in Journal.all(state):
-        if not j.terminal:
-            echo(f"envdoctor: finishing an interrupted {j.data.get('kind')} ({j.id}, stopped at "
-                 f"{j.data['steps'][-1]['step'] if j.data['steps'] else 'start'})")
-            out.append(_finish(j, echo))
-    return out
-
-
-def pending(prefix: str | Path) -> list[Journal]:
-    state = state_dir(prefix)
-    if not state.is_dir():
-        return []
-    return [j for j in Journal.all(state) if not j.terminal]
-
-
-def recover_if_needed(prefix: str | Path, wait: float = 15.0, echo: Echo = _quiet) -> Optional[dict[str, Any]]:
-    """If a fix on the environment at `prefix` was interrupted (killed, power loss), finish its rollback.
-
-    Returns None when there was nothing to do, else a summary: status rolled_back | aborted | undone |
-    rollback_incomplete | busy (another envdoctor holds the lock). Cheap when there is nothing to do.
-    """
-    if not pending(prefix):
-        return None
-    state = state_dir(prefix)
-    lock = EnvLock(state)
-    try:
-        if not lock.acquire(wait):
-            return {"status": "busy", "holder": lock.holder(), "state_dir": str(state)}
-    except UsageError as exc:
-        return {"status": "rollback_incomplete", "problems": [str(exc)], "state_dir": str(state)}
-    try:
-        done = recover_locked(state, echo)
-    finally:
-        lock.release()
-    if not done:
-        return None
-    worst = next((d for d in done if d["status"] not in ("rolled_back", "aborted", "undone")), done[-1])
-    return {**worst, "all": done}
+# --- the target -------------------------------------------------------------------------------
 
 
 def prefix_of(python: Optional[str]) -> Optional[str]:
@@ -475,55 +440,3 @@ def prefix_of(python: Optional[str]) -> Optional[str]:
         return proc.stdout.strip() or None if proc.returncode == 0 else None
     except Exception:  # noqa: BLE001 - the probe that follows reports a bad interpreter properly
         return None
-
-
-def _run_undo(u: Journal, echo: Echo) -> list[str]:
-    state = u.dir.parent.parent
-    t = Journal.load(state / "txn" / u.data["of"])
-    if t is None:
-        u.set(state="done", error="the fix's journal is gone")
-        return ["the fix's journal is gone"]
-    before = t.load_json("manifest-before.json")
-    after = t.load_json("manifest-after.json")
-    backup = bk.Backup.load(t.path("backup"), t.load_json("backup.json"))
-    roots = bk.Roots.from_dict(t.data["roots"])
-    u.step("undo")
-    echo("  removing what the fix added, restoring what it replaced")
-    problems = bk.undo_to(before, after, roots, backup)
-    u.step("undo", "end", problems=len(problems))
-    if problems:
-        u.set(state="undo_incomplete", problems=problems[:50])
-        return problems
-    t.set(state="undone", undone_by=u.id)
-    u.set(state="done")
-    _cleanup(t, keep_backup=False)
-    return []
-
-
-def last_committed(state: Path) -> Optional[Journal]:
-    commits = [j for j in Journal.all(state) if j.data.get("kind") == "fix" and j.state == "committed"
-               and j.data.get("undo_available", True)]
-    return commits[-1] if commits else None
-
-
-def undo_last(state: Path, echo: Echo = _quiet) -> FixResult:
-    """Revert the last committed fix of this environment. The caller holds the lock."""
-    t = last_committed(state)
-    if t is None:
-        raise UsageError("nothing to undo: no applied fix is recorded for this environment "
-                         f"(state directory {state})")
-    before = t.load_json("manifest-before.json")
-    after = t.load_json("manifest-after.json")
-    backup = bk.Backup.load(t.path("backup"), t.load_json("backup.json"))
-    changed = bk.drift(before, after, backup)
-    if changed:
-        shown = "\n  ".join(changed[:10]) + ("\n  ..." if len(changed) > 10 else "")
-        return FixResult(status="undo_refused", txn=t.id, failures=changed[:50],
-                         message=f"the environment changed after fix {t.id}; undoing it would lose those "
-                                 f"changes ({len(changed)} paths):\n  {shown}")
-    u = Journal.create(state, "undo", of=t.id, python=t.data.get("python"), prefix=t.data.get("prefix"))
-    problems = _run_undo(u, echo)
-    if problems:
-        return FixResult(status="undo_incomplete", txn=t.id, problems=problems,
-                         message=f"undo of {t.id} could not restore {len(problems)} paths")
-    return FixResult(status="undone", txn=t.id, message=f"fix {t.id} undone: the environment is as before it")

@@ -8,9 +8,8 @@ their __pycache__ twins; taking the whole tree also covers files RECORD forgot) 
 whatever a new wheel would overwrite. Backups are hard links where the filesystem allows
 (pip unlinks before it writes, so a link keeps the old bytes at no cost), copies otherwise.
 
-Rolling back = delete what is not in the manifest, recreate missing directories, put
-every backed-up file back, then rescan and compare. Every step is idempotent, so a
-rollback interrupted by a crash is simply run again.
+Rolling back an interrupted or failed transaction is envdoctor.fix.recover's (only what the
+transaction wrote); undoing a committed one is `undo_to` here.
 """
 
 from __future__ import annotations
@@ -236,22 +235,6 @@ class Backup:
         return problems
 
 
-def remove_added(before: Manifest, roots: Roots, keep: Iterable[str] = ()) -> list[str]:
-    """Delete every entry under the roots that is not in `before` (deepest first)."""
-    problems: list[str] = []
-    keep_set = set(keep)
-    now = scan(roots)
-    extra = [p for p in now if p not in before and p not in keep_set]
-    for path in sorted(extra, key=lambda p: p.count(os.sep), reverse=True):
-        try:
-            _remove(path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            problems.append(f"{path}: {exc.strerror or exc}")
-    return problems
-
-
 def recreate_dirs(before: Manifest) -> list[str]:
     problems = []
     for path in sorted((p for p, e in before.items() if e[0] == "d"), key=len):
@@ -262,18 +245,6 @@ def recreate_dirs(before: Manifest) -> list[str]:
             except OSError as exc:
                 problems.append(f"{path}: {exc.strerror or exc}")
     return problems
-
-
-def rollback_to(before: Manifest, roots: Roots, backup: Backup) -> list[str]:
-    """Make the roots equal to `before` again. Returns what still differs (empty = restored)."""
-    problems = remove_added(before, roots)
-    problems += recreate_dirs(before)
-    problems += backup.restore()
-    if problems:
-        return problems
-    added, removed, changed = diff(before, scan(roots))
-    return ([f"{p}: still present" for p in added] + [f"{p}: missing" for p in removed]
-            + [f"{p}: differs" for p in changed])
 
 
 def drift(before: Manifest, after: Manifest, backup: Backup) -> list[str]:

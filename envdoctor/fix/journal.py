@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 # States in which a journal needs nothing more; anything else ("begun", "rolling_back",
-# "rollback_incomplete", an undo's "begun") means a run was interrupted or could not finish
-# restoring, and the next `envdoctor fix` / `check` (recover_if_needed) takes it up again.
+# "rollback_incomplete", "rollback_conflict", "rollback_blocked", an undo's "begun") means a run was
+# interrupted or could not finish restoring: `check` reports it (ED601, reading only) and
+# `envdoctor fix --recover` (or the next `fix --apply` / `--undo`, after saying so) takes it up again.
 TERMINAL = ("committed", "rolled_back", "aborted", "undone", "done")
 
 

@@ -158,6 +158,17 @@ class Pip:
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()
+        except BaseException:
+            # Ctrl-C / SIGTERM: pip must be gone before anything is rolled back (a second Ctrl-C while
+            # waiting leaves it to the lock: pip holds it until it exits, and recovery waits for it)
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            raise
         text = out.decode("utf-8", "replace")
         res = PipResult(argv, proc.returncode, text, round(time.monotonic() - start, 3),
                         str(log_path) if log_path else None)

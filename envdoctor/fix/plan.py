@@ -104,8 +104,14 @@ def _q(args: list[str]) -> str:
 
 
 def _status(report: Report, name: str) -> str:
+    """The component's state in the same fresh facts `check` judges: one that loads is not missing, whether
+    its file exists or something else serves it (the compat layer serving `mmcv._ext`)."""
     comp = report.components.get(name)
-    if comp is None or not comp.installed:
+    if comp is None:
+        return "missing"
+    if comp.load is not None and comp.load.status == "ok":
+        return "ok"
+    if not comp.installed:
         return "missing"
     return comp.load.status if comp.load else "skipped"
 

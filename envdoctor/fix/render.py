@@ -70,15 +70,65 @@ def summary_text(result: dict[str, Any], before: Report, after: Optional[Report]
     return "\n".join(out) + "\n"
 
 
+def _yours(a: dict[str, Any]) -> list[str]:
+    if not a.get("yours"):
+        return []
+    shown = ", ".join(a["yours"][:10]) + (", …" if len(a["yours"]) > 10 else "")
+    return [f"  left alone (not this fix's: appeared or changed after it, {a.get('yours_count', 0)} paths): {shown}"]
+
+
 def recovery_text(rec: dict[str, Any]) -> str:
+    """What a recovery did, or exactly why it could not and what to run."""
     st = rec.get("status")
-    if st == "busy":
-        return f"envdoctor: another envdoctor fix is running on this environment ({rec.get('holder')})\n"
-    where = rec.get("interrupted_at", "?")
+    a = rec.get("assessment") or {}
+    cmd = rec.get("recover_command") or "envdoctor fix --recover"
+    head = f"envdoctor: interrupted {rec.get('kind')} {rec.get('txn')} (stopped at {rec.get('interrupted_at')})"
+    out: list[str] = []
     if st in ("rolled_back", "aborted"):
-        return (f"envdoctor: an interrupted fix ({rec.get('txn')}, stopped at {where}) was found and rolled back; "
-                "the environment is as it was before it\n")
-    if st == "undone":
-        return f"envdoctor: an interrupted undo ({rec.get('txn')}) was completed\n"
-    return (f"envdoctor: an interrupted fix ({rec.get('txn')}, stopped at {where}) could not be fully rolled back "
-            f"({len(rec.get('problems', []))} paths); its backup is kept in {rec.get('state_dir')}\n")
+        out.append(f"{head}: rolled back — removed {len(a.get('delete', []))} and restored "
+                   f"{len(a.get('restore', []))} paths it had written" if st == "rolled_back" else
+                   f"{head}: it had changed nothing; closed")
+        out += _yours(a)
+        if a.get("conflicts") and rec.get("on_conflict") != "restore":
+            out.append(f"  kept your versions of: {', '.join(a['conflicts'][:10])}")
+    elif st == "undone":
+        out.append(f"{head}: the undo was completed")
+    elif st == "conflict":
+        out.append(f"{head}: NOT rolled back, nothing was changed: {len(a['conflicts'])} paths it wrote were "
+                   "changed after it (by you or another tool):")
+        out += [f"    {p}" for p in a["conflicts"][:20]]
+        out.append("  choose, then run one of:")
+        out.append(f"    {cmd.replace('--recover', '--recover --on-conflict keep', 1)}     "
+                   "(keep your versions; roll back the rest)")
+        out.append(f"    {cmd.replace('--recover', '--recover --on-conflict restore', 1)}  "
+                   "(restore those paths from the backup too; your changes to them are lost)")
+        out += _yours(a)
+    elif st == "blocked":
+        out.append(f"{head}: NOT rolled back, nothing was changed: cannot write")
+        out += [f"    {b}" for b in a.get("blocked", [])[:10]]
+        out.append(f"  make it writable (or remount it read-write), then run: {cmd}")
+    else:
+        problems = rec.get("problems") or []
+        out.append(f"{head}: the rollback could not finish ({len(problems)} paths):")
+        out += [f"    {p}" for p in problems[:20]]
+        out.append(f"  the backup is kept in {rec.get('state_dir')}; once that is fixed, run: {cmd}")
+    return "\n".join(out) + "\n"
+
+
+def pending_text(rec: dict[str, Any]) -> str:
+    """A dry run's note on an interrupted fix it would recover first (it recovers nothing itself)."""
+    a = rec.get("assessment") or {}
+    what = "; ".join(rec.get("actions") or []) or str(rec.get("kind"))
+    out = [f"Interrupted: {rec.get('kind')} {rec.get('txn')} ({what}) stopped at {rec.get('interrupted_at')} "
+           f"({rec.get('last_step_at')})."]
+    if rec.get("running"):
+        out.append(f"  it is running right now (pid {rec.get('pid')}).")
+    else:
+        if a:
+            out.append(f"  `envdoctor fix --recover` (or `fix --apply`, first) removes {len(a.get('delete', []))} and "
+                       f"restores {len(a.get('restore', []))} paths it wrote"
+                       + (f"; {len(a['conflicts'])} conflicts to decide" if a.get("conflicts") else "")
+                       + (f"; blocked: {'; '.join(a['blocked'][:3])}" if a.get("blocked") else ""))
+            out += _yours(a)
+        out.append(f"  run: {rec.get('recover_command')}")
+    return "\n".join(out) + "\n"
