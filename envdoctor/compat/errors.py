@@ -1,4 +1,7 @@
-"""Errors shared by the compat modules (kept here so every op family raises the same types)."""
+"""Errors and the served-ops summary shared by the compat modules (stdlib only: hook.py uses it)."""
+
+# what the stand-in serves, for the messages of the hook and of the ops it does not serve
+SERVED_SUMMARY = "deformable convolution (v1, v2), nms, softnms, nms_match"
 
 
 class CompatUnsupportedError(RuntimeError):

@@ -23,6 +23,8 @@ how to get a real build.
 """
 
 from . import ops
+from .errors import SERVED_SUMMARY
+from .nms import nms, nms_match, softnms
 
 __all__ = [
     "CompatOpUnavailableError",
@@ -33,6 +35,9 @@ __all__ = [
     "deform_conv_backward_parameters",
     "modulated_deform_conv_forward",
     "modulated_deform_conv_backward",
+    "nms",
+    "softnms",
+    "nms_match",
     "get_compiler_version",
     "get_compiling_cuda_version",
 ]
@@ -92,6 +97,9 @@ IMPLEMENTED = (
     "deform_conv_backward_parameters",
     "modulated_deform_conv_forward",
     "modulated_deform_conv_backward",
+    "nms",
+    "softnms",
+    "nms_match",
     "get_compiler_version",
     "get_compiling_cuda_version",
 )
@@ -105,11 +113,11 @@ def _unavailable(name):
     def op(*args, **kwargs):
         raise CompatOpUnavailableError(
             "mmcv._ext.%s is not available: mmcv's compiled extension could not be loaded and "
-            "envdoctor's compat layer only provides deformable convolution "
-            "(deform_conv_*, modulated_deform_conv_*). To use %s, install an mmcv build with "
+            "envdoctor's compat layer only provides %s. To use %s, install an mmcv build with "
             "compiled ops that matches this torch/CUDA/Python: run `envdoctor check` to see why "
-            "the real mmcv._ext does not load and `envdoctor fix --apply` to install a matching "
-            "wheel." % (name, name))
+            "the real mmcv._ext does not load and `envdoctor fix --apply --strategy wheel` to "
+            "install a matching wheel (or build mmcv from source with its ops)."
+            % (name, SERVED_SUMMARY, name))
 
     op.__name__ = name
     op.__qualname__ = name

@@ -138,12 +138,42 @@ SCRIPT = textwrap.dedent(r'''
                                                 layer.bias, 1, 1, 1, 1, 16)
     res["e2fgvi_vs_mine"] = (mine_out - out.detach()).abs().max().item()
 
+    # mmcv's own NMS wrappers (values pinned by mmcv's tests/test_ops/test_nms.py)
+    import numpy as np
+    from mmcv.ops import batched_nms, nms, nms_match, soft_nms
+    nb = torch.tensor([[6.0, 3.0, 8.0, 7.0], [3.0, 6.0, 9.0, 11.0], [3.0, 7.0, 10.0, 12.0],
+                       [1.0, 4.0, 13.0, 7.0]])
+    ns = torch.tensor([0.6, 0.9, 0.7, 0.2])
+    dets, inds = nms(nb, ns, iou_threshold=0.3, offset=0)
+    res["nms"] = [dets.tolist(), inds.tolist()]
+    res["nms_numpy"] = nms(nb.numpy(), ns.numpy(), 0.3)[1].tolist()
+    res["soft_nms"] = {}
+    for m in ("linear", "gaussian", "naive"):
+        d, i = soft_nms(nb, ns, iou_threshold=0.3, sigma=0.5, min_score=0.01, method=m)
+        res["soft_nms"][m] = [d[:, 4].tolist(), i.tolist()]
+    md = np.array([[49.1, 32.4, 51.0, 35.9, 0.9], [49.3, 32.9, 51.0, 35.3, 0.9],
+                   [35.3, 11.5, 39.9, 14.5, 0.4], [35.2, 11.7, 39.7, 15.7, 0.3]], dtype=np.float32)
+    res["nms_match"] = [g.tolist() for g in nms_match(md, 0.6)]
+    gb = torch.rand(200, 2) * 50
+    gb = torch.cat([gb, gb + torch.rand(200, 2) * 20 + 1], 1)
+    gs = torch.rand(200)
+    gi = torch.randint(0, 3, (200,))
+    kept_boxes, keep = batched_nms(gb, gs, gi, dict(type="nms", iou_threshold=0.5))
+    _, keep_split = batched_nms(gb, gs, gi, dict(type="nms", iou_threshold=0.5, split_thr=50))
+    res["batched_nms_split_equal"] = keep.tolist() == keep_split.tolist()
+    per_class = []
+    for c in range(3):
+        idx = torch.nonzero(gi == c).flatten()
+        per_class += idx[ext.nms(gb[idx], gs[idx], iou_threshold=0.5, offset=0)].tolist()
+    res["batched_nms_is_per_class"] = sorted(per_class) == sorted(keep.tolist())
+
     # other ops exist (hasattr) but explain themselves when called
     try:
-        ext.nms(torch.zeros(1, 4), torch.zeros(1), iou_threshold=0.5, offset=0)
-        res["nms"] = "no error"
+        ext.psamask_forward(torch.zeros(1), torch.zeros(1), psa_type=0, num_=1, h_feature=1,
+                            w_feature=1, h_mask=1, w_mask=1, half_h_mask=0, half_w_mask=0)
+        res["psamask"] = "no error"
     except NotImplementedError as e:
-        res["nms"] = str(e)
+        res["psamask"] = str(e)
     print("RESULT " + json.dumps(res))
 ''')
 
@@ -190,7 +220,20 @@ def test_mmcv_python_code_runs_on_the_standin(enabled_env):
     assert res["e2fgvi_keys"] == sorted(
         ["weight", "bias"] + ["conv_offset.%d.%s" % (i, s) for i in (0, 2, 4, 6)
                               for s in ("weight", "bias")])
-    assert "mmcv._ext.nms is not available" in res["nms"] and "envdoctor fix" in res["nms"]
+    assert res["nms"] == [[[3.0, 6.0, 9.0, 11.0, 0.8999999761581421],
+                           [6.0, 3.0, 8.0, 7.0, 0.6000000238418579],
+                           [1.0, 4.0, 13.0, 7.0, 0.20000000298023224]], [1, 0, 3]]
+    assert res["nms_numpy"] == [1, 0, 3]
+    soft = res["soft_nms"]
+    assert soft["linear"][1] == [1, 0, 2, 3] and abs(soft["linear"][0][2] - 0.29024392) < 1e-7
+    assert soft["gaussian"][1] == [1, 0, 2, 3]
+    assert max(abs(a - b) for a, b in zip(soft["gaussian"][0],
+                                          [0.9, 0.59630775, 0.35275510, 0.18650459])) < 1e-7
+    assert soft["naive"][1] == [1, 0, 3]
+    assert res["nms_match"] == [[0, 1], [2, 3]]
+    assert res["batched_nms_split_equal"] and res["batched_nms_is_per_class"]
+    assert "mmcv._ext.psamask_forward is not available" in res["psamask"]
+    assert "envdoctor fix" in res["psamask"]
 
 
 def test_env_var_off_and_disable(enabled_env):
