@@ -25,6 +25,7 @@ how to get a real build.
 from . import ops
 from .errors import SERVED_SUMMARY
 from .nms import nms, nms_match, softnms
+from .roi_align import roi_align_backward, roi_align_forward
 
 __all__ = [
     "CompatOpUnavailableError",
@@ -38,6 +39,8 @@ __all__ = [
     "nms",
     "softnms",
     "nms_match",
+    "roi_align_forward",
+    "roi_align_backward",
     "get_compiler_version",
     "get_compiling_cuda_version",
 ]
@@ -100,6 +103,8 @@ IMPLEMENTED = (
     "nms",
     "softnms",
     "nms_match",
+    "roi_align_forward",
+    "roi_align_backward",
     "get_compiler_version",
     "get_compiling_cuda_version",
 )

@@ -167,6 +167,32 @@ SCRIPT = textwrap.dedent(r'''
         per_class += idx[ext.nms(gb[idx], gs[idx], iou_threshold=0.5, offset=0)].tolist()
     res["batched_nms_is_per_class"] = sorted(per_class) == sorted(keep.tolist())
 
+    # mmcv's own RoIAlign (values pinned by mmcv's tests/test_ops/test_roi_align.py)
+    from mmcv.ops import RoIAlign, roi_align
+    rx = torch.tensor([[[[1., 2., 5., 6.], [3., 4., 7., 8.], [9., 10., 13., 14.],
+                         [11., 12., 15., 16.]]]], requires_grad=True)
+    rr = torch.tensor([[0., 0., 0., 3., 3.]])
+    ro = roi_align(rx, rr, (2, 2), 1.0, 2, "avg", True)
+    ro.backward(torch.ones_like(ro))
+    res["roi_align"] = [ro.tolist(), rx.grad.tolist()]
+    fx = torch.randn(2, 8, 20, 24, dtype=torch.float64, requires_grad=True)
+    fr = torch.tensor([[0, 3.2, 4.1, 60.3, 50.2], [1, -8.0, 10.0, 30.0, 90.0]], dtype=torch.float64)
+    res["roi_align_modes"] = {}
+    for mode in ("avg", "max"):
+        fx.grad = None
+        m = RoIAlign((7, 7), spatial_scale=0.25, sampling_ratio=0, pool_mode=mode, aligned=True)
+        y = m(fx, fr)
+        y.backward(torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y))
+        res["roi_align_modes"][mode] = [list(y.shape), bool(torch.isfinite(fx.grad).all()),
+                                        fx.grad.abs().sum().item() > 0]
+    try:  # mmcv's own torchvision route (mmcv 1.7.2's env has torchvision, mmcv-lite's not)
+        mt = RoIAlign((7, 7), spatial_scale=0.25, sampling_ratio=2, aligned=True,
+                      use_torchvision=True)(fx, fr)
+        mc = RoIAlign((7, 7), spatial_scale=0.25, sampling_ratio=2, aligned=True)(fx, fr)
+        res["roi_align_vs_torchvision"] = (mt - mc).abs().max().item()
+    except ImportError:
+        res["roi_align_vs_torchvision"] = 0.0
+
     # other ops exist (hasattr) but explain themselves when called
     try:
         ext.psamask_forward(torch.zeros(1), torch.zeros(1), psa_type=0, num_=1, h_feature=1,
@@ -232,6 +258,14 @@ def test_mmcv_python_code_runs_on_the_standin(enabled_env):
     assert soft["naive"][1] == [1, 0, 3]
     assert res["nms_match"] == [[0, 1], [2, 3]]
     assert res["batched_nms_split_equal"] and res["batched_nms_is_per_class"]
+    assert res["roi_align"] == [[[[[1.9375, 4.75], [7.5625, 10.375]]]],
+                                [[[[0.47265625, 0.4296875, 0.4296875, 0.04296875],
+                                   [0.4296875, 0.390625, 0.390625, 0.0390625],
+                                   [0.4296875, 0.390625, 0.390625, 0.0390625],
+                                   [0.04296875, 0.0390625, 0.0390625, 0.00390625]]]]]
+    for mode in ("avg", "max"):
+        assert res["roi_align_modes"][mode] == [[2, 8, 7, 7], True, True], mode
+    assert res["roi_align_vs_torchvision"] <= 1e-12
     assert "mmcv._ext.psamask_forward is not available" in res["psamask"]
     assert "envdoctor fix" in res["psamask"]
 
