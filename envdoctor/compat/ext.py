@@ -24,6 +24,7 @@ how to get a real build.
 
 from . import ops
 from .errors import SERVED_SUMMARY
+from .focal_loss import sigmoid_focal_loss_backward, sigmoid_focal_loss_forward
 from .nms import nms, nms_match, softnms
 from .roi_align import roi_align_backward, roi_align_forward
 
@@ -41,6 +42,8 @@ __all__ = [
     "nms_match",
     "roi_align_forward",
     "roi_align_backward",
+    "sigmoid_focal_loss_forward",
+    "sigmoid_focal_loss_backward",
     "get_compiler_version",
     "get_compiling_cuda_version",
 ]
@@ -105,6 +108,8 @@ IMPLEMENTED = (
     "nms_match",
     "roi_align_forward",
     "roi_align_backward",
+    "sigmoid_focal_loss_forward",
+    "sigmoid_focal_loss_backward",
     "get_compiler_version",
     "get_compiling_cuda_version",
 )

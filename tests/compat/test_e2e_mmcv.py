@@ -193,6 +193,15 @@ SCRIPT = textwrap.dedent(r'''
     except ImportError:
         res["roi_align_vs_torchvision"] = 0.0
 
+    # mmcv's own sigmoid_focal_loss (values pinned by mmcv's tests/test_ops/test_focal_loss.py)
+    from mmcv.ops import SigmoidFocalLoss, sigmoid_focal_loss
+    fl_x = torch.tensor([[1., 0, -1.], [0, 1., 2.]], requires_grad=True)
+    fl = sigmoid_focal_loss(fl_x, torch.tensor([2, 1]), 2.0, 0.25, None, "mean")
+    fl.backward()
+    res["focal"] = [fl.item(), fl_x.grad.tolist()]
+    fw = SigmoidFocalLoss(2.0, 0.25, weight=torch.tensor([1.0, 2.0, 3.0]), reduction="sum")
+    res["focal_weighted"] = fw(torch.zeros(2, 3), torch.tensor([0, 2])).item()
+
     # other ops exist (hasattr) but explain themselves when called
     try:
         ext.psamask_forward(torch.zeros(1), torch.zeros(1), psa_type=0, num_=1, h_feature=1,
@@ -266,6 +275,11 @@ def test_mmcv_python_code_runs_on_the_standin(enabled_env):
     for mode in ("avg", "max"):
         assert res["roi_align_modes"][mode] == [[2, 8, 7, 7], True, True], mode
     assert res["roi_align_vs_torchvision"] <= 1e-12
+    assert abs(res["focal"][0] - 1.10251057) <= 1e-7
+    want = [[0.28808805, 0.11185755, -0.09602935], [0.11185755, -0.00657264, 0.40376765]]
+    assert max(abs(a - b) for ra, rb in zip(res["focal"][1], want) for a, b in zip(ra, rb)) <= 1e-7
+    # logit 0: p = 1/2; per row 0.25*0.25*log2 + 2 * 0.75*0.25*log2, times weight[label] (1, 3)
+    assert abs(res["focal_weighted"] - 4 * (0.0625 + 0.375) * 0.6931471805599453) <= 1e-6
     assert "mmcv._ext.psamask_forward is not available" in res["psamask"]
     assert "envdoctor fix" in res["psamask"]
 
