@@ -1,10 +1,12 @@
 """A stand-in for ``mmcv._ext`` (mmcv's compiled extension module).
 
-It provides mmcv's kernel entry points for deformable convolution with the
-signatures of mmcv's own pybind11 bindings (mmcv 1.x and 2.x use the same
-ones), so mmcv's unmodified Python classes (``mmcv.ops.DeformConv2d``,
-``ModulatedDeformConv2dPack``, ...) run on it.  Like the real kernels they
-write into caller-allocated tensors and return None:
+It provides mmcv's kernel entry points for deformable convolution (here), NMS
+(:mod:`.nms`), RoIAlign (:mod:`.roi_align`) and the sigmoid focal loss
+(:mod:`.focal_loss`) with the signatures of mmcv's own pybind11 bindings (mmcv
+1.x and 2.x use the same ones), so mmcv's unmodified Python classes
+(``mmcv.ops.DeformConv2d``, ``ModulatedDeformConv2dPack``, ``nms``, ``RoIAlign``,
+...) run on it; ``IMPLEMENTED`` lists what is served.  Like the real kernels
+the deformable-convolution ones write into caller-allocated tensors and return None:
 
 * ``deform_conv_forward`` -> ``output``; ``deform_conv_backward_input`` ->
   ``gradInput`` (accumulated) and ``gradOffset`` (overwritten);

@@ -69,20 +69,32 @@ class _Rois(object):
         self.ph, self.pw = ph, pw
         self.rh, self.rw = rh, rw
 
-    def coords(self, iy, ix):
-        """Sample coordinates of grid slot (iy, ix) for every RoI and bin: [R, ph, 1], [R, 1, pw]."""
-        dt = self.sh.dtype
-        dev = self.sh.device
-        p_h = torch.arange(self.ph, device=dev, dtype=dt)
-        p_w = torch.arange(self.pw, device=dev, dtype=dt)
-        gh = self.gh.to(dt).clamp(min=1)[:, None]
-        gw = self.gw.to(dt).clamp(min=1)[:, None]
-        y = (self.sh[:, None] + p_h[None, :] * self.bh[:, None]) + ((iy + 0.5) * self.bh[:, None]) / gh
-        x = (self.sw[:, None] + p_w[None, :] * self.bw[:, None]) + ((ix + 0.5) * self.bw[:, None]) / gw
-        return y[:, :, None], x[:, None, :]
+    def samples(self):
+        """Every sample of the chunk in the kernels' order (RoI, ph, pw, iy, ix).
 
-    def slot_valid(self, iy, ix):
-        return ((self.gh > iy) & (self.gw > ix))[:, None, None]
+        Returns (bin index [S] = roi*ph*pw + ph*pw_..., y [S], x [S]) with
+        ``y = (start_h + ph*bin_h) + ((iy + .5) * bin_h) / grid_h`` in the input's dtype.
+        """
+        dev = self.sh.device
+        dt = self.sh.dtype
+        n = self.sh.shape[0]
+        gg = self.gh * self.gw
+        per = gg * (self.ph * self.pw)
+        roi = torch.repeat_interleave(torch.arange(n, device=dev), per)
+        start = torch.cumsum(per, 0) - per
+        k = torch.arange(roi.shape[0], device=dev) - start[roi]
+        g = gg[roi]
+        b = k // g
+        s = k - b * g
+        gw = self.gw[roi]
+        iy = s // gw
+        ix = s - iy * gw
+        p_h = b // self.pw
+        p_w = b - p_h * self.pw
+        bh, bw = self.bh[roi], self.bw[roi]
+        y = (self.sh[roi] + p_h.to(dt) * bh) + ((iy.to(dt) + 0.5) * bh) / self.gh[roi].to(dt)
+        x = (self.sw[roi] + p_w.to(dt) * bw) + ((ix.to(dt) + 0.5) * bw) / gw.to(dt)
+        return roi * (self.ph * self.pw) + b, roi, y, x
 
 
 def _bilinear(y, x, H, W):
@@ -108,14 +120,14 @@ def _bilinear(y, x, H, W):
     return inside, (y0, x0, y1, x1), w
 
 
-def _corner_index(batch, H, W, yy, xx):
-    return (batch[:, None, None] * H + yy) * W + xx
-
-
 def _chunks(n, per_roi):
     step = max(1, _CHUNK_ELEMS // max(1, per_roi))
     for r0 in range(0, n, step):
         yield r0, min(n, r0 + step)
+
+
+def _rows(batch, H, W, yy, xx):
+    return (batch * H + yy) * W + xx
 
 
 def _check(input, rois, pool_mode):
@@ -131,7 +143,7 @@ def _check(input, rois, pool_mode):
 
 
 def _tv_roi_align(input, geo, sampling_ratio):
-    """torchvision's roi_align op when it is provably mmcv's kernel for this call, else None."""
+    """torchvision's ops when its roi_align is provably mmcv's kernel for this call, else None."""
     if input.device.type != "cpu":
         return None
     if os.environ.get("ENVDOCTOR_COMPAT_BACKEND", "").strip().lower() == "torch":
@@ -147,9 +159,16 @@ def _tv_roi_align(input, geo, sampling_ratio):
                 or (qw.ceil() != qw.to(torch.float32).ceil().to(qw.dtype)).any()):
             return None
     try:
-        return torch.ops.torchvision
+        ops = torch.ops.torchvision
+        ops.roi_align.default  # noqa: B018
+        return ops
     except Exception:
         return None
+
+
+def _corner_values(flat, rows4):
+    """Corner rows [S, C] x 4 read from the channels-last input."""
+    return [flat.index_select(0, r) for r in rows4]
 
 
 def roi_align_forward(input, rois, output, argmax_y, argmax_x, aligned_height, aligned_width,
@@ -168,72 +187,56 @@ def roi_align_forward(input, rois, output, argmax_y, argmax_x, aligned_height, a
     if mode == 1:
         tv = _tv_roi_align(x, geo_all, sr)
         if tv is not None:
-            out = tv.roi_align(x.contiguous(), rois.contiguous(), scale, ph, pw, sr, bool(aligned))
-            output.copy_(out)
+            output.copy_(tv.roi_align(x.contiguous(), rois.contiguous(), scale, ph, pw, sr,
+                                      bool(aligned)))
             return
     floor_val = -torch.finfo(torch.float32).max if x.device.type == "cuda" else -10000.0
     flat = x.permute(0, 2, 3, 1).reshape(B * H * W, C)
-    res = x.new_empty((R, ph, pw, C))
+    res = x.new_empty((R * ph * pw, C))
     if mode == 0:
-        ay = x.new_empty((R, ph, pw, C))
-        ax = x.new_empty((R, ph, pw, C))
-    for r0, r1 in _chunks(R, ph * pw * C):
+        ay = x.new_empty((R * ph * pw, C))
+        ax = x.new_empty((R * ph * pw, C))
+    per_roi = ph * pw * C * max(1, int((geo_all.gh * geo_all.gw).float().mean().ceil()))
+    for r0, r1 in _chunks(R, per_roi):
         geo = _Rois(rois[r0:r1], ph, pw, scale, sr, bool(aligned))
-        n = r1 - r0
-        G_h = int(geo.gh.max()) if n else 0
-        G_w = int(geo.gw.max()) if n else 0
+        nb = (r1 - r0) * ph * pw
+        bins, roi, yc, xc = geo.samples()
+        inside, (y0, x0, y1, x1), w = _bilinear(yc, xc, H, W)
+        b = geo.batch[roi]
         if mode == 1:
-            acc = x.new_zeros((n, ph, pw, C))
-        else:
-            acc = x.new_full((n, ph, pw, C), floor_val)
-            by = x.new_full((n, ph, pw, C), -1.0)
-            bx = x.new_full((n, ph, pw, C), -1.0)
-        for iy in range(G_h):
-            for ix in range(G_w):
-                yc, xc = geo.coords(iy, ix)
-                yc, xc = yc.expand(n, ph, pw), xc.expand(n, ph, pw)
-                inside, (y0, x0, y1, x1), w = _bilinear(yc, xc, H, W)
-                val = None
-                for (yy, xx), wk in zip(((y0, x0), (y0, x1), (y1, x0), (y1, x1)), w):
-                    v = flat.index_select(0, _corner_index(geo.batch, H, W, yy, xx).reshape(-1))
-                    term = wk.unsqueeze(-1) * v.view(n, ph, pw, C)
-                    val = term if val is None else val + term
-                val = torch.where(inside.unsqueeze(-1), val, torch.zeros_like(val))
-                slot = geo.slot_valid(iy, ix).unsqueeze(-1)
-                if mode == 1:
-                    acc = torch.where(slot, acc + val, acc)
-                else:
-                    upd = slot & (val > acc)
-                    acc = torch.where(upd, val, acc)
-                    by = torch.where(upd, yc.unsqueeze(-1).expand_as(by), by)
-                    bx = torch.where(upd, xc.unsqueeze(-1).expand_as(bx), bx)
+            # samples outside add exactly 0: leave them out
+            keep = torch.nonzero(inside).flatten()
+            b, bins = b[keep], bins[keep]
+            y0, x0, y1, x1 = y0[keep], x0[keep], y1[keep], x1[keep]
+            w = [wk[keep] for wk in w]
+        v = _corner_values(flat, [_rows(b, H, W, y0, x0), _rows(b, H, W, y0, x1),
+                                  _rows(b, H, W, y1, x0), _rows(b, H, W, y1, x1)])
+        val = ((w[0][:, None] * v[0] + w[1][:, None] * v[1]) + w[2][:, None] * v[2]) \
+            + w[3][:, None] * v[3]
         if mode == 1:
+            # index_add_ adds the samples of a bin in (iy, ix) order, like the kernel's loop
+            acc = x.new_zeros((nb, C)).index_add_(0, bins, val)
             count = (geo.gh * geo.gw).clamp(min=1).to(x.dtype)
-            acc = acc / count[:, None, None, None]
-        else:
-            ay[r0:r1] = by
-            ax[r0:r1] = bx
-        res[r0:r1] = acc
-    output.copy_(res.permute(0, 3, 1, 2))
+            res[r0 * ph * pw:r1 * ph * pw] = acc / count.repeat_interleave(ph * pw)[:, None]
+            continue
+        val = val * inside.to(val.dtype)[:, None]  # a sample outside is a value of 0
+        idx = bins[:, None].expand_as(val)
+        best = x.new_full((nb, C), float("-inf")).scatter_reduce_(0, idx, val, "amax")
+        # the first sample reaching the maximum (the kernel's strict '>' scan)
+        order = torch.arange(val.shape[0], device=x.device)[:, None].expand_as(val)
+        hit = torch.where(val == best.gather(0, idx), order, torch.full_like(order, val.shape[0]))
+        first = torch.full((nb, C), val.shape[0], dtype=torch.int64,
+                           device=x.device).scatter_reduce_(0, idx, hit, "amin")
+        found = best > floor_val
+        safe = torch.where(found, first, torch.zeros_like(first))
+        lo, hi = r0 * ph * pw, r1 * ph * pw
+        res[lo:hi] = torch.where(found, best, torch.full_like(best, floor_val))
+        ay[lo:hi] = torch.where(found, yc[safe], torch.full_like(best, -1.0))
+        ax[lo:hi] = torch.where(found, xc[safe], torch.full_like(best, -1.0))
+    output.copy_(res.view(R, ph, pw, C).permute(0, 3, 1, 2))
     if mode == 0:
-        argmax_y.copy_(ay.permute(0, 3, 1, 2))
-        argmax_x.copy_(ax.permute(0, 3, 1, 2))
-
-
-def _splat(acc, batch, H, W, corners, contribs, keep):
-    """acc[corner, c] += contrib for the kept samples; every tensor is [n, ph, pw, C]-shaped."""
-    C = acc.shape[1]
-    shape = contribs[0].shape
-    chan = torch.arange(C, device=acc.device)
-    bidx = batch.view(-1, *([1] * (len(shape) - 1)))
-    flat = acc.view(-1)
-    for (yy, xx), contrib in zip(((corners[0], corners[1]), (corners[0], corners[3]),
-                                  (corners[2], corners[1]), (corners[2], corners[3])), contribs):
-        if yy.dim() < len(shape):
-            yy, xx = yy.unsqueeze(-1), xx.unsqueeze(-1)
-        idx = ((bidx * H + yy) * W + xx) * C + chan
-        contrib = torch.where(keep, contrib, torch.zeros_like(contrib))
-        flat.index_put_((idx.expand(shape).reshape(-1),), contrib.reshape(-1), accumulate=True)
+        argmax_y.copy_(ay.view(R, ph, pw, C).permute(0, 3, 1, 2))
+        argmax_x.copy_(ax.view(R, ph, pw, C).permute(0, 3, 1, 2))
 
 
 def roi_align_backward(grad_output, rois, argmax_y, argmax_x, grad_input, aligned_height,
@@ -246,8 +249,9 @@ def roi_align_backward(grad_output, rois, argmax_y, argmax_x, grad_input, aligne
     R = rois.shape[0]
     if R == 0:
         return
-    rois = rois.detach().to(grad_input.dtype)
-    gout = grad_output.detach().to(grad_input.dtype)
+    dt = grad_input.dtype
+    rois = rois.detach().to(dt)
+    gout = grad_output.detach().to(dt)
     geo_all = _Rois(rois, ph, pw, scale, sr, bool(aligned))
     if mode == 1:
         tv = _tv_roi_align(grad_input, geo_all, sr)
@@ -256,26 +260,38 @@ def roi_align_backward(grad_output, rois, argmax_y, argmax_x, grad_input, aligne
                                         H, W, sr, bool(aligned))
             grad_input.add_(gi)
             return
-    acc = torch.zeros((B * H * W, C), dtype=grad_input.dtype, device=grad_input.device)
-    g_all = gout.permute(0, 2, 3, 1)  # [R, ph, pw, C]
-    for r0, r1 in _chunks(R, ph * pw * C):
+    acc = torch.zeros((B * H * W, C), dtype=dt, device=grad_input.device)
+    g_all = gout.permute(0, 2, 3, 1).reshape(R * ph * pw, C)
+    per_roi = ph * pw * C * max(1, int((geo_all.gh * geo_all.gw).float().mean().ceil()))
+    for r0, r1 in _chunks(R, per_roi if mode == 1 else ph * pw * C * 4):
         geo = _Rois(rois[r0:r1], ph, pw, scale, sr, bool(aligned))
-        g = g_all[r0:r1]
+        g = g_all[r0 * ph * pw:r1 * ph * pw]
         if mode == 0:
-            yc = argmax_y[r0:r1].detach().to(grad_input.dtype).permute(0, 2, 3, 1)
-            xc = argmax_x[r0:r1].detach().to(grad_input.dtype).permute(0, 2, 3, 1)
-            inside, corners, w = _bilinear(yc, xc, H, W)
+            sl = slice(r0, r1)
+            yc = argmax_y[sl].detach().to(dt).permute(0, 2, 3, 1).reshape(-1, C)
+            xc = argmax_x[sl].detach().to(dt).permute(0, 2, 3, 1).reshape(-1, C)
+            inside, (y0, x0, y1, x1), w = _bilinear(yc, xc, H, W)
             keep = inside & (yc != -1.0)
-            _splat(acc, geo.batch, H, W, corners, tuple(g * wk for wk in w), keep)
+            b = geo.batch.repeat_interleave(ph * pw)[:, None]
+            chan = torch.arange(C, device=acc.device)
+            idx = torch.stack([_rows(b, H, W, y0, x0), _rows(b, H, W, y0, x1),
+                               _rows(b, H, W, y1, x0), _rows(b, H, W, y1, x1)], -1) * C \
+                + chan[None, :, None]
+            src = torch.stack([g * wk for wk in w], -1)
+            sel = keep.unsqueeze(-1).expand_as(src)
+            # order (bin, channel, corner): per element of grad_input the kernel's order
+            acc.view(-1).index_add_(0, idx[sel], src[sel])
             continue
-        n = r1 - r0
-        count = (geo.gh * geo.gw).to(grad_input.dtype)[:, None, None, None]
-        for iy in range(int(geo.gh.max())):
-            for ix in range(int(geo.gw.max())):
-                yc, xc = geo.coords(iy, ix)
-                inside, corners, w = _bilinear(yc.expand(n, ph, pw), xc.expand(n, ph, pw), H, W)
-                keep = (inside & geo.slot_valid(iy, ix)).unsqueeze(-1)
-                # (grad * w) / count per corner, like the kernels
-                _splat(acc, geo.batch, H, W, corners,
-                       tuple((g * wk.unsqueeze(-1)) / count for wk in w), keep)
+        bins, roi, yc, xc = geo.samples()
+        inside, (y0, x0, y1, x1), w = _bilinear(yc, xc, H, W)
+        keep = torch.nonzero(inside).flatten()
+        b = geo.batch[roi][keep]
+        y0, x0, y1, x1 = y0[keep], x0[keep], y1[keep], x1[keep]
+        count = (geo.gh * geo.gw).to(dt)[roi][keep][:, None]
+        gb = g[bins[keep]]
+        rows = torch.stack([_rows(b, H, W, y0, x0), _rows(b, H, W, y0, x1),
+                            _rows(b, H, W, y1, x0), _rows(b, H, W, y1, x1)], 1).reshape(-1)
+        # (grad * w) / count per corner, in the kernel's (sample, corner) order
+        src = torch.stack([(gb * wk[keep][:, None]) / count for wk in w], 1).reshape(-1, C)
+        acc.index_add_(0, rows, src)
     grad_input.add_(acc.view(B, H, W, C).permute(0, 3, 1, 2))
