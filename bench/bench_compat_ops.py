@@ -133,12 +133,12 @@ def main():
     x, rois = roi_inputs(g)
     for backward in (False, True):
         label = "roi_align 1000 RoIs 256x200x336 7x7 avg" + (" fwd+bwd" if backward else " fwd")
-        anchor = best(lambda: tv_roi(x, rois, backward), args.reps)
+        anchor = best(lambda bw=backward: tv_roi(x, rois, bw), args.reps)
         rows.append((label, "torchvision.ops.roi_align (anchor)", anchor, anchor))
         for name in ("", "torch"):
-            t = best(with_backend(name, lambda: roi_run(x, rois, 1, backward)), args.reps)
+            t = best(with_backend(name, lambda bw=backward: roi_run(x, rois, 1, bw)), args.reps)
             rows.append(("", "compat" + ("-" + name if name else ""), t, anchor))
-        t = best(lambda: roi_run(x, rois, 0, backward), args.reps)
+        t = best(lambda bw=backward: roi_run(x, rois, 0, bw), args.reps)
         rows.append(("", "compat max mode (pure path)", t, anchor))
 
     logits = torch.randn(120000, 80, generator=g)
