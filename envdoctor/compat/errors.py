@@ -1,7 +1,8 @@
 """Errors and the served-ops summary shared by the compat modules (stdlib only: hook.py uses it)."""
 
 # what the stand-in serves, for the messages of the hook and of the ops it does not serve
-SERVED_SUMMARY = "deformable convolution (v1, v2), nms, softnms, nms_match, roi_align, sigmoid_focal_loss"
+SERVED_SUMMARY = ("deformable convolution (v1, v2), nms, softnms, nms_match, roi_align, "
+                  "sigmoid_focal_loss, ms_deform_attn")
 
 
 class CompatUnsupportedError(RuntimeError):

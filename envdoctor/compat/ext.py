@@ -27,6 +27,7 @@ how to get a real build.
 from . import ops
 from .errors import SERVED_SUMMARY
 from .focal_loss import sigmoid_focal_loss_backward, sigmoid_focal_loss_forward
+from .ms_deform_attn import ms_deform_attn_backward, ms_deform_attn_forward
 from .nms import nms, nms_match, softnms
 from .roi_align import roi_align_backward, roi_align_forward
 
@@ -46,6 +47,8 @@ __all__ = [
     "roi_align_backward",
     "sigmoid_focal_loss_forward",
     "sigmoid_focal_loss_backward",
+    "ms_deform_attn_forward",
+    "ms_deform_attn_backward",
     "get_compiler_version",
     "get_compiling_cuda_version",
 ]
@@ -112,6 +115,8 @@ IMPLEMENTED = (
     "roi_align_backward",
     "sigmoid_focal_loss_forward",
     "sigmoid_focal_loss_backward",
+    "ms_deform_attn_forward",
+    "ms_deform_attn_backward",
     "get_compiler_version",
     "get_compiling_cuda_version",
 )

@@ -202,6 +202,27 @@ SCRIPT = textwrap.dedent(r'''
     fw = SigmoidFocalLoss(2.0, 0.25, weight=torch.tensor([1.0, 2.0, 3.0]), reduction="sum")
     res["focal_weighted"] = fw(torch.zeros(2, 3), torch.tensor([0, 2])).item()
 
+    # mmcv's own MultiScaleDeformableAttnFunction (the _ext kernels) vs mmcv's own grid_sample
+    # version, forward and gradients, float64
+    from mmcv.ops.multi_scale_deform_attn import (MultiScaleDeformableAttnFunction,
+                                                  multi_scale_deformable_attn_pytorch)
+    shapes = torch.tensor([[6, 8], [3, 4]])
+    start = torch.tensor([0, 48])
+    val = torch.randn(2, 60, 4, 8, dtype=torch.float64)
+    loc = torch.rand(2, 10, 4, 2, 4, 2, dtype=torch.float64) * 1.2 - 0.1
+    att = torch.rand(2, 10, 4, 2, 4, dtype=torch.float64).softmax(-1)
+    outs = []
+    for fn in ("ext", "pytorch"):
+        leaves = [t.clone().requires_grad_(True) for t in (val, loc, att)]
+        if fn == "ext":
+            o = MultiScaleDeformableAttnFunction.apply(leaves[0], shapes, start, leaves[1],
+                                                       leaves[2], 2)
+        else:
+            o = multi_scale_deformable_attn_pytorch(leaves[0], shapes, leaves[1], leaves[2])
+        o.backward(torch.linspace(-1, 1, o.numel(), dtype=o.dtype).view_as(o))
+        outs.append([o.detach()] + [t.grad for t in leaves])
+    res["msda_vs_mmcv_pytorch"] = max((a - b).abs().max().item() for a, b in zip(*outs))
+
     # other ops exist (hasattr) but explain themselves when called
     try:
         ext.psamask_forward(torch.zeros(1), torch.zeros(1), psa_type=0, num_=1, h_feature=1,
@@ -280,6 +301,7 @@ def test_mmcv_python_code_runs_on_the_standin(enabled_env):
     assert max(abs(a - b) for ra, rb in zip(res["focal"][1], want) for a, b in zip(ra, rb)) <= 1e-7
     # logit 0: p = 1/2; per row 0.25*0.25*log2 + 2 * 0.75*0.25*log2, times weight[label] (1, 3)
     assert abs(res["focal_weighted"] - 4 * (0.0625 + 0.375) * 0.6931471805599453) <= 1e-6
+    assert res["msda_vs_mmcv_pytorch"] <= 1e-10
     assert "mmcv._ext.psamask_forward is not available" in res["psamask"]
     assert "envdoctor fix" in res["psamask"]
 
