@@ -29,6 +29,7 @@ from .errors import SERVED_SUMMARY
 from .focal_loss import sigmoid_focal_loss_backward, sigmoid_focal_loss_forward
 from .ms_deform_attn import ms_deform_attn_backward, ms_deform_attn_forward
 from .nms import nms, nms_match, softnms
+from .rotated import box_iou_rotated, nms_rotated
 from .roi_align import roi_align_backward, roi_align_forward
 
 __all__ = [
@@ -49,6 +50,8 @@ __all__ = [
     "sigmoid_focal_loss_backward",
     "ms_deform_attn_forward",
     "ms_deform_attn_backward",
+    "box_iou_rotated",
+    "nms_rotated",
     "get_compiler_version",
     "get_compiling_cuda_version",
 ]
@@ -117,6 +120,8 @@ IMPLEMENTED = (
     "sigmoid_focal_loss_backward",
     "ms_deform_attn_forward",
     "ms_deform_attn_backward",
+    "box_iou_rotated",
+    "nms_rotated",
     "get_compiler_version",
     "get_compiling_cuda_version",
 )

@@ -25,7 +25,7 @@ import os
 
 import torch
 
-__all__ = ["nms", "softnms", "nms_match", "nms_keep_sorted"]
+__all__ = ["nms", "softnms", "nms_match", "nms_keep_sorted", "greedy_keep"]
 
 # rows of the pairwise-suppression matrix computed at once (bounds the float32 temporaries)
 _ROWS = 1024
@@ -63,22 +63,20 @@ def _to_bytes(t):
         return bytes(t.flatten().tolist())
 
 
-def nms_keep_sorted(boxes_sorted, thr, offset, rule):
-    """Greedy NMS over boxes already in score order; returns kept positions (int64, CPU).
+def greedy_keep(n, suppress_rows, device, rows_per_block=_ROWS):
+    """Greedy NMS given ``suppress_rows(rows, cols) -> bool [len(rows), n]`` over sorted boxes.
 
     The pairwise matrix is built in blocks of rows; the greedy scan then walks it with one
     Python integer per row as a bit set, so its cost is N small big-integer operations.
+    Returns the kept positions (int64, CPU).
     """
-    n = boxes_sorted.shape[0]
-    x1, y1, x2, y2 = _columns(boxes_sorted)
-    areas = (x2 - x1 + offset) * (y2 - y1 + offset)
     pad = (-n) % 8
-    bitw = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=x1.device)
-    allc = torch.arange(n, device=x1.device)
+    bitw = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=device)
+    allc = torch.arange(n, device=device)
     masks = []
-    for r0 in range(0, n, _ROWS):
-        rows = allc[r0:r0 + _ROWS]
-        sup = _overlap_rows(x1, y1, x2, y2, areas, rows, allc, offset, thr, rule)
+    for r0 in range(0, n, rows_per_block):
+        rows = allc[r0:r0 + rows_per_block]
+        sup = suppress_rows(rows, allc)
         sup &= allc[None, :] > rows[:, None]  # only later boxes are suppressed
         if pad:
             sup = torch.nn.functional.pad(sup, (0, pad))
@@ -94,6 +92,14 @@ def nms_keep_sorted(boxes_sorted, thr, offset, rule):
             keep.append(i)
             removed |= masks[i]
     return torch.tensor(keep, dtype=torch.int64)
+
+
+def nms_keep_sorted(boxes_sorted, thr, offset, rule):
+    """Greedy axis-aligned NMS over boxes already in score order; kept positions (int64, CPU)."""
+    x1, y1, x2, y2 = _columns(boxes_sorted)
+    areas = (x2 - x1 + offset) * (y2 - y1 + offset)
+    return greedy_keep(boxes_sorted.shape[0], lambda rows, cols: _overlap_rows(
+        x1, y1, x2, y2, areas, rows, cols, offset, thr, rule), x1.device)
 
 
 def _tv_nms():

@@ -223,6 +223,21 @@ SCRIPT = textwrap.dedent(r'''
         outs.append([o.detach()] + [t.grad for t in leaves])
     res["msda_vs_mmcv_pytorch"] = max((a - b).abs().max().item() for a, b in zip(*outs))
 
+    # mmcv's own rotated ops (values pinned by mmcv's test_box_iou_rotated.py, test_nms_rotated.py)
+    from mmcv.ops import box_iou_rotated, nms_rotated
+    rb1 = torch.tensor([[1.0, 1.0, 3.0, 4.0, 0.5], [2.0, 2.0, 3.0, 4.0, 0.6], [7.0, 7.0, 8.0, 8.0, 0.4]])
+    rb2 = torch.tensor([[0.0, 2.0, 2.0, 5.0, 0.3], [2.0, 1.0, 3.0, 3.0, 0.5], [5.0, 5.0, 6.0, 7.0, 0.4]])
+    res["box_iou_rotated"] = [box_iou_rotated(rb1, rb2).tolist(),
+                              box_iou_rotated(rb1, rb2, aligned=True).tolist(),
+                              box_iou_rotated(rb1 * torch.tensor([1, 1, 1, 1, -1.0]),
+                                              rb2 * torch.tensor([1, 1, 1, 1, -1.0]),
+                                              clockwise=False).tolist()]
+    nb5 = torch.tensor([[6.0, 3.0, 8.0, 7.0, 0.5, 0.7], [3.0, 6.0, 9.0, 11.0, 0.6, 0.8],
+                        [3.0, 7.0, 10.0, 12.0, 0.3, 0.5], [1.0, 4.0, 13.0, 7.0, 0.6, 0.9]])
+    rd, rk = nms_rotated(nb5[:, :5], nb5[:, -1], 0.5)
+    rd2, rk2 = nms_rotated(nb5[:, :5], nb5[:, -1], 0.5, torch.tensor([1.0, 0.0, 1.0, 0.0]))
+    res["nms_rotated"] = [rk.tolist(), rd[:, :5].tolist(), rk2.tolist()]
+
     # other ops exist (hasattr) but explain themselves when called
     try:
         ext.psamask_forward(torch.zeros(1), torch.zeros(1), psa_type=0, num_=1, h_feature=1,
@@ -302,6 +317,14 @@ def test_mmcv_python_code_runs_on_the_standin(enabled_env):
     # logit 0: p = 1/2; per row 0.25*0.25*log2 + 2 * 0.75*0.25*log2, times weight[label] (1, 3)
     assert abs(res["focal_weighted"] - 4 * (0.0625 + 0.375) * 0.6931471805599453) <= 1e-6
     assert res["msda_vs_mmcv_pytorch"] <= 1e-10
+    want = [[0.3708, 0.4351, 0.0000], [0.1104, 0.4487, 0.0424], [0.0000, 0.0000, 0.3622]]
+    for got in (res["box_iou_rotated"][0], res["box_iou_rotated"][2]):
+        assert max(abs(a - b) for ra, rb in zip(got, want) for a, b in zip(ra, rb)) <= 1e-4
+    assert max(abs(a - b) for a, b in zip(res["box_iou_rotated"][1], [0.3708, 0.4487, 0.3622])) <= 1e-4
+    assert res["nms_rotated"][0] == [3, 1, 0] and res["nms_rotated"][2] == [3, 1, 0]
+    assert res["nms_rotated"][1] == [[1.0, 4.0, 13.0, 7.0, 0.6000000238418579],
+                                     [3.0, 6.0, 9.0, 11.0, 0.6000000238418579],
+                                     [6.0, 3.0, 8.0, 7.0, 0.5]]
     assert "mmcv._ext.psamask_forward is not available" in res["psamask"]
     assert "envdoctor fix" in res["psamask"]
 
