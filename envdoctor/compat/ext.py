@@ -29,8 +29,9 @@ from .errors import SERVED_SUMMARY
 from .focal_loss import sigmoid_focal_loss_backward, sigmoid_focal_loss_forward
 from .ms_deform_attn import ms_deform_attn_backward, ms_deform_attn_forward
 from .nms import nms, nms_match, softnms
-from .rotated import box_iou_rotated, nms_rotated
 from .roi_align import roi_align_backward, roi_align_forward
+from .roi_align_rotated import roi_align_rotated_backward, roi_align_rotated_forward
+from .rotated import box_iou_rotated, nms_rotated
 
 __all__ = [
     "CompatOpUnavailableError",
@@ -52,6 +53,8 @@ __all__ = [
     "ms_deform_attn_backward",
     "box_iou_rotated",
     "nms_rotated",
+    "roi_align_rotated_forward",
+    "roi_align_rotated_backward",
     "get_compiler_version",
     "get_compiling_cuda_version",
 ]
@@ -122,6 +125,8 @@ IMPLEMENTED = (
     "ms_deform_attn_backward",
     "box_iou_rotated",
     "nms_rotated",
+    "roi_align_rotated_forward",
+    "roi_align_rotated_backward",
     "get_compiler_version",
     "get_compiling_cuda_version",
 )

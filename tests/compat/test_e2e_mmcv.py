@@ -238,6 +238,15 @@ SCRIPT = textwrap.dedent(r'''
     rd2, rk2 = nms_rotated(nb5[:, :5], nb5[:, -1], 0.5, torch.tensor([1.0, 0.0, 1.0, 0.0]))
     res["nms_rotated"] = [rk.tolist(), rd[:, :5].tolist(), rk2.tolist()]
 
+    # mmcv's own RoIAlignRotated (values pinned by mmcv's test_roi_align_rotated.py)
+    from mmcv.ops import roi_align_rotated
+    rrx = torch.tensor([[[[1., 2., 5., 6.], [3., 4., 7., 8.], [9., 10., 13., 14.],
+                          [11., 12., 15., 16.]]]], requires_grad=True)
+    rro = roi_align_rotated(rrx, torch.tensor([[0., 1.5, 1.5, 3., 3., 3.141592653589793 / 2]]),
+                            (2, 2), 1.0, 2, True)
+    rro.backward(torch.ones_like(rro))
+    res["roi_align_rotated"] = [rro.tolist(), rrx.grad[0, 0, 0].tolist()]
+
     # other ops exist (hasattr) but explain themselves when called
     try:
         ext.psamask_forward(torch.zeros(1), torch.zeros(1), psa_type=0, num_=1, h_feature=1,
@@ -325,6 +334,11 @@ def test_mmcv_python_code_runs_on_the_standin(enabled_env):
     assert res["nms_rotated"][1] == [[1.0, 4.0, 13.0, 7.0, 0.6000000238418579],
                                      [3.0, 6.0, 9.0, 11.0, 0.6000000238418579],
                                      [6.0, 3.0, 8.0, 7.0, 0.5]]
+    rr_out, rr_grad_row = res["roi_align_rotated"]
+    assert max(abs(a - b) for ra, rb in zip(rr_out[0][0], [[7.5625, 1.9375], [10.375, 4.75]])
+               for a, b in zip(ra, rb)) <= 1e-6
+    assert max(abs(a - b) for a, b in zip(rr_grad_row, [0.47265625, 0.4296875, 0.4296875,
+                                                        0.04296875])) <= 1e-6
     assert "mmcv._ext.psamask_forward is not available" in res["psamask"]
     assert "envdoctor fix" in res["psamask"]
 
