@@ -29,6 +29,7 @@ from .errors import SERVED_SUMMARY
 from .focal_loss import sigmoid_focal_loss_backward, sigmoid_focal_loss_forward
 from .ms_deform_attn import ms_deform_attn_backward, ms_deform_attn_forward
 from .nms import nms, nms_match, softnms
+from .psamask import psamask_backward, psamask_forward
 from .roi_align import roi_align_backward, roi_align_forward
 from .roi_align_rotated import roi_align_rotated_backward, roi_align_rotated_forward
 from .rotated import box_iou_rotated, nms_rotated
@@ -55,6 +56,8 @@ __all__ = [
     "nms_rotated",
     "roi_align_rotated_forward",
     "roi_align_rotated_backward",
+    "psamask_forward",
+    "psamask_backward",
     "get_compiler_version",
     "get_compiling_cuda_version",
 ]
@@ -127,6 +130,8 @@ IMPLEMENTED = (
     "nms_rotated",
     "roi_align_rotated_forward",
     "roi_align_rotated_backward",
+    "psamask_forward",
+    "psamask_backward",
     "get_compiler_version",
     "get_compiling_cuda_version",
 )

@@ -247,13 +247,33 @@ SCRIPT = textwrap.dedent(r'''
     rro.backward(torch.ones_like(rro))
     res["roi_align_rotated"] = [rro.tolist(), rrx.grad[0, 0, 0].tolist()]
 
+    # mmcv's own PSAMask (collect and distribute), forward and backward, vs a direct loop
+    from mmcv.ops import PSAMask
+    res["psamask"] = []
+    for kind in ("collect", "distribute"):
+        pm_x = torch.randn(2, 7 * 9, 4, 5, requires_grad=True)
+        pm_y = PSAMask(kind, (7, 9))(pm_x)
+        pm_y.backward(pm_y.detach())
+        want = torch.zeros(2, 20, 4, 5)
+        copied = torch.zeros(2, 7 * 9, 4, 5)
+        for h in range(4):
+            for w in range(5):
+                for hi in range(max(0, 3 - h), min(7, 4 + 3 - h)):
+                    for wi in range(max(0, 4 - w), min(9, 5 + 4 - w)):
+                        sh = (hi + h - 3) * 5 + (wi + w - 4)
+                        a, b = (sh, h * 5 + w) if kind == "collect" else (h * 5 + w, sh)
+                        want.view(2, 20, 20)[:, a, b] = pm_x.detach()[:, hi * 9 + wi, h, w]
+                        copied[:, hi * 9 + wi, h, w] = 1
+        # d(sum(y * y.detach()))/dx = x where x was copied, 0 elsewhere
+        res["psamask"].append([(pm_y.detach() - want).abs().max().item(),
+                               (pm_x.grad - pm_x.detach() * copied).abs().max().item()])
+
     # other ops exist (hasattr) but explain themselves when called
     try:
-        ext.psamask_forward(torch.zeros(1), torch.zeros(1), psa_type=0, num_=1, h_feature=1,
-                            w_feature=1, h_mask=1, w_mask=1, half_h_mask=0, half_w_mask=0)
-        res["psamask"] = "no error"
+        ext.tin_shift_forward(torch.zeros(1), torch.zeros(1), torch.zeros(1))
+        res["unserved"] = "no error"
     except NotImplementedError as e:
-        res["psamask"] = str(e)
+        res["unserved"] = str(e)
     print("RESULT " + json.dumps(res))
 ''')
 
@@ -339,8 +359,9 @@ def test_mmcv_python_code_runs_on_the_standin(enabled_env):
                for a, b in zip(ra, rb)) <= 1e-6
     assert max(abs(a - b) for a, b in zip(rr_grad_row, [0.47265625, 0.4296875, 0.4296875,
                                                         0.04296875])) <= 1e-6
-    assert "mmcv._ext.psamask_forward is not available" in res["psamask"]
-    assert "envdoctor fix" in res["psamask"]
+    assert res["psamask"] == [[0.0, 0.0], [0.0, 0.0]]
+    assert "mmcv._ext.tin_shift_forward is not available" in res["unserved"]
+    assert "envdoctor fix" in res["unserved"]
 
 
 def test_env_var_off_and_disable(enabled_env):
