@@ -27,6 +27,7 @@ how to get a real build.
 from . import ops
 from .errors import SERVED_SUMMARY
 from .focal_loss import sigmoid_focal_loss_backward, sigmoid_focal_loss_forward
+from .masked_conv import masked_col2im_forward, masked_im2col_forward
 from .ms_deform_attn import ms_deform_attn_backward, ms_deform_attn_forward
 from .nms import nms, nms_match, softnms
 from .psamask import psamask_backward, psamask_forward
@@ -58,6 +59,8 @@ __all__ = [
     "roi_align_rotated_backward",
     "psamask_forward",
     "psamask_backward",
+    "masked_im2col_forward",
+    "masked_col2im_forward",
     "get_compiler_version",
     "get_compiling_cuda_version",
 ]
@@ -132,6 +135,8 @@ IMPLEMENTED = (
     "roi_align_rotated_backward",
     "psamask_forward",
     "psamask_backward",
+    "masked_im2col_forward",
+    "masked_col2im_forward",
     "get_compiler_version",
     "get_compiling_cuda_version",
 )

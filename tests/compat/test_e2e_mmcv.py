@@ -268,6 +268,16 @@ SCRIPT = textwrap.dedent(r'''
         res["psamask"].append([(pm_y.detach() - want).abs().max().item(),
                                (pm_x.grad - pm_x.detach() * copied).abs().max().item()])
 
+    # mmcv's own MaskedConv2d (Guided Anchoring) vs conv2d * (mask > 0)
+    from mmcv.ops import MaskedConv2d
+    mc = MaskedConv2d(4, 6, 3, padding=1).double()
+    mc_x = torch.randn(1, 4, 10, 12, dtype=torch.float64)
+    mc_m = (torch.rand(1, 10, 12) > 0.5).double()
+    with torch.no_grad():
+        mc_y = mc(mc_x, mc_m)
+        mc_want = torch.nn.functional.conv2d(mc_x, mc.weight, mc.bias, padding=1) * (mc_m[:, None] > 0)
+    res["masked_conv"] = (mc_y - mc_want).abs().max().item()
+
     # other ops exist (hasattr) but explain themselves when called
     try:
         ext.tin_shift_forward(torch.zeros(1), torch.zeros(1), torch.zeros(1))
@@ -360,6 +370,7 @@ def test_mmcv_python_code_runs_on_the_standin(enabled_env):
     assert max(abs(a - b) for a, b in zip(rr_grad_row, [0.47265625, 0.4296875, 0.4296875,
                                                         0.04296875])) <= 1e-6
     assert res["psamask"] == [[0.0, 0.0], [0.0, 0.0]]
+    assert res["masked_conv"] <= 1e-12
     assert "mmcv._ext.tin_shift_forward is not available" in res["unserved"]
     assert "envdoctor fix" in res["unserved"]
 
