@@ -27,6 +27,7 @@ how to get a real build.
 from . import ops
 from .errors import SERVED_SUMMARY
 from .focal_loss import sigmoid_focal_loss_backward, sigmoid_focal_loss_forward
+from .fused_bias_act import fused_bias_leakyrelu
 from .masked_conv import masked_col2im_forward, masked_im2col_forward
 from .ms_deform_attn import ms_deform_attn_backward, ms_deform_attn_forward
 from .nms import nms, nms_match, softnms
@@ -61,6 +62,7 @@ __all__ = [
     "psamask_backward",
     "masked_im2col_forward",
     "masked_col2im_forward",
+    "fused_bias_leakyrelu",
     "get_compiler_version",
     "get_compiling_cuda_version",
 ]
@@ -137,6 +139,7 @@ IMPLEMENTED = (
     "psamask_backward",
     "masked_im2col_forward",
     "masked_col2im_forward",
+    "fused_bias_leakyrelu",
     "get_compiler_version",
     "get_compiling_cuda_version",
 )

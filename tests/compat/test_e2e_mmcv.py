@@ -278,6 +278,21 @@ SCRIPT = textwrap.dedent(r'''
         mc_want = torch.nn.functional.conv2d(mc_x, mc.weight, mc.bias, padding=1) * (mc_m[:, None] > 0)
     res["masked_conv"] = (mc_y - mc_want).abs().max().item()
 
+    # mmcv's own FusedBiasLeakyReLUFunction (the _ext path) vs mmcv's own bias_leakyrelu_ref
+    from mmcv.ops.fused_bias_leakyrelu import FusedBiasLeakyReLUFunction, bias_leakyrelu_ref
+    fb = []
+    for path in ("ext", "ref"):
+        fx = torch.linspace(-2, 2, 2 * 3 * 4 * 5, dtype=torch.float64).view(2, 3, 4, 5)
+        fx = fx.clone().requires_grad_(True)
+        fbias = torch.tensor([0.1, -0.3, 0.5], dtype=torch.float64, requires_grad=True)
+        if path == "ext":
+            fy = FusedBiasLeakyReLUFunction.apply(fx, fbias, 0.2, 2 ** 0.5)
+        else:
+            fy = bias_leakyrelu_ref(fx, fbias, 0.2, 2 ** 0.5)
+        fy.backward(torch.ones_like(fy))
+        fb.append([fy.detach(), fx.grad, fbias.grad])
+    res["fused_bias_leakyrelu"] = max((a - b).abs().max().item() for a, b in zip(*fb))
+
     # other ops exist (hasattr) but explain themselves when called
     try:
         ext.tin_shift_forward(torch.zeros(1), torch.zeros(1), torch.zeros(1))
@@ -371,6 +386,7 @@ def test_mmcv_python_code_runs_on_the_standin(enabled_env):
                                                         0.04296875])) <= 1e-6
     assert res["psamask"] == [[0.0, 0.0], [0.0, 0.0]]
     assert res["masked_conv"] <= 1e-12
+    assert res["fused_bias_leakyrelu"] <= 1e-6  # the kernel's alpha and scale are float32
     assert "mmcv._ext.tin_shift_forward is not available" in res["unserved"]
     assert "envdoctor fix" in res["unserved"]
 
