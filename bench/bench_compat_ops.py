@@ -13,7 +13,13 @@ R-50-FPN, 800x1333 input):
 * roi_align: the bbox head, 1000 RoIs on the stride-4 level (C=256, 200x336), 7x7,
   ``sampling_ratio=0``, aligned, avg mode; forward and forward+backward; max mode too;
 * sigmoid focal loss: RetinaNet's classification loss, 120,000 anchors x 80 classes, fp32,
-  forward and backward kernels.
+  forward and backward kernels;
+* ms_deform_attn: Deformable DETR's encoder layer (bs 1, 4 levels of a 800x1066 input at
+  strides 8-64 = 17,821 queries, 8 heads x 32 channels, 4 points), forward and backward
+  kernels; anchor: the grid_sample formulation mmcv itself runs on the CPU
+  (``multi_scale_deformable_attn_pytorch``, re-written here), forward and autograd backward;
+* box_iou_rotated: 2,000 x 2,000 rotated boxes (mmrotate's test-time NMS size); no anchor
+  (torchvision has no rotated IoU), absolute time only.
 
 Variants: ``compat`` (what the stand-in does: the torchvision fast path where it is
 provably identical), ``compat-torch`` (``ENVDOCTOR_COMPAT_BACKEND=torch``: pure PyTorch).
@@ -108,6 +114,44 @@ class Rows(list):
         print("%-44s %-42s %9.4f %6.2fx" % (case, variant, t, t / a), flush=True)
 
 
+def msda_inputs(g):
+    shapes = torch.tensor([[100, 134], [50, 67], [25, 34], [13, 17]])
+    start = torch.cat([torch.zeros(1, dtype=torch.int64), (shapes[:, 0] * shapes[:, 1]).cumsum(0)[:-1]])
+    keys = int((shapes[:, 0] * shapes[:, 1]).sum())
+    value = torch.randn(1, keys, 8, 32, generator=g)
+    loc = torch.rand(1, keys, 8, 4, 4, 2, generator=g)
+    attn = torch.rand(1, keys, 8, 4, 4, generator=g).softmax(-1)
+    return value, shapes, start, loc, attn
+
+
+def msda_grid_sample(value, shapes, loc, attn, backward):
+    """The grid_sample formulation (what mmcv computes on the CPU), forward (+ autograd bwd)."""
+    leaves = [t.detach().requires_grad_(backward) for t in (value, loc, attn)]
+    v, lc, at = leaves
+    bs, _, heads, C = v.shape
+    with torch.set_grad_enabled(backward):
+        splits = v.split([int(h * w) for h, w in shapes.tolist()], dim=1)
+        grids = 2 * lc - 1
+        outs = []
+        for lv, (h, w) in enumerate(shapes.tolist()):
+            vl = splits[lv].flatten(2).transpose(1, 2).reshape(bs * heads, C, h, w)
+            gl = grids[:, :, :, lv].transpose(1, 2).flatten(0, 1)
+            outs.append(torch.nn.functional.grid_sample(vl, gl, mode="bilinear",
+                                                        padding_mode="zeros", align_corners=False))
+        a = at.transpose(1, 2).reshape(bs * heads, 1, lc.shape[1], -1)
+        out = (torch.stack(outs, dim=-2).flatten(-2) * a).sum(-1).view(bs, heads * C, lc.shape[1])
+        if backward:
+            out.sum().backward()
+
+
+def msda_ext(value, shapes, start, loc, attn, backward):
+    out = ext.ms_deform_attn_forward(value, shapes, start, loc, attn, im2col_step=64)
+    if backward:
+        gv, gl, ga = torch.zeros_like(value), torch.zeros_like(loc), torch.zeros_like(attn)
+        ext.ms_deform_attn_backward(value, shapes, start, loc, attn, torch.ones_like(out), gv, gl,
+                                    ga, im2col_step=64)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)
@@ -155,6 +199,21 @@ def main():
     t = best(lambda: ext.sigmoid_focal_loss_backward(logits, labels, logits.new_empty(0), out,
                                                      gamma=2.0, alpha=0.25), args.reps)
     rows.append(("", "compat backward kernel", t, anchor))
+
+    value, shapes, start, loc, attn = msda_inputs(g)
+    for backward in (False, True):
+        label = "ms_deform_attn DETR encoder" + (" fwd+bwd" if backward else " fwd")
+        anchor = best(lambda bw=backward: msda_grid_sample(value, shapes, loc, attn, bw),
+                      args.reps)
+        rows.append((label, "grid_sample formulation (mmcv on CPU)", anchor, anchor))
+        t = best(lambda bw=backward: msda_ext(value, shapes, start, loc, attn, bw), args.reps)
+        rows.append(("", "compat kernels", t, anchor))
+
+    rb = torch.cat([torch.rand(2000, 2, generator=g) * 1000, torch.rand(2000, 2, generator=g) * 80 + 4,
+                    (torch.rand(2000, 1, generator=g) - 0.5) * 3.14], 1)
+    ious = rb.new_zeros(2000 * 2000)
+    t = best(lambda: ext.box_iou_rotated(rb, rb, ious, mode_flag=0, aligned=False), args.reps)
+    rows.append(("box_iou_rotated 2000x2000", "compat (no anchor: absolute)", t, t))
 
 
 
