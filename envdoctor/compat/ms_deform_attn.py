@@ -77,30 +77,34 @@ class _Samples(object):
         base = start.to(dev).view(1, 1, 1, nl, 1)
         b = torch.arange(bs, device=dev).view(bs, 1, 1, 1, 1)
         m = torch.arange(heads, device=dev).view(1, 1, heads, 1, 1)
-        self.rows, self.ok = [], []
+        rows, oks = [], []
         for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
             yy, xx = y0 + dy, x0 + dx
             ok = self.valid & (yy >= 0) & (yy <= H - 1) & (xx >= 0) & (xx <= W - 1)
             key = base + yy.clamp(min=0) * W + xx.clamp(min=0)
             key = torch.where(ok, key, torch.zeros_like(key))
-            self.rows.append(((b * keys + key) * heads + m).reshape(-1))
-            self.ok.append(ok)
+            rows.append((b * keys + key) * heads + m)
+            oks.append(ok)
         hy, hx, ly, lx = self.hy, self.hx, self.ly, self.lx
-        self.w = (hy * hx, hy * lx, ly * hx, ly * lx)
         self.shape = self.valid.shape  # [bs, q, heads, levels, points]
+        n = self.shape[0] * self.shape[1] * self.shape[2]
+        # per (batch, query, head): the levels x points x 4 corners, corner last
+        self.rows = torch.stack(rows, -1).reshape(n, -1)
+        self.ok = torch.stack(oks, -1).to(dt)
+        # corner weights, zero for corners outside the level (and samples outside the window)
+        self.w = torch.stack((hy * hx, hy * lx, ly * hx, ly * lx), -1) * self.ok
+        self.n = n
         self.H, self.W = H.to(dt), W.to(dt)
 
-    def corners(self, vflat):
-        """Corner values [..., C] (0 for corners outside the level)."""
-        C = vflat.shape[1]
-        return [vflat.index_select(0, r).view(*self.shape, C) * ok.unsqueeze(-1).to(vflat.dtype)
-                for r, ok in zip(self.rows, self.ok)]
+    def gather(self, vflat):
+        """Corner values [n, levels*points*4, C] (rows of corners outside read a dummy row)."""
+        return vflat.index_select(0, self.rows.reshape(-1)).view(self.n, -1, vflat.shape[1])
 
 
 def _chunks(value, loc):
     bs, _, heads, C = value.shape
     nq, nl, npt = loc.shape[1], loc.shape[3], loc.shape[4]
-    per_q = max(1, bs * heads * nl * npt * C * 4)
+    per_q = max(1, bs * heads * nl * npt * 4 * C)
     step = max(1, _CHUNK_ELEMS // per_q)
     for q0 in range(0, nq, step):
         yield q0, min(nq, q0 + step)
@@ -117,14 +121,11 @@ def ms_deform_attn_forward(value, value_spatial_shapes, value_level_start_index,
     bs, _, heads, C = v.shape
     nq = loc.shape[1]
     vflat = v.reshape(-1, C)
-    out = v.new_zeros((bs, nq, heads, C))
+    out = v.new_empty((bs, nq, heads, C))
     for q0, q1 in _chunks(v, loc):
         s = _Samples(v, value_spatial_shapes, value_level_start_index, loc, q0, q1)
-        c = s.corners(vflat)
-        val = ((s.w[0].unsqueeze(-1) * c[0] + s.w[1].unsqueeze(-1) * c[1])
-               + s.w[2].unsqueeze(-1) * c[2]) + s.w[3].unsqueeze(-1) * c[3]
-        val = val * (attn[:, q0:q1] * s.valid.to(v.dtype)).unsqueeze(-1)
-        out[:, q0:q1] = val.sum((3, 4))
+        wa = (s.w * attn[:, q0:q1].unsqueeze(-1)).reshape(s.n, 1, -1)
+        out[:, q0:q1] = torch.bmm(wa, s.gather(vflat)).view(bs, q1 - q0, heads, C)
     return out.view(bs, nq, heads * C)
 
 
@@ -145,17 +146,17 @@ def ms_deform_attn_backward(value, value_spatial_shapes, value_level_start_index
     gv = torch.zeros_like(vflat)
     for q0, q1 in _chunks(v, loc):
         s = _Samples(v, value_spatial_shapes, value_level_start_index, loc, q0, q1)
-        c = s.corners(vflat)
-        tg = g_all[:, q0:q1].unsqueeze(3).unsqueeze(3)  # [bs, q, heads, 1, 1, C]
-        a = attn[:, q0:q1] * s.valid.to(dt)
-        tgv = tg * a.unsqueeze(-1)  # grad x attention weight, per sample and channel
-        for k in range(4):
-            src = (s.w[k] * s.ok[k].to(dt)).unsqueeze(-1) * tgv
-            gv.index_add_(0, s.rows[k], src.reshape(-1, C))
-        A = [(tg * ck).sum(-1) for ck in c]  # grad . corner value
-        g_attn = (s.w[0] * A[0] + s.w[1] * A[1] + s.w[2] * A[2] + s.w[3] * A[3]) * s.valid.to(dt)
-        gx = s.W * a * (s.hy * (A[1] - A[0]) + s.ly * (A[3] - A[2]))
-        gy = s.H * a * (s.hx * (A[2] - A[0]) + s.lx * (A[3] - A[1]))
+        tg = g_all[:, q0:q1].reshape(s.n, C, 1)
+        a = attn[:, q0:q1]
+        # grad . corner value, per corner; corners outside count 0
+        A = torch.bmm(s.gather(vflat), tg).view(s.ok.shape) * s.ok
+        wa = (s.w * a.unsqueeze(-1)).reshape(s.n, -1, 1)
+        gv.index_add_(0, s.rows.reshape(-1), (wa * tg.view(s.n, 1, C)).reshape(-1, C))
+        A0, A1, A2, A3 = A.unbind(-1)
+        valid = s.valid.to(dt)
+        g_attn = (s.w * A).sum(-1) * valid
+        gx = s.W * a * valid * (s.hy * (A1 - A0) + s.ly * (A3 - A2))
+        gy = s.H * a * valid * (s.hx * (A2 - A0) + s.lx * (A3 - A1))
         grad_attn_weight[:, q0:q1] += g_attn.to(grad_attn_weight.dtype)
         grad_sampling_loc[:, q0:q1] += torch.stack((gx, gy), -1).to(grad_sampling_loc.dtype)
     grad_value += gv.view(grad_value.shape).to(grad_value.dtype)
