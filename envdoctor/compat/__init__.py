@@ -1,11 +1,12 @@
-"""envdoctor compat layer: an exact deformable convolution with mmcv's API.
+"""envdoctor compat layer: exact mmcv ops in PyTorch, with mmcv's API and ``_ext`` signatures.
 
 * :mod:`.ops` -- functional ``deform_conv2d`` / ``modulated_deform_conv2d``
   (backends ``"torch"``, ``"torchvision"``, ``"auto"``);
 * :mod:`.mmcv_api` -- ``DeformConv2d``, ``DeformConv2dPack``,
   ``ModulatedDeformConv2d``, ``ModulatedDeformConv2dPack`` with mmcv's
   names, arguments and state_dict keys;
-* :mod:`.ext` -- a stand-in for ``mmcv._ext`` with mmcv's kernel signatures;
+* :mod:`.ext` -- a stand-in for ``mmcv._ext`` with mmcv's kernel signatures
+  (deformable convolution, :mod:`.nms`, :mod:`.roi_align`, :mod:`.focal_loss`);
 * :mod:`.hook` -- the ``.pth`` import hook and ``enable()`` / ``disable()``.
 
 Self-contained: it imports only the standard library, torch and (lazily)

@@ -1,10 +1,12 @@
 """A stand-in for ``mmcv._ext`` (mmcv's compiled extension module).
 
-It provides mmcv's kernel entry points for deformable convolution with the
-signatures of mmcv's own pybind11 bindings (mmcv 1.x and 2.x use the same
-ones), so mmcv's unmodified Python classes (``mmcv.ops.DeformConv2d``,
-``ModulatedDeformConv2dPack``, ...) run on it.  Like the real kernels they
-write into caller-allocated tensors and return None:
+It provides mmcv's kernel entry points for deformable convolution (here), NMS
+(:mod:`.nms`), RoIAlign (:mod:`.roi_align`) and the sigmoid focal loss
+(:mod:`.focal_loss`) with the signatures of mmcv's own pybind11 bindings (mmcv
+1.x and 2.x use the same ones), so mmcv's unmodified Python classes
+(``mmcv.ops.DeformConv2d``, ``ModulatedDeformConv2dPack``, ``nms``, ``RoIAlign``,
+...) run on it; ``IMPLEMENTED`` lists what is served.  Like the real kernels
+the deformable-convolution ones write into caller-allocated tensors and return None:
 
 * ``deform_conv_forward`` -> ``output``; ``deform_conv_backward_input`` ->
   ``gradInput`` (accumulated) and ``gradOffset`` (overwritten);
@@ -23,6 +25,16 @@ how to get a real build.
 """
 
 from . import ops
+from .errors import SERVED_SUMMARY
+from .focal_loss import sigmoid_focal_loss_backward, sigmoid_focal_loss_forward
+from .fused_bias_act import fused_bias_leakyrelu
+from .masked_conv import masked_col2im_forward, masked_im2col_forward
+from .ms_deform_attn import ms_deform_attn_backward, ms_deform_attn_forward
+from .nms import nms, nms_match, softnms
+from .psamask import psamask_backward, psamask_forward
+from .roi_align import roi_align_backward, roi_align_forward
+from .roi_align_rotated import roi_align_rotated_backward, roi_align_rotated_forward
+from .rotated import box_iou_rotated, nms_rotated
 
 __all__ = [
     "CompatOpUnavailableError",
@@ -33,6 +45,24 @@ __all__ = [
     "deform_conv_backward_parameters",
     "modulated_deform_conv_forward",
     "modulated_deform_conv_backward",
+    "nms",
+    "softnms",
+    "nms_match",
+    "roi_align_forward",
+    "roi_align_backward",
+    "sigmoid_focal_loss_forward",
+    "sigmoid_focal_loss_backward",
+    "ms_deform_attn_forward",
+    "ms_deform_attn_backward",
+    "box_iou_rotated",
+    "nms_rotated",
+    "roi_align_rotated_forward",
+    "roi_align_rotated_backward",
+    "psamask_forward",
+    "psamask_backward",
+    "masked_im2col_forward",
+    "masked_col2im_forward",
+    "fused_bias_leakyrelu",
     "get_compiler_version",
     "get_compiling_cuda_version",
 ]
@@ -92,6 +122,24 @@ IMPLEMENTED = (
     "deform_conv_backward_parameters",
     "modulated_deform_conv_forward",
     "modulated_deform_conv_backward",
+    "nms",
+    "softnms",
+    "nms_match",
+    "roi_align_forward",
+    "roi_align_backward",
+    "sigmoid_focal_loss_forward",
+    "sigmoid_focal_loss_backward",
+    "ms_deform_attn_forward",
+    "ms_deform_attn_backward",
+    "box_iou_rotated",
+    "nms_rotated",
+    "roi_align_rotated_forward",
+    "roi_align_rotated_backward",
+    "psamask_forward",
+    "psamask_backward",
+    "masked_im2col_forward",
+    "masked_col2im_forward",
+    "fused_bias_leakyrelu",
     "get_compiler_version",
     "get_compiling_cuda_version",
 )
@@ -105,11 +153,11 @@ def _unavailable(name):
     def op(*args, **kwargs):
         raise CompatOpUnavailableError(
             "mmcv._ext.%s is not available: mmcv's compiled extension could not be loaded and "
-            "envdoctor's compat layer only provides deformable convolution "
-            "(deform_conv_*, modulated_deform_conv_*). To use %s, install an mmcv build with "
+            "envdoctor's compat layer only provides %s. To use %s, install an mmcv build with "
             "compiled ops that matches this torch/CUDA/Python: run `envdoctor check` to see why "
-            "the real mmcv._ext does not load and `envdoctor fix --apply` to install a matching "
-            "wheel." % (name, name))
+            "the real mmcv._ext does not load and `envdoctor fix --apply --strategy wheel` to "
+            "install a matching wheel (or build mmcv from source with its ops)."
+            % (name, SERVED_SUMMARY, name))
 
     op.__name__ = name
     op.__qualname__ = name

@@ -66,11 +66,13 @@ def _announce(reason):
     if _state["announced"]:
         return
     _state["announced"] = True
+    from .errors import SERVED_SUMMARY  # here, not at start-up: the .pth line stays minimal
+
     try:
         sys.stderr.write(
             "envdoctor-compat: serving mmcv._ext from the envdoctor compat layer (%s); only "
-            "deformable convolution ops are available. Set %s=0 to disable.\n"
-            % (reason, ENV_VAR))
+            "these ops are available: %s. Set %s=0 to disable.\n"
+            % (reason, SERVED_SUMMARY, ENV_VAR))
         sys.stderr.flush()
     except Exception:  # pragma: no cover - a closed stderr must not break the import
         pass

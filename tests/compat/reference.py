@@ -18,6 +18,12 @@ Written from the mathematical definition of mmcv's kernels (research notes
 """
 
 import math
+import struct
+
+
+def _floorf(v):
+    """C's ``floorf`` applied to a double: the value is rounded to float32 first."""
+    return math.floor(struct.unpack("f", struct.pack("f", v))[0])
 
 
 def _nested_zeros(*shape):
@@ -27,10 +33,18 @@ def _nested_zeros(*shape):
 
 
 def reference(x, offset, weight, mask=None, bias=None, stride=(1, 1), padding=(0, 0),
-              dilation=(1, 1), groups=1, deform_groups=1, grad_out=None):
+              dilation=(1, 1), groups=1, deform_groups=1, grad_out=None, floor="exact"):
     """Return dict(out, and if grad_out is given: input, offset, mask, weight, bias grads).
 
     All tensors arguments are nested Python lists (``tensor.tolist()``).
+
+    ``floor="floorf"`` replays mmcv's modulated CPU kernel and all its CUDA kernels as
+    written (modulated_deform_conv.cpp, *_cuda_kernel.cuh): the corner row/column is
+    ``floorf(y)`` (float32 rounding first, also for double tensors) and the corners are read
+    with the kernels' own bounds checks (``h_low >= 0``, ``h_high <= H-1``, ...) from the
+    flat tensor, so a row index of ``H`` reads the next channel's first row.  Reads past the
+    end of the tensor give 0 here (undefined memory in mmcv).  The input gradient is not
+    returned in that mode: mmcv's col2im does not use ``floorf``.
     """
     B, C, H, W = len(x), len(x[0]), len(x[0][0]), len(x[0][0][0])
     Cout, Cgr, kh, kw = len(weight), len(weight[0]), len(weight[0][0]), len(weight[0][0][0])
@@ -47,6 +61,27 @@ def reference(x, offset, weight, mask=None, bias=None, stride=(1, 1), padding=(0
         if 0 <= yy < H and 0 <= xx < W:
             return x[b][c][yy][xx]
         return 0.0
+
+    def pix_flat(b, c, yy, xx):
+        # mmcv's pointer arithmetic: plane (b, c) + yy*W + xx, wherever that lands
+        i = ((b * C + c) * H + yy) * W + xx
+        if 0 <= i < B * C * H * W:
+            i, xx = divmod(i, W)
+            i, yy = divmod(i, H)
+            bb, cc = divmod(i, C)
+            return x[bb][cc][yy][xx]
+        return 0.0
+
+    def corners(b, c, y0, x0):
+        if floor == "exact":
+            return (pix(b, c, y0, x0), pix(b, c, y0, x0 + 1), pix(b, c, y0 + 1, x0),
+                    pix(b, c, y0 + 1, x0 + 1))
+        return (pix_flat(b, c, y0, x0) if y0 >= 0 and x0 >= 0 else 0.0,
+                pix_flat(b, c, y0, x0 + 1) if y0 >= 0 and x0 + 1 <= W - 1 else 0.0,
+                pix_flat(b, c, y0 + 1, x0) if y0 + 1 <= H - 1 and x0 >= 0 else 0.0,
+                pix_flat(b, c, y0 + 1, x0 + 1) if y0 + 1 <= H - 1 and x0 + 1 <= W - 1 else 0.0)
+
+    floor_fn = {"exact": math.floor, "floorf": _floorf}[floor]
 
     # samples[b][c][k][oh][ow] = (valid, y0, x0, ly, lx, m, value_without_mask)
     cols = _nested_zeros(B, C, K, Ho, Wo)
@@ -68,16 +103,13 @@ def reference(x, offset, weight, mask=None, bias=None, stride=(1, 1), padding=(0
                             if not valid:
                                 info[b, c, k, oh, ow] = (False,)
                                 continue
-                            y0 = math.floor(y)
-                            x0 = math.floor(xx)
+                            y0 = floor_fn(y)
+                            x0 = floor_fn(xx)
                             ly = y - y0
                             lx = xx - x0
                             hy = 1.0 - ly
                             hx = 1.0 - lx
-                            v1 = pix(b, c, y0, x0)
-                            v2 = pix(b, c, y0, x0 + 1)
-                            v3 = pix(b, c, y0 + 1, x0)
-                            v4 = pix(b, c, y0 + 1, x0 + 1)
+                            v1, v2, v3, v4 = corners(b, c, y0, x0)
                             val = hy * hx * v1 + hy * lx * v2 + ly * hx * v3 + ly * lx * v4
                             cols[b][c][k][oh][ow] = m * val
                             info[b, c, k, oh, ow] = (True, y0, x0, ly, lx, hy, hx, m, val,
@@ -135,7 +167,9 @@ def reference(x, offset, weight, mask=None, bias=None, stride=(1, 1), padding=(0
                             d_x = -hy * v1 + hy * v2 - ly * v3 + ly * v4
                             g_off[b][g * 2 * K + 2 * k][oh][ow] += m * gc * d_y
                             g_off[b][g * 2 * K + 2 * k + 1][oh][ow] += m * gc * d_x
-    res.update(input=g_x, offset=g_off, weight=g_w)
+    res.update(offset=g_off, weight=g_w)
+    if floor == "exact":
+        res["input"] = g_x
     if bias is not None:
         res["bias"] = g_b
     if mask is not None:

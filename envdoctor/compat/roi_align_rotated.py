@@ -1,0 +1,138 @@
+"""mmcv's ``roi_align_rotated_forward`` / ``_backward`` kernels, exact, in PyTorch.
+
+RoIs ``(batch, cx, cy, w, h, theta)`` (csrc/pytorch/cpu/roi_align_rotated.cpp; CUDA the same):
+centre ``c * scale - (0.5 if aligned else 0)``, size ``w * scale`` (unaligned sizes clamped to
+>= 1, aligned ones must not be negative), ``theta`` negated when ``clockwise``; the bin grid and
+sample offsets are roi_align's (``sampling_ratio`` or ``ceilf(size / pooled)``), measured from
+``-size/2`` and rotated: ``y = yy*cos - xx*sin + cy``, ``x = yy*sin + xx*cos + cx``; bilinear as
+roi_align (zero outside [-1, H], clamped); the average over ``max(gh*gw, 1)`` samples, summed
+in (iy, ix) order; backward ``(grad * w) / (gh*gw)`` to the four corners, accumulated.
+
+mmcv's backward binding is called positionally as ``(top_grad, rois, bottom_grad, ...)``
+although pybind names those positions ``rois, grad_input, grad_output``; the positions are
+what counts and are kept.
+"""
+
+import math
+
+import torch
+
+from .errors import CompatUnsupportedError
+from .roi_align import _CHUNK_ELEMS, _DTYPES, _bilinear, _f32, _Rois, _rows
+
+__all__ = ["roi_align_rotated_forward", "roi_align_rotated_backward"]
+
+
+class _RotRois(_Rois):
+    """roi_align's per-RoI geometry around the centre, plus the rotation."""
+
+    def __init__(self, rois, ph, pw, scale, sampling_ratio, aligned, clockwise):
+        off = 0.5 if aligned else 0.0
+        self.batch = rois[:, 0].to(torch.int64)
+        self.cx = rois[:, 1] * scale - off
+        self.cy = rois[:, 2] * scale - off
+        rw = rois[:, 3] * scale
+        rh = rois[:, 4] * scale
+        theta = -rois[:, 5] if clockwise else rois[:, 5]
+        self.cos, self.sin = torch.cos(theta), torch.sin(theta)
+        if aligned:
+            if bool(((rw < 0) | (rh < 0)).any()):
+                raise RuntimeError("ROIs in ROIAlignRotated do not have non-negative size!")
+        else:
+            rw = rw.clamp(min=1.0)
+            rh = rh.clamp(min=1.0)
+        self.bw, self.bh = rw / pw, rh / ph
+        if sampling_ratio > 0:
+            self.gh = torch.full_like(self.batch, sampling_ratio)
+            self.gw = torch.full_like(self.batch, sampling_ratio)
+        else:
+            self.gh = (rh / ph).to(torch.float32).ceil().to(torch.int64)
+            self.gw = (rw / pw).to(torch.float32).ceil().to(torch.int64)
+        self.sh, self.sw = -rh / 2.0, -rw / 2.0
+        self.ph, self.pw = ph, pw
+        self.rh, self.rw = rh, rw
+
+    def rotated_samples(self):
+        bins, roi, yy, xx = self.samples()
+        c, s = self.cos[roi], self.sin[roi]
+        y = yy * c - xx * s + self.cy[roi]
+        x = yy * s + xx * c + self.cx[roi]
+        return bins, roi, y, x
+
+
+def _args(input, rois, ph, pw, scale, sr):
+    if input.dtype not in _DTYPES:
+        raise CompatUnsupportedError("roi_align_rotated: dtype %s is not served (float32 and "
+                                     "float64 are)" % (input.dtype,))
+    if rois.dim() != 2 or rois.shape[1] != 6:
+        raise ValueError("roi_align_rotated: rois must be (N, 6) = (batch, cx, cy, w, h, theta)")
+    return int(ph), int(pw), _f32(scale), int(sr)
+
+
+def _chunks(geo_all, R, ph, pw, C):
+    per = ph * pw * C * max(1, int(math.ceil(float((geo_all.gh * geo_all.gw).float().mean()))))
+    step = max(1, _CHUNK_ELEMS // per)
+    for r0 in range(0, R, step):
+        yield r0, min(R, r0 + step)
+
+
+def roi_align_rotated_forward(input, rois, output, pooled_height, pooled_width, spatial_scale,
+                              sampling_ratio, aligned, clockwise):
+    """``mmcv._ext.roi_align_rotated_forward``: fills ``output`` [R, C, ph, pw]."""
+    ph, pw, scale, sr = _args(input, rois, pooled_height, pooled_width, spatial_scale,
+                              sampling_ratio)
+    B, C, H, W = input.shape
+    R = rois.shape[0]
+    if R == 0:
+        return
+    x = input.detach()
+    rois = rois.detach().to(x.dtype)
+    flat = x.permute(0, 2, 3, 1).reshape(B * H * W, C)
+    res = x.new_empty((R * ph * pw, C))
+    geo_all = _RotRois(rois, ph, pw, scale, sr, bool(aligned), bool(clockwise))
+    for r0, r1 in _chunks(geo_all, R, ph, pw, C):
+        geo = _RotRois(rois[r0:r1], ph, pw, scale, sr, bool(aligned), bool(clockwise))
+        bins, roi, yc, xc = geo.rotated_samples()
+        inside, (y0, x0, y1, x1), w = _bilinear(yc, xc, H, W)
+        keep = torch.nonzero(inside).flatten()
+        b, bins = geo.batch[roi][keep], bins[keep]
+        y0, x0, y1, x1 = y0[keep], x0[keep], y1[keep], x1[keep]
+        w = [wk[keep][:, None] for wk in w]
+        v = [flat.index_select(0, _rows(b, H, W, yy, xx))
+             for yy, xx in ((y0, x0), (y0, x1), (y1, x0), (y1, x1))]
+        val = ((w[0] * v[0] + w[1] * v[1]) + w[2] * v[2]) + w[3] * v[3]
+        acc = x.new_zeros(((r1 - r0) * ph * pw, C)).index_add_(0, bins, val)
+        count = (geo.gh * geo.gw).clamp(min=1).to(x.dtype).repeat_interleave(ph * pw)
+        res[r0 * ph * pw:r1 * ph * pw] = acc / count[:, None]
+    output.copy_(res.view(R, ph, pw, C).permute(0, 3, 1, 2))
+
+
+def roi_align_rotated_backward(rois, grad_input, grad_output, pooled_height, pooled_width,
+                               spatial_scale, sampling_ratio, aligned, clockwise):
+    """``mmcv._ext.roi_align_rotated_backward``, positions (top_grad, rois, bottom_grad, ...)."""
+    top_grad, rois, bottom = rois, grad_input, grad_output
+    ph, pw, scale, sr = _args(bottom, rois, pooled_height, pooled_width, spatial_scale,
+                              sampling_ratio)
+    B, C, H, W = bottom.shape
+    R = rois.shape[0]
+    if R == 0:
+        return
+    dt = bottom.dtype
+    rois = rois.detach().to(dt)
+    g_all = top_grad.detach().to(dt).permute(0, 2, 3, 1).reshape(R * ph * pw, C)
+    acc = torch.zeros((B * H * W, C), dtype=dt, device=bottom.device)
+    geo_all = _RotRois(rois, ph, pw, scale, sr, bool(aligned), bool(clockwise))
+    for r0, r1 in _chunks(geo_all, R, ph, pw, C):
+        geo = _RotRois(rois[r0:r1], ph, pw, scale, sr, bool(aligned), bool(clockwise))
+        bins, roi, yc, xc = geo.rotated_samples()
+        inside, (y0, x0, y1, x1), w = _bilinear(yc, xc, H, W)
+        keep = torch.nonzero(inside).flatten()
+        b = geo.batch[roi][keep]
+        y0, x0, y1, x1 = y0[keep], x0[keep], y1[keep], x1[keep]
+        count = (geo.gh * geo.gw).to(dt)[roi][keep][:, None]
+        gb = g_all[r0 * ph * pw:r1 * ph * pw][bins[keep]]
+        rows = torch.stack([_rows(b, H, W, y0, x0), _rows(b, H, W, y0, x1),
+                            _rows(b, H, W, y1, x0), _rows(b, H, W, y1, x1)], 1).reshape(-1)
+        src = torch.stack([(gb * wk[keep][:, None]) / count for wk in w], 1).reshape(-1, C)
+        acc.index_add_(0, rows, src)
+    bottom.add_(acc.view(B, H, W, C).permute(0, 3, 1, 2))
