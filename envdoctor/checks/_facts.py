@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from envdoctor import matrix
 from envdoctor.facts import Component, Fix, Report
+from envdoctor.compat.errors import SERVED_SUMMARY
 
 CONSUMERS = ("mmdet", "mmsegmentation", "mmdet3d", "mmpose", "mmpretrain", "mmocr", "mmaction2", "mmagic",
              "mmyolo", "mmedit", "mmrotate")
@@ -140,9 +141,8 @@ def wheel_fix(report: Report, choice: matrix.WheelChoice, remove: list[str], wha
 
 def compat_fix(report: Report) -> Fix:
     return Fix(
-        description="activate envdoctor's compat layer: an exact pure-PyTorch deformable convolution served as "
-                    "mmcv._ext (DeformConv2d/ModulatedDeformConv2d kernels) to your unmodified code; "
-                    "`envdoctor fix --undo` removes it",
+        description="activate envdoctor's compat layer: exact pure-PyTorch kernels served as mmcv._ext to your "
+                    f"unmodified code ({SERVED_SUMMARY}); `envdoctor fix --undo` removes it",
         commands=[envdoctor_fix(report, "compat")], strategy="compat")
 
 

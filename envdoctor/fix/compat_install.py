@@ -54,8 +54,8 @@ def build_compat_wheel(out_dir: Path) -> Path:
         staging.mkdir()
         stage(staging)
         return build_wheel(staging, COMPAT_DIST, __version__, out_dir,
-                           summary="envdoctor compat layer: serves mmcv._ext (deformable conv) when the real one "
-                                   "cannot load; remove with `pip uninstall envdoctor-compat`")
+                           summary="envdoctor compat layer: serves mmcv._ext (deformable conv, nms, roi_align, ...) "
+                                   "when the real one cannot load; remove with `pip uninstall envdoctor-compat`")
 
 
 def wheel_filename() -> str:

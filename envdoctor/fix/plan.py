@@ -23,6 +23,7 @@ from envdoctor.facts import Report
 from envdoctor.fix.compat_install import COMPAT_DIST, wheel_filename
 from envdoctor.fix.pip_runner import source_args
 from envdoctor.fix.wheels import norm_name
+from envdoctor.compat.errors import SERVED_SUMMARY
 
 STRATEGIES = ("auto", "wheel", "compat")
 MMCV_DISTS = ("mmcv", "mmcv-full", "mmcv-lite")  # all three install the same `mmcv/` package
@@ -256,9 +257,9 @@ def _plan_mmcv(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> No
             wheel = wheel_filename()
             plan.actions.append(Action(
                 kind="compat", component="mmcv",
-                title="activate envdoctor's compat layer for mmcv._ext (exact deformable convolution in PyTorch)",
+                title="activate envdoctor's compat layer for mmcv._ext (exact kernels in PyTorch)",
                 why="no prebuilt mmcv wheel fits this environment; the compat layer serves mmcv._ext's "
-                    "deformable-conv kernels so unmodified code runs",
+                    f"{SERVED_SUMMARY} kernels so unmodified code runs (other ops raise an error naming them)",
                 changes=[f"installs the distribution {COMPAT_DIST} (package _envdoctor_compat/ and "
                          "_envdoctor_compat.pth in site-packages); nothing else is touched",
                          "only when the real mmcv._ext cannot load is it served; ENVDOCTOR_COMPAT=0 turns it off"],
