@@ -16,7 +16,7 @@ MARK = {"worse": ("✗", "red"), "better": ("✓", "green"), "changed": ("~", "y
 ASCII = {"✗": "x", "✓": "o"}
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     if value is None:
         return "(none)"
     if isinstance(value, list):
@@ -48,14 +48,14 @@ def render_diff_text(diff: Diff, stream: Optional[IO[str]] = None, color: Option
         if ascii_only:
             sym = ASCII.get(sym, sym)
         if ch.section == "findings":
-            what = f"{_show(ch.a)} → {_show(ch.b)}" if ch.a and ch.b else (
+            what = f"{show_value(ch.a)} → {show_value(ch.b)}" if ch.a and ch.b else (
                 f"new {ch.b}" if ch.b else f"gone (was {ch.a})")
         elif ch.direction == "added":
-            what = f"added {_show(ch.b)}"
+            what = f"added {show_value(ch.b)}"
         elif ch.direction == "removed":
-            what = f"removed (was {_show(ch.a)})"
+            what = f"removed (was {show_value(ch.a)})"
         else:
-            what = f"{_show(ch.a)} → {_show(ch.b)}"
+            what = f"{show_value(ch.a)} → {show_value(ch.b)}"
         if ascii_only:
             what = what.replace("→", "->")
         note = f"  [dim]{escape(ch.note)}[/dim]" if ch.note else ""
@@ -68,6 +68,6 @@ def render_diff_text(diff: Diff, stream: Optional[IO[str]] = None, color: Option
     worse = [ch for ch in diff.changes if ch.direction == "worse"]
     if worse:
         c.print("[red]B is worse than A[/red]: " + escape("; ".join(
-            f"{ch.key} {_show(ch.a)} -> {_show(ch.b)}" for ch in worse)))
+            f"{ch.key} {show_value(ch.a)} -> {show_value(ch.b)}" for ch in worse)))
     elif diff.changes:
         c.print("B is not worse than A: no component fails that did not, no new error finding.")

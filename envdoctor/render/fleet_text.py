@@ -9,6 +9,8 @@ from typing import IO, Any, Optional
 from rich.console import Console
 from rich.markup import escape
 
+from envdoctor.render.diff import show_value
+
 FIELD_LABELS = {"driver": "driver", "cuda_driver": "driver CUDA", "gpus": "GPUs", "python": "Python",
                 "torch": "torch", "torchvision": "torchvision", "mmcv": "mmcv", "loads": "imports",
                 "findings": "findings"}
@@ -21,25 +23,17 @@ def nodes_text(nodes: list[str], limit: int = SHOW_NODES) -> str:
     return shown + (f" (+{len(nodes) - limit} more)" if len(nodes) > limit else "")
 
 
-def _show(value: Any) -> str:
-    if value is None:
-        return "(none)"
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value) or "(none)"
-    return str(value)
-
-
 def change_text(ch: dict[str, Any]) -> str:
     """One change (envdoctor.compare.Change as a dict), the way `envdoctor diff` words it."""
     a, b, note = ch.get("a"), ch.get("b"), ch.get("note") or ""
     if ch.get("section") == "findings":
-        what = f"{_show(a)} → {_show(b)}" if a and b else (f"new {b}" if b else f"gone (was {a})")
+        what = f"{show_value(a)} → {show_value(b)}" if a and b else (f"new {b}" if b else f"gone (was {a})")
     elif ch.get("direction") == "added":
-        what = f"added {_show(b)}"
+        what = f"added {show_value(b)}"
     elif ch.get("direction") == "removed":
-        what = f"removed (was {_show(a)})"
+        what = f"removed (was {show_value(a)})"
     else:
-        what = f"{_show(a)} → {_show(b)}"
+        what = f"{show_value(a)} → {show_value(b)}"
     return f"{ch.get('section')}: {ch.get('key')} {what}" + (f"  [{note}]" if note else "")
 
 
