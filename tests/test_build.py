@@ -387,3 +387,50 @@ def test_ctrl_c_stops_the_build_and_changes_nothing(torch213: Path, overlay: Ove
     assert not list(work.glob("wheel/*.whl"))
     assert "[interrupted" in (work / "build.log").read_text()
     assert target_state(torch213) == before
+
+
+# ---------------------------------------------------------------- classification of recorded real messages
+
+# Lines as they appear in the real logs cited by each row's source (and the testbed's own builds).
+RECORDED = [
+    ("ED801", "RuntimeError:\nThe detected CUDA version (11.8) mismatches the version that was used to compile\n"
+              "PyTorch (12.8). Please make sure to use the same CUDA versions."),
+    ("ED802", "/usr/local/cuda-11.8/include/crt/host_config.h:132:2: error: #error -- unsupported GNU version! gcc "
+              "versions later than 11 are not supported! The nvcc flag '-allow-unsupported-compiler' can be used"),
+    ("ED803", "c++: fatal error: Killed signal terminated program cc1plus\ncompilation terminated."),
+    ("ED804", "/usr/local/lib/python3.6/dist-packages/torch/include/torch/csrc/python_headers.h:9:20: fatal error: "
+              "Python.h: No such file or directory"),
+    ("ED805", '  File "<string>", line 5\nModuleNotFoundError: No module named \'pkg_resources\''),
+    ("ED806", "UserWarning: Error checking compiler version for cl: [WinError 2]\nerror: Microsoft Visual C++ 14.0 or "
+              'greater is required. Get it with "Microsoft C++ Build Tools"'),
+    ("ED807", "/mnt/build/ws/out/Release/obj/gen/node_javascript.cc:72921:1: fatal error: error writing to "
+              "/tmp/cc3j4pBT.s: No space left on device"),
+    ("ED808", "torch/include/ATen/ATen.h:5:2: error: #error C++20 or later compatible compiler is required to use "
+              "ATen."),
+    ("ED809", '  File "setup.py", line 462, in <module>\n    version=get_version(),\nKeyError: \'__version__\''),
+    ("ED811", "Skip building ext ops due to the absence of torch."),
+]
+
+
+@pytest.mark.parametrize("rule_id,text", RECORDED, ids=[r for r, _ in RECORDED])
+def test_recorded_failure_messages(rule_id: str, text: str, tables) -> None:
+    found = classify("  [12/77] c++ -c x.cpp\n" + text + "\nninja: build stopped: subcommand failed.\n", tables)
+    assert [f.id for f in found] == [rule_id]
+    assert found[0].fixes and found[0].evidence["source"].startswith("https://")
+
+
+def test_count_units(tmp_path: Path) -> None:
+    from envdoctor.build.runner import count_units
+
+    src = tmp_path / "mmcv-9.9.9"
+    for rel in ("mmcv/ops/csrc/pytorch/nms.cpp", "mmcv/ops/csrc/pytorch/pybind.cpp",
+                "mmcv/ops/csrc/pytorch/cpu/nms.cpp", "mmcv/ops/csrc/pytorch/cuda/nms_cuda.cu",
+                "mmcv/ops/csrc/pytorch/npu/nms_npu.cpp", "mmcv/ops/csrc/common/x.hpp"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text("")
+    assert count_units(src, "cpu") == 3 and count_units(src, "cuda") == 4
+    import tarfile
+
+    with tarfile.open(tmp_path / "mmcv-9.9.9.tar.gz", "w:gz") as t:
+        t.add(src, arcname="mmcv-9.9.9")
+    assert count_units(tmp_path / "mmcv-9.9.9.tar.gz", "cpu") == 3
