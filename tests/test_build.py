@@ -135,12 +135,17 @@ def tiny_package(root: Path, *, extra_source: str = "", libraries: tuple[str, ..
     return pkg
 
 
-def torch213_spec(torch213: Path, tables) -> BuildSpec:
+@pytest.fixture(scope="module")
+def spec213(torch213: Path, tables) -> BuildSpec:
     """The real decision for the torch213 environment, from a real probe of it."""
     from envdoctor.probe import collect
 
     report = collect(str(python_in(torch213)), timeout=120)
     return decide(report, tables, probe_build_host())
+
+
+def copy_spec(spec: BuildSpec, **changes) -> BuildSpec:
+    return BuildSpec(**{**spec.__dict__, **changes})
 
 
 # ---------------------------------------------------------------- decisions (facts -> spec)
@@ -152,8 +157,8 @@ def _recorded(name: str) -> Report:
 HOST = BuildHost(cores=16, mem_available_mib=20000, disk_free_mib=100000, cxx="/usr/bin/c++", cxx_version="GCC 12.2.0")
 
 
-def test_spec_for_a_real_cpu_torch(torch213: Path, tables) -> None:
-    spec = torch213_spec(torch213, tables)
+def test_spec_for_a_real_cpu_torch(torch213: Path, spec213: BuildSpec) -> None:
+    spec = spec213
     version_py = (site_packages(torch213) / "torch" / "version.py").read_text()
     assert spec.package == "mmcv" and spec.version == "2.2.0", spec.why
     assert spec.torch_version == "2.13.0+cpu" and spec.torch_cuda is None and spec.device == "cpu"
@@ -216,51 +221,58 @@ def _snapshot_then_build(torch213: Path, overlay: Overlay, pkg: Path, work: Path
     return outcome
 
 
-def test_build_uses_the_targets_torch_and_the_overlay(torch213: Path, overlay: Overlay, tmp_path: Path,
-                                                      tables) -> None:
+def test_build_uses_the_targets_torch_and_the_overlay(torch213: Path, requirement_wheels: Path, tmp_path: Path,
+                                                      spec213: BuildSpec) -> None:
+    """build(): overlay, no isolation, [n/N] progress, a wheel of the target's torch, into envdoctor's cache."""
     # the target's own setuptools has no pkg_resources: only the overlay's makes setup.py run
     target_setuptools = [p.name for p in site_packages(torch213).glob("setuptools-*.dist-info")]
     assert target_setuptools and not (site_packages(torch213) / "pkg_resources").exists()
+    spec = spec213
     pkg = tiny_package(tmp_path)
     seen: list[BuildProgress] = []
-    outcome = _snapshot_then_build(torch213, overlay, pkg, tmp_path / "work", {"MAX_JOBS": "2"}, seen)
-    assert outcome.status == "built", "\n".join(outcome.tail)
+    root = tmp_path / "cache"
+    before = target_state(torch213)
+    res = build_mod.build(spec, source=pkg, cache_root=root, progress=seen.append,
+                          pip_sources=("--no-index", "--find-links", str(requirement_wheels)))
+    assert target_state(torch213) == before, "the build changed the target environment"
+    assert res.status == "built" and res.outcome is not None, res.report_extra()["tail"]
     assert [(p.done, p.total) for p in seen] == [(1, 3), (2, 3), (3, 3)]
     assert progress_line(seen[-1]).endswith("[3/3] 100%")
     assert not (pkg / "build").exists(), "the user's source directory was written to"
-    log = outcome.log.read_text()
-    assert "--no-build-isolation" in log and "[3/3]" in log
-    assert outcome.wheel is not None
-    with zipfile.ZipFile(outcome.wheel) as z:
+    assert res.wheel is not None and res.log == res.wheel.parent / "build.log"
+    log = res.log.read_text()
+    assert "--no-build-isolation" in log and "[3/3]" in log and "MMCV_WITH_OPS=1" in log
+    with zipfile.ZipFile(res.wheel) as z:
         z.extractall(tmp_path / "unpacked")
     run = subprocess.run([str(python_in(torch213)), "-c", "import torch, tinyext._ext as e; "
                           "print(e.built(), e.value(), torch.__version__)"],
                          env={**os.environ, "PYTHONPATH": str(tmp_path / "unpacked")}, capture_output=True, text=True)
     assert run.stdout.split() == ["2.13.0+cpu", "30", "2.13.0+cpu"], run.stderr
 
-    # into envdoctor's cache, keyed by the torch it was built against
-    spec = torch213_spec(torch213, tables)
-    root = tmp_path / "cache"
-    cached = cache.store(spec, outcome.wheel, outcome.log, root, outcome.seconds)
-    assert cache.lookup(spec, root) == cached and (cached.parent / "build.log").is_file()
+    # envdoctor's cache is keyed by the torch it was built against
+    cached = res.wheel
+    assert cache.lookup(spec, root) == cached
+    again = build_mod.build(spec, source=tmp_path / "nonexistent", cache_root=root)
+    assert again.status == "cached" and again.wheel == cached
     for field_name, other in (("torch_git", "0" * 40), ("torch_version", "2.14.1+cpu"), ("python_tag", "cp312"),
                               ("cxx11_abi", False)):
-        changed = BuildSpec(**{**spec.__dict__, field_name: other})
+        changed = copy_spec(spec, **{field_name: other})
         assert cache.lookup(changed, root) is None, field_name
     cached.write_bytes(b"not the wheel")  # a damaged entry is not served
     assert cache.lookup(spec, root) is None
 
 
-def test_build_returns_cached_wheel_without_building(torch213: Path, tables, tmp_path: Path) -> None:
-    spec = torch213_spec(torch213, tables)
+def test_build_returns_cached_wheel_without_building(spec213: BuildSpec, tmp_path: Path) -> None:
+    spec = spec213
     wheel = tmp_path / "mmcv-2.2.0-cp311-cp311-linux_x86_64.whl"
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr("mmcv/_ext.cpython-311-x86_64-linux-gnu.so", b"\x7fELF")
     cache.store(spec, wheel, None, tmp_path / "c")
-    start = time.monotonic()
+    # the source does not exist: only a lookup can succeed
     res = build_mod.build(spec, cache_root=tmp_path / "c", source=tmp_path / "nonexistent")
     assert res.status == "cached" and res.wheel is not None and res.wheel.read_bytes() == wheel.read_bytes()
-    assert time.monotonic() - start < 30  # no overlay, no pip: a lookup
+    blocked = build_mod.build(copy_spec(spec, blockers=["no nvcc"]), cache_root=tmp_path / "c")
+    assert blocked.status == "blocked" and blocked.wheel is None and "no nvcc" in blocked.message
 
 
 def test_compile_error(torch213: Path, overlay: Overlay, tmp_path: Path, tables) -> None:
@@ -286,18 +298,25 @@ def test_link_error(torch213: Path, overlay: Overlay, tmp_path: Path, tables) ->
     assert [f.id for f in found] == ["ED810"] and found[0].evidence["detail"] == "envdoctor_no_such_lib"
 
 
-def test_without_the_overlays_setuptools(torch213: Path, requirement_wheels: Path, tmp_path: Path, tables) -> None:
-    """The failure users hit: setuptools >= 82 (the target's) has no pkg_resources."""
-    bare = make_overlay(str(python_in(torch213)), tmp_path / "bare", ("wheel", "ninja"),
-                        ("--no-index", "--find-links", str(requirement_wheels)))
-    outcome = _snapshot_then_build(torch213, bare, tiny_package(tmp_path), tmp_path / "w", {})
-    assert outcome.status == "failed"
+def test_without_the_overlays_setuptools(torch213: Path, requirement_wheels: Path, tmp_path: Path, tables,
+                                         spec213: BuildSpec) -> None:
+    """The failure users hit: setuptools >= 82 (the target's) has no pkg_resources. Through build(): the log
+    outlives the work directory, and report.extra["build"] becomes the ED805 finding."""
+    spec = copy_spec(spec213, requirements=("wheel", "ninja"))
+    before = target_state(torch213)
+    res = build_mod.build(spec, source=tiny_package(tmp_path), cache_root=tmp_path / "cache",
+                          pip_sources=("--no-index", "--find-links", str(requirement_wheels)))
+    assert target_state(torch213) == before
+    assert res.status == "failed" and res.wheel is None
+    assert res.log is not None and res.log.parent == tmp_path / "cache" / "failed" and res.log.is_file()
+    assert cache.lookup(spec, tmp_path / "cache") is None
     report = Report()
-    report.extra["build"] = {"status": "failed", "log": str(outcome.log), "log_text": outcome.log.read_text()}
+    report.extra["build"] = res.report_extra()
     from envdoctor.checks import run_checks
 
-    ids = [f.id for f in run_checks(report, tables, select=["ED8"])]
-    assert ids == ["ED805"]
+    found = run_checks(report, tables, select=["ED8"])
+    assert [f.id for f in found] == ["ED805"]
+    assert "pkg_resources" in found[0].evidence["line"]
 
 
 def _wait_for(cond, timeout: float = 120.0) -> None:
