@@ -111,7 +111,8 @@ def tiny_package(root: Path, *, extra_source: str = "", libraries: tuple[str, ..
         from torch.utils.cpp_extension import BuildExtension, CppExtension
 
         ext = CppExtension("tinyext._ext", {sources!r}, libraries={list(libraries)!r},
-                           define_macros=[("TORCH_BUILT", '"%s"' % torch.__version__)],
+                           define_macros=[("TORCH_BUILT", '"%s"' % torch.__version__),
+                                          ("TORCH_FILE", '"%s"' % torch.__file__)],
                            extra_compile_args={SPIN_FLAGS!r})
         setup(name="tinyext", version="0.1", packages=["tinyext"], ext_modules=[ext],
               cmdclass={{"build_ext": BuildExtension}})
@@ -124,8 +125,10 @@ def tiny_package(root: Path, *, extra_source: str = "", libraries: tuple[str, ..
         {extra_source}
         {decls}
         static PyObject* built(PyObject*, PyObject*) {{ return PyUnicode_FromString(TORCH_BUILT); }}
+        static PyObject* torch_file(PyObject*, PyObject*) {{ return PyUnicode_FromString(TORCH_FILE); }}
         static PyObject* value(PyObject*, PyObject*) {{ return PyLong_FromLong({total}); }}
         static PyMethodDef m[] = {{{{"built", built, METH_NOARGS, nullptr}}, {{"value", value, METH_NOARGS, nullptr}},
+                                  {{"torch_file", torch_file, METH_NOARGS, nullptr}},
                                   {{nullptr, nullptr, 0, nullptr}}}};
         static struct PyModuleDef def = {{PyModuleDef_HEAD_INIT, "_ext", nullptr, -1, m}};
         PyMODINIT_FUNC PyInit__ext(void) {{ return PyModule_Create(&def); }}
@@ -245,9 +248,11 @@ def test_build_uses_the_targets_torch_and_the_overlay(torch213: Path, requiremen
     with zipfile.ZipFile(res.wheel) as z:
         z.extractall(tmp_path / "unpacked")
     run = subprocess.run([str(python_in(torch213)), "-c", "import torch, tinyext._ext as e; "
-                          "print(e.built(), e.value(), torch.__version__)"],
+                          "print(e.built(), e.value(), torch.__version__, e.torch_file())"],
                          env={**os.environ, "PYTHONPATH": str(tmp_path / "unpacked")}, capture_output=True, text=True)
-    assert run.stdout.split() == ["2.13.0+cpu", "30", "2.13.0+cpu"], run.stderr
+    # compiled against the target's own torch (an isolated build would import a torch of its own)
+    assert run.stdout.split() == ["2.13.0+cpu", "30", "2.13.0+cpu",
+                                  str(site_packages(torch213) / "torch" / "__init__.py")], run.stderr
 
     # envdoctor's cache is keyed by the torch it was built against
     cached = res.wheel
