@@ -207,6 +207,18 @@ def test_spec_keeps_inside_the_consumers_range(tables) -> None:
     assert spec.version == "2.1.0" and "mmdet 3.3.0" in spec.why["version"]
 
 
+def test_spec_refuses_a_host_compiler_nvcc_rejects(tables) -> None:
+    report = _recorded("linux_driver470_torch212_cu121.json")  # Tesla T4, torch 2.1.2+cu121
+    report.cuda_toolkit = CudaToolkit(nvcc="/usr/local/cuda-12.1/bin/nvcc", version="12.1",
+                                      cuda_home="/usr/local/cuda-12.1", cuda_home_source="PATH")
+    ok = decide(report, tables, HOST)  # GCC 12.2.0
+    assert not ok.blockers and ok.arch_list == ["7.5"]
+    new_gcc = BuildHost(**{**HOST.__dict__, "cxx_version": "GCC 13.2.0"})
+    refused = decide(report, tables, new_gcc)
+    assert len(refused.blockers) == 1 and "gcc <= 12" in refused.blockers[0]
+    assert not decide(report, tables, new_gcc, cpu=True).blockers  # CPU kernels do not go through nvcc
+
+
 def test_spec_says_what_blocks_torch_214(tables) -> None:
     report = _recorded("linux_torch2141_cu130_tv0280.json")
     spec = decide(report, tables, HOST, cpu=True)

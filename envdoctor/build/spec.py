@@ -180,6 +180,7 @@ def decide(report: Report, tables: Any, host: BuildHost, *, cpu: bool = False, v
     else:
         spec.why["device"] = f"torch {torch} uses CUDA {cuda}"
         _cuda_toolkit(report, spec, cuda)
+        _host_compiler(tables, spec)
     spec.max_jobs, spec.why["jobs"] = max_jobs(host, spec.device)
     spec.units = units or DEFAULT_UNITS
     per_unit = UNIT_CORE_SECONDS[spec.device] * (max(1, len(spec.arch_list)) if spec.device == "cuda" else 1)
@@ -209,3 +210,15 @@ def _cuda_toolkit(report: Report, spec: BuildSpec, cuda: str) -> None:
         spec.notes.append(f"nvcc {tk.version} and torch's CUDA {cuda} differ in the minor version: torch only "
                           "warns, the build usually works")
     spec.why["cuda_home"] = f"nvcc {tk.version} from {tk.cuda_home_source or 'PATH'}"
+
+
+def _host_compiler(tables: Any, spec: BuildSpec) -> None:
+    """Refuse a gcc newer than this nvcc accepts ([[nvcc_host_compiler]]), before a build that would fail."""
+    m = re.match(r"^GCC (\d+)", spec.compiler or "")
+    if not m or not spec.nvcc_version:
+        return
+    row = next((r for r in tables.rows("nvcc_host_compiler") if r["cuda"] == spec.nvcc_version), None)
+    if row is not None and int(m.group(1)) > row["gcc_max"]:
+        spec.blockers.append(f"nvcc {spec.nvcc_version} accepts gcc <= {row['gcc_max']}, the compiler here is "
+                             f"{spec.compiler}: install gcc-{row['gcc_max']} and g++-{row['gcc_max']} and set CC/CXX "
+                             f"to them, or use a newer CUDA toolkit ({row['source']})")
