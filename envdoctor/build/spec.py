@@ -16,9 +16,10 @@ from envdoctor.checks._facts import consumers, torch_cuda, torch_version
 from envdoctor.facts import Report
 from envdoctor.probe.buildhost import BuildHost
 
-# Peak resident memory of one compile job (MiB). CPU: one mmcv 2.2.0 unit against torch 2.13 headers
-# with -O3 -g (measured on this project's machine, see docs/build.md); CUDA units are larger
-# (nvcc + cicc per arch; UNVERIFIED here, no GPU toolchain build was run).
+# Memory budget of one compile job (MiB). CPU: the largest cc1plus of mmcv 2.2.0's first 20 units against
+# torch 2.13 headers (-O3 -g) peaked at 976 MiB here (sampled every 2 s); 1500 leaves room for the
+# larger units and the final link. CUDA units are larger (nvcc + cicc per arch; UNVERIFIED here, no
+# GPU toolchain build was run).
 JOB_MIB = {"cpu": 1500, "cuda": 3000}
 # Core-seconds per compile unit: 77 units of mmcv 2.2.0 CPU ops took 15 min 35 s with 2 jobs on a
 # mostly idle 2-core machine (shared/research/testbed.md section 4b); CUDA per arch is a guess (UNVERIFIED).
