@@ -192,11 +192,11 @@ def test_spec_for_a_recorded_gpu_machine(tables) -> None:
     env = spec.build_env()
     assert env["FORCE_CUDA"] == "1" and env["CUDA_HOME"] == "/usr/local/cuda-12.4"
     assert env["TORCH_CUDA_ARCH_LIST"] == "12.0"
-    # 20000 MiB / 3000 MiB per CUDA job bounds the 16 cores
-    assert spec.max_jobs == 6
+    # 20000 MiB / 4000 MiB per CUDA job bounds the 16 cores
+    assert spec.max_jobs == 5
     cpu = decide(report, tables, HOST, cpu=True)
     assert cpu.device == "cpu" and cpu.build_env()["FORCE_CUDA"] == "0" and not cpu.blockers
-    assert cpu.max_jobs == 13  # 20000 // 1500
+    assert cpu.max_jobs == 6  # 20000 // 3000
     assert cache.cache_key(cpu) != cache.cache_key(spec)
 
 

@@ -16,14 +16,14 @@ from envdoctor.checks._facts import consumers, torch_cuda, torch_version
 from envdoctor.facts import Report
 from envdoctor.probe.buildhost import BuildHost
 
-# Memory budget of one compile job (MiB). CPU: the largest cc1plus of mmcv 2.2.0's first 20 units against
-# torch 2.13 headers (-O3 -g) peaked at 976 MiB here (sampled every 2 s); 1500 leaves room for the
-# larger units and the final link. CUDA units are larger (nvcc + cicc per arch; UNVERIFIED here, no
-# GPU toolchain build was run).
-JOB_MIB = {"cpu": 1500, "cuda": 3000}
-# Core-seconds per compile unit: 77 units of mmcv 2.2.0 CPU ops took 15 min 35 s with 2 jobs on a
-# mostly idle 2-core machine (shared/research/testbed.md section 4b); CUDA per arch is a guess (UNVERIFIED).
-UNIT_CORE_SECONDS = {"cpu": 24.0, "cuda": 60.0}
+# Memory budget of one compile job (MiB). CPU: in the real mmcv 2.2.0 build against torch 2.13 headers
+# (-O3 -g, bench/bench_build.py) the largest single process peaked at 2712 MiB, most units stay near 1 GiB;
+# the budget is the worst unit, since any two may run together. CUDA (nvcc + cicc per arch) is a guess
+# (UNVERIFIED: no GPU toolchain build was run here).
+JOB_MIB = {"cpu": 3000, "cuda": 4000}
+# Core-seconds per compile unit: that build used 1525 s of user CPU for 77 units (~20 per unit); the
+# testbed's mostly idle build took 15 min 35 s with 2 jobs (~24). CUDA per arch is a guess (UNVERIFIED).
+UNIT_CORE_SECONDS = {"cpu": 22.0, "cuda": 60.0}
 # Compile units when the source is not at hand yet (mmcv 2.2.0 CPU build: 77, counted in its ninja log).
 DEFAULT_UNITS = 77
 # setuptools that still ships pkg_resources (research/mmcv.md 4.3.1: 80.9.0 and 81.0.0 have it, 82 not;
