@@ -17,7 +17,8 @@ from envdoctor.checks.grouping import FOLDS, folds  # noqa: E402
 from envdoctor.rules import SCHEMAS, load_tables  # noqa: E402
 
 RANGES = [("ED0", "Generic"), ("ED1", "NVIDIA driver and GPU"), ("ED2", "torch"), ("ED3", "torchvision"),
-          ("ED4", "mmcv"), ("ED5", "Python and packages"), ("ED6", "fix"), ("ED7", "binary forensics")]
+          ("ED4", "mmcv"), ("ED5", "Python and packages"), ("ED6", "fix"), ("ED7", "binary forensics"),
+          ("ED8", "Source builds: fix --strategy build")]
 
 
 def render() -> str:
