@@ -7,7 +7,6 @@ from typing import Any, Optional
 
 from envdoctor import matrix
 from envdoctor.facts import Component, Fix, Report
-from envdoctor.compat.errors import SERVED_SUMMARY
 
 CONSUMERS = ("mmdet", "mmsegmentation", "mmdet3d", "mmpose", "mmpretrain", "mmocr", "mmaction2", "mmagic",
              "mmyolo", "mmedit", "mmrotate")
@@ -141,8 +140,9 @@ def wheel_fix(report: Report, choice: matrix.WheelChoice, remove: list[str], wha
 
 def compat_fix(report: Report) -> Fix:
     return Fix(
-        description="activate envdoctor's compat layer: exact pure-PyTorch kernels served as mmcv._ext to your "
-                    f"unmodified code ({SERVED_SUMMARY}); `envdoctor fix --undo` removes it",
+        # kept to two screen rows: the full list of served kernels is in the plan (SERVED_SUMMARY)
+        description="activate envdoctor's compat layer: exact pure-PyTorch kernels (deformable conv, nms, roi_align, "
+                    "…) served as mmcv._ext to your unmodified code; `envdoctor fix --undo` removes it",
         commands=[envdoctor_fix(report, "compat")], strategy="compat")
 
 
