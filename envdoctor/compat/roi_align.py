@@ -51,13 +51,17 @@ class _Rois(object):
         sh = rois[:, 2] * scale - off
         rw = rois[:, 3] * scale - off - sw
         rh = rois[:, 4] * scale - off - sh
+        self.sw, self.sh = sw, sh
+        self._grid(rw, rh, ph, pw, sampling_ratio, aligned, "ROIs in ROIAlign cannot have non-negative size!")
+
+    def _grid(self, rw, rh, ph, pw, sampling_ratio, aligned, negative_message):
+        """Size rules, bin sizes and sample counts; roi_align_rotated's kernels use the same ones."""
         if aligned:
             if bool(((rw < 0) | (rh < 0)).any()):
-                raise RuntimeError("ROIs in ROIAlign cannot have non-negative size!")
+                raise RuntimeError(negative_message)
         else:
             rw = rw.clamp(min=1.0)
             rh = rh.clamp(min=1.0)
-        self.sw, self.sh = sw, sh
         self.bw, self.bh = rw / pw, rh / ph
         if sampling_ratio > 0:
             self.gh = torch.full_like(self.batch, sampling_ratio)

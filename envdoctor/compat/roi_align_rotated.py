@@ -35,22 +35,9 @@ class _RotRois(_Rois):
         rh = rois[:, 4] * scale
         theta = -rois[:, 5] if clockwise else rois[:, 5]
         self.cos, self.sin = torch.cos(theta), torch.sin(theta)
-        if aligned:
-            if bool(((rw < 0) | (rh < 0)).any()):
-                raise RuntimeError("ROIs in ROIAlignRotated do not have non-negative size!")
-        else:
-            rw = rw.clamp(min=1.0)
-            rh = rh.clamp(min=1.0)
-        self.bw, self.bh = rw / pw, rh / ph
-        if sampling_ratio > 0:
-            self.gh = torch.full_like(self.batch, sampling_ratio)
-            self.gw = torch.full_like(self.batch, sampling_ratio)
-        else:
-            self.gh = (rh / ph).to(torch.float32).ceil().to(torch.int64)
-            self.gw = (rw / pw).to(torch.float32).ceil().to(torch.int64)
-        self.sh, self.sw = -rh / 2.0, -rw / 2.0
-        self.ph, self.pw = ph, pw
-        self.rh, self.rw = rh, rw
+        self._grid(rw, rh, ph, pw, sampling_ratio, aligned,
+                   "ROIs in ROIAlignRotated do not have non-negative size!")
+        self.sh, self.sw = -self.rh / 2.0, -self.rw / 2.0  # the (clamped) size, measured from the centre
 
     def rotated_samples(self):
         bins, roi, yy, xx = self.samples()
