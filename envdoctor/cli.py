@@ -54,7 +54,7 @@ def _split(values: Optional[List[str]]) -> Optional[list[str]]:
     return [p for v in values for p in v.split(",") if p.strip()]
 
 
-def _set_sigint(handler: Callable[..., object]) -> None:
+def _set_sigint(handler: "Callable[..., object] | signal.Handlers") -> None:
     try:
         signal.signal(signal.SIGINT, handler)
     except ValueError:  # not the main thread
@@ -94,6 +94,10 @@ def _run(command: str, fn: Callable[[ModuleType], int]) -> None:
         _set_sigint(signal.default_int_handler)
         # imported in here so that Ctrl-C during the import is also one line and 130
         code = fn(importlib.import_module(f"envdoctor.commands.{command}"))
+        # The command has written its output and cleaned up: a Ctrl-C from here on is too late to stop
+        # anything, and the interpreter's shutdown would turn it into a bare death by SIGINT (exit -2, no
+        # message). Ignore it, so the exit code is the command's answer. SIG_IGN survives finalization.
+        _set_sigint(signal.SIG_IGN)
     except UsageError as exc:
         typer.echo(f"envdoctor: error: {_scrub(str(exc))}", err=True)
         raise typer.Exit(2) from None
@@ -249,9 +253,13 @@ def main() -> None:
         where = ctx.command_path if ctx is not None else "envdoctor"
         typer.echo(f"envdoctor: error: {exc.format_message()} (see '{where} --help')", err=True)
         code = exc.exit_code
-    except typer.Abort:
-        typer.echo("envdoctor: aborted", err=True)
-        code = 1
+    except typer.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns a late Ctrl-C into Abort
+            typer.echo("envdoctor: interrupted", err=True)
+            code = 130
+        else:
+            typer.echo("envdoctor: aborted", err=True)
+            code = 1
     except BrokenPipeError:  # --help or --version into a closed pipe
         _quiet_stdout()
         code = 1

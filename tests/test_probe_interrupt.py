@@ -58,8 +58,10 @@ def _interrupt_once(prefix: Path, tmp: Path, delay: float, after_probe_start: bo
     env.pop("ENVDOCTOR_DEBUG", None)
     key, value = marker.split("=", 1)
     env[key] = value
-    proc = subprocess.Popen([sys.executable, "-m", "envdoctor", "check", "--python", str(prefix)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    out = tmp.parent / f"{tmp.name}.out"
+    with open(out, "wb") as stdout:
+        proc = subprocess.Popen([sys.executable, "-m", "envdoctor", "check", "--python", str(prefix)],
+                                stdout=stdout, stderr=subprocess.PIPE, env=env, cwd=ROOT)
     if after_probe_start:
         _first_probe_dir(tmp, proc)
     time.sleep(delay)
@@ -78,6 +80,12 @@ def _interrupt_once(prefix: Path, tmp: Path, delay: float, after_probe_start: bo
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+    if interrupted and proc.returncode in (0, 1) and "interrupted" not in err.decode(errors="replace"):
+        # The signal came after the check had written its whole report (it ignores a Ctrl-C that can no
+        # longer stop anything): that is a finished run, which must have printed a complete report.
+        last = (out.read_text(errors="replace").rstrip().splitlines() or [""])[-1]
+        assert "error(s)" in last, f"exit {proc.returncode} without the report's summary line: {last!r}"
+        return -999, err.decode(errors="replace"), alive
     return (proc.returncode if interrupted else -999), err.decode(errors="replace"), alive
 
 
