@@ -102,6 +102,7 @@ def _run(command: str, fn: Callable[[ModuleType], int]) -> None:
         typer.echo(f"envdoctor: error: {_scrub(str(exc))}", err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
+        _set_sigint(signal.SIG_IGN)  # cleanup is done: a second Ctrl-C must not turn 130 into a death by SIGINT
         typer.echo("envdoctor: interrupted", err=True)
         raise typer.Exit(130) from None
     except BrokenPipeError:

@@ -135,8 +135,8 @@ def test_a_hang_in_mmcv_ext_times_out_alone(tmp_path, monkeypatch):
     fake = build_fake_package(exe, tmp_path / "fake", "mmcv", "_ext", "for (;;) pause();", "#include <unistd.h>")
     monkeypatch.setenv("PYTHONPATH", str(fake))
     start = time.monotonic()
-    report = collect(exe, timeout=4)
-    assert time.monotonic() - start < 4 * 2 + 10
+    report = collect(exe, timeout=8)  # torch must import within it on a loaded 2-core machine (4 s was not enough)
+    assert time.monotonic() - start < 8 * 2 + 10
     st = statuses(report)
     assert st["torch"] == "ok" and st["mmcv"] == "ok" and st["mmcv._ext"] == "timeout"
     assert "Timeout" in report.components["mmcv._ext"].load.error.traceback
