@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Optional
 
@@ -15,25 +14,12 @@ from envdoctor.probe import collect
 from envdoctor.redact import redact_report
 from envdoctor.render.json_ import render_json
 from envdoctor.render.markdown import render_markdown
+from envdoctor.render.formats import check_format, check_output_path, write_formatted
 from envdoctor.render.output import emit as write
-from envdoctor.render.output import emit_rendered
 from envdoctor.render.text import render_text
 from envdoctor.rules import load_tables
 
 FORMATS = ("text", "json", "markdown")
-
-
-def check_output_path(output: Optional[str]) -> None:
-    """Refuse an -o that cannot be written before probing (which takes seconds), not after."""
-    if not output:
-        return
-    if os.path.isdir(output):
-        raise UsageError(f"-o {output}: is a directory")
-    parent = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(parent):
-        raise UsageError(f"-o {output}: no such directory {parent}")
-    if not os.access(parent, os.W_OK) and not os.access(output, os.W_OK):
-        raise UsageError(f"-o {output}: {parent} is not writable")
 
 
 def check_selectors(option: str, patterns: Optional[list[str]]) -> None:
@@ -80,13 +66,8 @@ def exit_code(report: Report) -> int:
 
 
 def write_output(report: Report, fmt: str, output: Optional[str], verbose: bool = False) -> None:
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
-    if fmt == "text":
-        emit_rendered(lambda stream: render_text(report, stream, color=False if output else None, verbose=verbose),
-                      output)
-        return
-    emit(render_json(report) if fmt == "json" else render_markdown(report), output)
+    write_formatted(fmt, output, lambda stream, color: render_text(report, stream, color=color, verbose=verbose),
+                    json=lambda: render_json(report), markdown=lambda: render_markdown(report))
 
 
 def emit(text: str, output: Optional[str]) -> None:
@@ -102,8 +83,7 @@ def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rul
 
         return run_as_member(fleet_member, python, lambda py: _checked(py, quick, rules_dirs, select, ignore,
                                                                           no_redact, timeout, False))
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    check_format(fmt, FORMATS)
     check_output_path(output)
     report = _checked(python, quick, rules_dirs, select, ignore, no_redact, timeout, not quick and sys.stderr.isatty())
     write_output(report, fmt, output, verbose)
