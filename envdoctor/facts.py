@@ -18,7 +18,6 @@ SCHEMA_PREFIX = "envdoctor.report/"
 LOAD_STATUSES = ("ok", "missing", "import_error", "crash", "timeout", "skipped", "error")
 # ...of which these mean "tried, and it failed" (missing = nothing to import, skipped = not tried)
 FAILED = tuple(s for s in LOAD_STATUSES if s not in ("ok", "missing", "skipped"))
-SEVERITIES = ("error", "warning", "info")
 
 
 @dataclass

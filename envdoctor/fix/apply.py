@@ -344,7 +344,7 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
         backup = bk.Backup(j.path("backup"))
         for path in to_back:
             backup.add(path)
-        j.save_json("backup.json", backup.index)
+        j.save_json(bk.Backup.INDEX, backup.index)
         j.step("backup", "end", entries=len(backup.index))
 
         for i, p in enumerate(prepared):
