@@ -15,7 +15,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-from envdoctor.facts import Component, Finding, Report
+from envdoctor.fact_readers import load_message, load_status, runtime, version_py
+from envdoctor.facts import FAILED, Component, Finding, Report
 
 SECTIONS = ("driver/CUDA", "torch build", "python", "load", "findings", "packages", "environment", "other")
 COMPONENT_ORDER = ("torch", "torchvision", "torchvision.ops", "mmcv", "mmcv._ext")
@@ -24,7 +25,6 @@ KEY_PACKAGES = re.compile(r"^(torch.*|mmcv.*|mmengine|mmdet.*|mmseg.*|mmpose|mma
                           r"|mmcls|mmaction2|openmim|nvidia-.*|triton|numpy|pip|setuptools|wheel|opencv.*"
                           r"|envdoctor|xformers|cupy.*|onnxruntime.*)$")
 _CUDA_ENV = re.compile(r"^(CUDA_.*|NVIDIA_.*|LD_LIBRARY_PATH|TORCH_CUDA_ARCH_LIST|PATH\(cuda entries\)|FORCE_CUDA)$")
-_FAILED = ("import_error", "crash", "timeout", "error")
 
 
 @dataclass
@@ -72,14 +72,9 @@ def _rank(status: Optional[str]) -> int:
     """How bad one load status is: ok < absent/not tried < failed."""
     if status == "ok":
         return 0
-    if status in _FAILED:
+    if status in FAILED:
         return 2
     return 1
-
-
-def _first_line(s: Optional[str]) -> str:
-    lines = (s or "").strip().splitlines()
-    return lines[0][:300] if lines else ""
 
 
 class _Collector:
@@ -95,9 +90,7 @@ def _torch_build(c: Optional[Component]) -> dict[str, Any]:
     if c is None or not c.installed:
         return {"installed": False}
     # facts are free-form in the schema (each probe adds its own): read them as what they turn out to be
-    vp, rt = (c.facts.get(k) for k in ("version_py", "runtime"))
-    vp = vp if isinstance(vp, dict) else {}
-    rt = rt if isinstance(rt, dict) else {}
+    vp, rt = version_py(c), runtime(c)
     out: dict[str, Any] = {"version": c.version, "cuda": vp.get("cuda", rt.get("cuda"))}
     for key in ("cxx11_abi", "debug", "cudnn", "arch_list", "cuda_available", "hip"):
         if key in rt:
@@ -156,16 +149,13 @@ def compare(a: Report, b: Report, label_a: str = "A", label_b: str = "B") -> Dif
     else:
         load_changes = []
         for name in names:
-            ca, cb = a.components.get(name), b.components.get(name)
-            sa = ca.load.status if ca and ca.load else None
-            sb = cb.load.status if cb and cb.load else None
-            ea = _first_line(ca.load.error.message) if ca and ca.load and ca.load.error else ""
-            eb = _first_line(cb.load.error.message) if cb and cb.load and cb.load.error else ""
+            sa, sb = load_status(a, name), load_status(b, name)
+            ea, eb = load_message(a, name, limit=300), load_message(b, name, limit=300)
             if sa != sb:
                 ra, rb = _rank(sa), _rank(sb)
                 direction = "worse" if rb > ra else "better" if rb < ra else "changed"
                 load_changes.append(Change("load", name, sa, sb, direction, eb or (f"was: {ea}" if ea else "")))
-            elif ea != eb and sa in _FAILED:
+            elif ea != eb and sa in FAILED:
                 load_changes.append(Change("load", name, ea, eb, "changed", "a different error"))
         # failures first (the reason someone runs diff), then the rest in component order
         load_changes.sort(key=lambda c: {"worse": 0, "better": 1}.get(c.direction, 2))

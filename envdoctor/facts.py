@@ -16,7 +16,8 @@ SCHEMA_PREFIX = "envdoctor.report/"
 
 # Load statuses of one import attempt in an isolated process.
 LOAD_STATUSES = ("ok", "missing", "import_error", "crash", "timeout", "skipped", "error")
-SEVERITIES = ("error", "warning", "info")
+# ...of which these mean "tried, and it failed" (missing = nothing to import, skipped = not tried)
+FAILED = tuple(s for s in LOAD_STATUSES if s not in ("ok", "missing", "skipped"))
 
 
 @dataclass

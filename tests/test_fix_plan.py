@@ -51,14 +51,14 @@ LITE = report({"mmcv-lite": "2.2.0", "torch": "2.13.0+cpu"},
 def test_healthy_environment_has_nothing_to_do():
     r = report({"mmcv": "2.2.0", "torch": "2.13.0+cpu"},
                {"torch": (True, "ok", ""), "mmcv": (True, "ok", ""), "mmcv._ext": (True, "ok", "")})
-    plan = make_plan(r, None, PlanOptions())
+    plan = make_plan(r, load_tables(), PlanOptions())
     assert not plan.problems and not plan.actions
 
 
 def test_pinned_wheel_removes_every_mmcv_flavour_first_binary_only_no_cache(tmp_path):
     r = report({"mmcv-lite": "2.2.0", "mmcv": "1.7.2", "torch": "2.13.0+cpu"}, {
         "torch": (True, "ok", ""), "mmcv": (True, "ok", ""), "mmcv._ext": (False, "missing", "No module")})
-    plan = make_plan(r, None, PlanOptions(pins={"mmcv": "2.2.0"}, index_url=str(tmp_path)))
+    plan = make_plan(r, load_tables(), PlanOptions(pins={"mmcv": "2.2.0"}, index_url=str(tmp_path)))
     [a] = plan.actions
     assert a.kind == "wheel" and a.applies
     assert a.remove == ["mmcv", "mmcv-lite"] and a.install == ["mmcv==2.2.0"]
@@ -74,7 +74,7 @@ def test_the_table_choice_is_used_and_consumers_are_passed(monkeypatch):
 
     seen = {}
 
-    def fake(tables, torch_version, torch_cuda, python, os_name, consumers=None):
+    def fake(tables, torch_version, torch_cuda, python, os_name, consumers=None, mmcv_major=None):
         seen.update(torch=torch_version, cuda=torch_cuda, python=python, os=os_name, consumers=consumers)
         return matrix.WheelChoice("mmcv", "2.1.0", find_links="https://example.invalid/torch2.1.0/index.html",
                                   reason="row X")
@@ -82,7 +82,7 @@ def test_the_table_choice_is_used_and_consumers_are_passed(monkeypatch):
     monkeypatch.setattr(matrix, "mmcv_wheel_for", fake)
     r = report({"mmcv-lite": "2.2.0", "torch": "2.13.0+cpu", "mmdet": "3.3.0"},
                {"torch": (True, "ok", ""), "mmcv": (True, "ok", ""), "mmcv._ext": (False, "missing", "x")})
-    plan = make_plan(r, None, PlanOptions())
+    plan = make_plan(r, load_tables(), PlanOptions())
     [a] = plan.actions
     assert seen == {"torch": "2.13.0+cpu", "cuda": None, "python": "3.11", "os": "linux",
                     "consumers": {"mmdet": "3.3.0"}}
@@ -150,7 +150,7 @@ def test_no_pip_in_the_target_means_nothing_is_applied():
     r = report({"mmcv-lite": "2.2.0", "torch": "2.13.0+cpu"},
                {"torch": (True, "ok", ""), "mmcv": (True, "ok", ""), "mmcv._ext": (False, "missing", "x")})
     del r.packages["pip"]
-    plan = make_plan(r, None, PlanOptions(pins={"mmcv": "2.2.0"}))
+    plan = make_plan(r, load_tables(), PlanOptions(pins={"mmcv": "2.2.0"}))
     assert plan.actions and not plan.runnable and "ensurepip" in plan.actions[0].not_applied_because
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from rich.cells import cell_len
 
-from envdoctor.checks import run_checks
-from envdoctor.checks.grouping import FOLDS, cycles, group_findings
+from envdoctor.checks import load_all, run_checks
+from envdoctor.checks.grouping import FOLDS, folds, group_findings
 from envdoctor.facts import Finding, Fix, Report
 from envdoctor.render.markdown import render_markdown
 from envdoctor.render.text import bound, render_text
@@ -167,6 +167,28 @@ def f(id_: str, severity: str = "error", component: str = "torchvision", about: 
     return Finding(id=id_, name=id_, severity=severity, component=component, title=f"title {id_}",
                    evidence={"component": about} if about else {},
                    fixes=[Fix(description="d", commands=[f"cmd {id_}"])])
+
+
+def cycles() -> list[str]:
+    """Rule ids on a cycle of FOLDS (should be none: a cycle would let two findings explain each other)."""
+    ids = sorted(load_all().rules)
+    edges = {a: [b for b in ids if folds(a, b)] for a in ids}
+    bad: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(a: str) -> None:
+        state[a] = 1
+        for b in edges[a]:
+            if state.get(b) == 1:
+                bad.append(b)
+            elif b not in state:
+                visit(b)
+        state[a] = 2
+
+    for a in ids:
+        if a not in state:
+            visit(a)
+    return bad
 
 
 def test_folds_table_is_acyclic_and_names_registered_rules():

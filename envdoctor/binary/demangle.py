@@ -42,10 +42,6 @@ def demangle_all(names: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def demangle(name: str) -> str:
-    return demangle_all([name]).get(name, name)
-
-
 def _cxxfilt(names: list[str]) -> dict[str, str]:
     """Batch through c++filt (one process for all names); {} when it is absent or fails."""
     exe = shutil.which("c++filt")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from envdoctor import matrix
-from envdoctor.checks._facts import consumers, torch_cuda, torch_version
+from envdoctor.fact_readers import consumers, torch_cuda, torch_version
 from envdoctor.facts import Report
 from envdoctor.probe.buildhost import BuildHost
 
@@ -131,7 +131,7 @@ def choose_version(report: Report, tables: Any, pinned: Optional[str] = None) ->
     known: set[str] = set()
     for row in tables.rows("mmcv_wheels"):
         known.update(row["mmcv"])
-    ranges = matrix.consumer_ranges(tables, consumers(report))
+    ranges = matrix.consumer_ranges(tables, consumers(report, tables))
     ok = []
     for ver in known:
         v = matrix.parse_version(ver)

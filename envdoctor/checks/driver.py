@@ -6,7 +6,8 @@ from typing import Any, Iterable, Optional
 
 from envdoctor import matrix
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks._facts import comp, os_name, pip, runtime, torch_cuda, torch_version
+from envdoctor.checks._facts import pip
+from envdoctor.fact_readers import comp, os_name, runtime, torch_cuda, torch_version
 from envdoctor.facts import Finding, Fix, Report
 
 NVIDIA_DOWNLOAD = "https://www.nvidia.com/Download/index.aspx"

@@ -118,27 +118,3 @@ def group_findings(findings: list[Finding]) -> list[Finding]:
         out.append(findings[p])
         out.extend(findings[i] for i in sorted((i for i in range(n) if root[i] == p and i != p), key=key))
     return out
-
-
-def cycles() -> list[str]:
-    """Rule ids on a cycle of FOLDS (should be none: a cycle would let two findings explain each other)."""
-    from envdoctor.checks import load_all
-
-    ids = sorted(load_all().rules)
-    edges = {a: [b for b in ids if folds(a, b)] for a in ids}
-    bad: list[str] = []
-    state: dict[str, int] = {}
-
-    def visit(a: str) -> None:
-        state[a] = 1
-        for b in edges[a]:
-            if state.get(b) == 1:
-                bad.append(b)
-            elif b not in state:
-                visit(b)
-        state[a] = 2
-
-    for a in ids:
-        if a not in state:
-            visit(a)
-    return bad

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks._facts import FAILED, reinstall_fix
-from envdoctor.facts import Finding, Fix, Report
+from envdoctor.checks._facts import reinstall_fix
+from envdoctor.facts import FAILED, Finding, Fix, Report
 
 IMPORT_FAILS = Rule(
     id="ED001",

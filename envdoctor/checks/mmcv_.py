@@ -7,10 +7,11 @@ from typing import Any, Iterable, Optional
 
 from envdoctor import matrix
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks._facts import (FAILED, MMCV_DISTS, alternative_fixes, compat_fix, comp, consumers, damaged,
-                                     load_cause, load_message, load_status, mmcv_dists, norm, os_name, pip,
-                                     python_minor, runtime, torch_cuda, torch_unusable, torch_version, wheel_fix)
-from envdoctor.facts import Finding, Fix, Report
+from envdoctor.checks._facts import alternative_fixes, compat_fix, pip, wheel_fix
+from envdoctor.fact_readers import (comp, consumers, damaged, load_cause, load_message, load_status, mmcv_dist_names,
+                                    mmcv_dists, mmcv_series, mmcv_version, mmcv_wheel, norm, os_name, python_minor,
+                                    runtime, torch_cuda, torch_unusable, torch_version)
+from envdoctor.facts import FAILED, Finding, Fix, Report
 
 NO_OPS = Rule(
     id="ED401", name="mmcv-without-ops", severity="error", component="mmcv",
@@ -125,13 +126,6 @@ CUDA_SKEW = Rule(
 TORCH_SYMBOL = re.compile(r"^_ZN?K?\d*(3c10|2at|5torch|6caffe2)|c10::|at::|torch::")
 
 
-def _mmcv_version(report: Report) -> Optional[str]:
-    c = comp(report, "mmcv")
-    if c is None:
-        return None
-    return (c.facts.get("version_py") or {}).get("__version__") or c.version
-
-
 def _major(version: Optional[str]) -> Optional[int]:
     v = matrix.parse_version(version)
     return v.major if v is not None else None
@@ -141,10 +135,10 @@ def _ops_ok(report: Report) -> bool:
     return load_status(report, "mmcv._ext") == "ok"
 
 
-def _ops_expected(report: Report) -> bool:
+def _ops_expected(report: Report, tables: Any) -> bool:
     """Does this environment want mmcv's ops? Not for a lone, deliberate mmcv-lite without consumers."""
-    dists = mmcv_dists(report)
-    if load_status(report, "mmcv._ext") in FAILED or len(dists) > 1 or consumers(report):
+    dists = mmcv_dists(report, tables)
+    if load_status(report, "mmcv._ext") in FAILED or len(dists) > 1 or consumers(report, tables):
         return True
     return dists != ["mmcv-lite"]
 
@@ -155,14 +149,11 @@ def _wheel_or_compat(report: Report, tables: Any, what: str, series: Optional[in
     blocked = _blocked(report)
     if blocked:
         return [Fix(description=blocked)], None
-    ver = torch_version(report)
-    if ver is None:
+    if torch_version(report) is None:
         return [Fix(description="install torch first: mmcv's ops are built against a specific torch")], None
-    args = (tables, ver, torch_cuda(report), python_minor(report), os_name(report), consumers(report))
-    choice = matrix.mmcv_wheel_for(*args, mmcv_major=series) if series else None
-    choice = choice or matrix.mmcv_wheel_for(*args)
+    choice = mmcv_wheel(report, tables, series)
     if choice is not None:
-        return [wheel_fix(report, choice, mmcv_dists(report) or ["mmcv"], what)], choice
+        return [wheel_fix(report, choice, mmcv_dists(report, tables) or ["mmcv"], what)], choice
     fixes = [compat_fix(report)]
     if with_alternatives:
         fixes += alternative_fixes(report, tables, mmcv_major=series)
@@ -203,13 +194,13 @@ def mmcv_without_ops(report: Report, tables: Any) -> Iterable[Finding]:
         return
     if ext.load is not None and ext.load.status not in ("missing", "skipped"):
         return  # something named _ext exists and failed to load: ED402
-    dists = mmcv_dists(report)
+    dists = mmcv_dists(report, tables)
     if len(dists) > 1:
         return  # ED403 explains the mixed install
     dist = dists[0] if dists else (m.distribution or "mmcv")
-    version = _mmcv_version(report)
+    version = mmcv_version(report)
     reason, meant_ops = _flavour_reason(report, tables, norm(dist), version)
-    users = consumers(report)
+    users = consumers(report, tables)
     series = _major(version) if norm(dist) != "mmcv-lite" else 2
     if series == 1 and norm(dist) == "mmcv":
         series = 1
@@ -227,9 +218,9 @@ def mmcv_without_ops(report: Report, tables: Any) -> Iterable[Finding]:
                   fixes=fixes, severity=severity)
 
 
-def _built_for(report: Report) -> dict[str, str]:
+def _built_for(report: Report, tables: Any) -> dict[str, str]:
     """(cu, torch) from direct_url.json of an install from the OpenMMLab index, if any."""
-    for key in mmcv_dists(report):
+    for key in mmcv_dists(report, tables):
         pkg = report.packages.get(key)
         url = (pkg.direct_url or {}).get("url", "") if pkg is not None and pkg.direct_url else ""
         mm = re.search(r"/mmcv/dist/(cu\d+|cpu)/torch([\d.]+)/", url)
@@ -298,8 +289,8 @@ def mmcv_ext_load_fails(report: Report, tables: Any) -> Iterable[Finding]:
     if torch_unusable(report):
         tail = f"{load_message(report, 'mmcv._ext')[:120]} (torch itself does not import as a working module)"
         detail = "Whatever else is wrong with mmcv can only be judged once torch imports."
-    version = _mmcv_version(report)
-    dist = (mmcv_dists(report) or [ext.distribution or "mmcv"])[0]
+    version = mmcv_version(report)
+    dist = (mmcv_dists(report, tables) or [ext.distribution or "mmcv"])[0]
     fixes, choice = _wheel_or_compat(report, tables, "replace it with the official wheel built for this torch",
                                      series=_major(version))
     if choice is None and not _blocked(report):
@@ -312,7 +303,7 @@ def mmcv_ext_load_fails(report: Report, tables: Any) -> Iterable[Finding]:
             evidence[key] = cause[key]
     if "cxx11_abi" in runtime(comp(report, "torch")):
         evidence["torch_cxx11_abi"] = runtime(comp(report, "torch"))["cxx11_abi"]
-    built = _built_for(report)
+    built = _built_for(report, tables)
     if built:
         evidence["built_for"] = built
     yield finding(EXT_FAILS, f"mmcv._ext does not load: {tail}", detail=detail, evidence=evidence, fixes=fixes)
@@ -320,7 +311,7 @@ def mmcv_ext_load_fails(report: Report, tables: Any) -> Iterable[Finding]:
 
 @check(CONFLICT)
 def mmcv_conflict(report: Report, tables: Any) -> Iterable[Finding]:
-    dists = mmcv_dists(report)
+    dists = mmcv_dists(report, tables)
     missing = {d: report.packages[d].record_missing for d in dists
                if d in report.packages and report.packages[d].record_missing}
     if len(dists) < 2 and not missing:
@@ -331,14 +322,15 @@ def mmcv_conflict(report: Report, tables: Any) -> Iterable[Finding]:
     else:
         d, n = next(iter(missing.items()))
         title = f"{n} of the files {names[0]} installed are missing on disk"
-    imported = _mmcv_version(report)
+    imported = mmcv_version(report)
     detail = (f"They share the directory mmcv/; `import mmcv` now sees version {imported}."
               if len(dists) > 1 else "Another mmcv distribution was uninstalled and took shared files with it.")
     if missing:
         detail += " Missing files: " + ", ".join(f"{d}: {n}" for d, n in missing.items()) + "."
     fixes, _ = _wheel_or_compat(report, tables, "then install one mmcv with ops", series=_major(imported))
+    every = " ".join(sorted(set(dists) | set(mmcv_dist_names(tables))))
     remove = [Fix(description="uninstall every mmcv distribution (run until pip finds none)",
-                  commands=[f"{pip(report)} uninstall -y {' '.join(sorted(set(dists) | set(MMCV_DISTS)))}"])]
+                  commands=[f"{pip(report)} uninstall -y {every}"])]
     yield finding(CONFLICT, title, detail=detail,
                   evidence={"component": "mmcv", "distributions": names, "record_missing": missing,
                             "imported_version": imported},
@@ -347,19 +339,20 @@ def mmcv_conflict(report: Report, tables: Any) -> Iterable[Finding]:
 
 @check(CONSUMER)
 def mmcv_outside_consumer_range(report: Report, tables: Any) -> Iterable[Finding]:
-    version = _mmcv_version(report)
+    version = mmcv_version(report)
     if version is None:
         return
-    bad = [r for r in matrix.consumer_ranges(tables, consumers(report)) if not matrix.in_spec(version, r["mmcv"])]
+    bad = [r for r in matrix.consumer_ranges(tables, consumers(report, tables))
+           if not matrix.in_spec(version, r["mmcv"])]
     if not bad:
         return
     ver = torch_version(report)
     fixes: list[Fix] = []
     if ver is not None:
         choice = matrix.mmcv_wheel_for(tables, ver, torch_cuda(report), python_minor(report), os_name(report),
-                                       consumers(report))
+                                       consumers(report, tables))
         if choice is not None:
-            fixes.append(wheel_fix(report, choice, mmcv_dists(report), "install mmcv inside every range"))
+            fixes.append(wheel_fix(report, choice, mmcv_dists(report, tables), "install mmcv inside every range"))
         else:
             fixes.append(Fix(description=f"no official mmcv wheel inside {', '.join(r['mmcv'] for r in bad)} exists "
                                          f"for torch {ver}; change torch (below) or use the compat layer"))
@@ -376,7 +369,7 @@ def mmcv_outside_consumer_range(report: Report, tables: Any) -> Iterable[Finding
 
 @check(NO_WHEEL)
 def mmcv_no_official_wheel(report: Report, tables: Any) -> Iterable[Finding]:
-    if comp(report, "mmcv") is None or _ops_ok(report) or report.mode != "full" or not _ops_expected(report):
+    if comp(report, "mmcv") is None or _ops_ok(report) or report.mode != "full" or not _ops_expected(report, tables):
         return
     if torch_unusable(report):
         return  # which mmcv fits can only be said of a torch that imports (ED003 / ED201 say what to repair)
@@ -384,10 +377,10 @@ def mmcv_no_official_wheel(report: Report, tables: Any) -> Iterable[Finding]:
     if ver is None:
         return
     cuda, py, os_ = torch_cuda(report), python_minor(report), os_name(report)
-    if matrix.mmcv_wheel_for(tables, ver, cuda, py, os_, consumers(report)) is not None:
+    if matrix.mmcv_wheel_for(tables, ver, cuda, py, os_, consumers(report, tables)) is not None:
         return
     reasons = matrix.why_no_mmcv_wheel(tables, ver, cuda, py, os_)
-    series = _major(_mmcv_version(report))
+    series = mmcv_series(report)
     fixes = ([] if _blocked(report) else [compat_fix(report)]) + alternative_fixes(report, tables, mmcv_major=series)
     if series == 1:
         fixes += alternative_fixes(report, tables, mmcv_major=2, limit=1)
@@ -414,9 +407,9 @@ def mmcv_stale_wheel_cache(report: Report, tables: Any) -> Iterable[Finding]:
     status = load_status(report, "mmcv._ext")
     cause = load_cause(report, "mmcv._ext").get("kind")
     symbol_break = status in FAILED and cause in ("undefined_symbol", "missing_procedure")
-    no_ops = comp(report, "mmcv") is not None and status == "missing" and _ops_expected(report)
+    no_ops = comp(report, "mmcv") is not None and status == "missing" and _ops_expected(report, tables)
     local_install = False
-    for key in mmcv_dists(report):
+    for key in mmcv_dists(report, tables):
         pkg = report.packages.get(key)
         if pkg is not None and not pkg.direct_url and any(w.get("version") == pkg.version for w in wheels):
             local_install = True
@@ -443,7 +436,7 @@ def mmcv_stale_wheel_cache(report: Report, tables: Any) -> Iterable[Finding]:
 
 @check(BUILD)
 def mmcv_source_build_will_fail(report: Report, tables: Any) -> Iterable[Finding]:
-    if comp(report, "mmcv") is None or _ops_ok(report) or report.mode != "full" or not _ops_expected(report):
+    if comp(report, "mmcv") is None or _ops_ok(report) or report.mode != "full" or not _ops_expected(report, tables):
         return
     if torch_unusable(report):
         return  # a build needs a working torch first
@@ -451,9 +444,9 @@ def mmcv_source_build_will_fail(report: Report, tables: Any) -> Iterable[Finding
     if ver is None:
         return
     cuda, py, os_ = torch_cuda(report), python_minor(report), os_name(report)
-    if matrix.mmcv_wheel_for(tables, ver, cuda, py, os_, consumers(report)) is not None:
+    if matrix.mmcv_wheel_for(tables, ver, cuda, py, os_, consumers(report, tables)) is not None:
         return  # a wheel exists: nobody needs to build
-    mmcv_ver = _mmcv_version(report) or "2.2.0"
+    mmcv_ver = mmcv_version(report) or "2.2.0"
     setuptools = report.packages.get("setuptools")
     blockers = []
     for row in tables.rows("mmcv_build"):
@@ -503,7 +496,7 @@ def mmcv_ops_without_cuda(report: Report, tables: Any) -> Iterable[Finding]:
     if built != "not available" or not cuda or not report.gpu.devices:
         return
     fixes, _ = _wheel_or_compat(report, tables, "install the CUDA build of mmcv's ops",
-                                series=_major(_mmcv_version(report)))
+                                series=mmcv_series(report))
     yield finding(CPU_OPS, f"mmcv's ops have no CUDA kernels, but torch uses CUDA {cuda} on this GPU",
                   detail="Ops on CUDA tensors fail with '<op>_impl: implementation for device cuda:0 not found'.",
                   evidence={"compiling_cuda_version": built, "torch.version.cuda": cuda}, fixes=fixes)
@@ -520,6 +513,6 @@ def mmcv_ext_cuda_mismatch(report: Report, tables: Any) -> Iterable[Finding]:
     if built.split(".")[0] == cuda.split(".")[0]:
         return
     fixes, _ = _wheel_or_compat(report, tables, "install mmcv built for torch's CUDA",
-                                series=_major(_mmcv_version(report)))
+                                series=mmcv_series(report))
     yield finding(CUDA_SKEW, f"mmcv._ext was compiled for CUDA {built}, torch for CUDA {cuda}",
                   evidence={"compiling_cuda_version": built, "torch.version.cuda": cuda}, fixes=fixes)

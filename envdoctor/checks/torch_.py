@@ -7,9 +7,10 @@ from typing import Any, Iterable
 
 from envdoctor import matrix
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks._facts import (FAILED, comp, load_cause, load_message, os_name, pip, python_minor, runtime,
-                                     torch_cuda, torch_hip, torch_version)
-from envdoctor.facts import Finding, Fix, Report
+from envdoctor.checks._facts import pip
+from envdoctor.fact_readers import (comp, load_cause, load_message, os_name, python_minor, runtime, torch_cuda,
+                                    torch_hip, torch_version)
+from envdoctor.facts import FAILED, Finding, Fix, Report
 from envdoctor.facts import package_dir_paths
 
 VC_REDIST = "https://aka.ms/vs/17/release/vc_redist.x64.exe"

@@ -6,9 +6,9 @@ from typing import Any, Iterable, Optional
 
 from envdoctor import matrix
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks._facts import (FAILED, comp, envdoctor_fix, load_cause, load_message, pip, torch_cuda,
-                                     torch_version)
-from envdoctor.facts import Finding, Fix, Report
+from envdoctor.checks._facts import envdoctor_fix, pip
+from envdoctor.fact_readers import comp, load_cause, load_message, torch_cuda, torch_version
+from envdoctor.facts import FAILED, Finding, Fix, Report
 
 PAIR = Rule(
     id="ED301", name="torchvision-torch-mismatch", severity="error", component="torchvision",

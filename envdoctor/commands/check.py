@@ -1,44 +1,65 @@
-"""`envdoctor check`: probe, run the checks, render."""
+"""`envdoctor check`: probe, run the checks, render.
+
+Only the probe is imported up front. The target's processes (`import torch` ...) are the critical path, so
+they start first; what runs after them (the rule tables, the checks, binary forensics, redaction, the
+renderers and rich) is loaded by a thread while they run, and envdoctor's own start-up is not added to
+their time. (So a bad --rules file is reported, exit 2, once the probe is done.)
+"""
 
 from __future__ import annotations
 
-import os
+import importlib
 import sys
-from typing import Optional
+import threading
+from typing import Any, Optional
 
-from envdoctor.checks import load_all, run_checks
 from envdoctor.errors import UsageError
 from envdoctor.facts import Report
-from envdoctor.fix.lock import state_dir
-from envdoctor.fix.recover import pending_report
 from envdoctor.probe import collect
-from envdoctor.redact import redact_report
-from envdoctor.render.json_ import render_json
-from envdoctor.render.markdown import render_markdown
+from envdoctor.render.formats import check_format, check_output_path, write_formatted
 from envdoctor.render.output import emit as write
-from envdoctor.render.output import emit_rendered
-from envdoctor.render.text import render_text
-from envdoctor.rules import load_tables
 
 FORMATS = ("text", "json", "markdown")
+# imported while the probes run, what is needed first, first (binary forensics only after a full probe)
+AFTER_PROBE = ("envdoctor.checks", "envdoctor.classify", "envdoctor.fix.recover", "envdoctor.redact",
+               "envdoctor.render.text", "envdoctor.render.json_", "envdoctor.render.markdown")
 
 
-def check_output_path(output: Optional[str]) -> None:
-    """Refuse an -o that cannot be written before probing (which takes seconds), not after."""
-    if not output:
+def _after_probe(quick: bool, rules_dirs: list[str], out: dict[str, Any]) -> None:
+    try:
+        from envdoctor.rules import load_tables
+
+        out["tables"] = load_tables(rules_dirs)
+    except Exception as exc:  # noqa: BLE001 - raised again in the main thread (a bad --rules file: exit 2)
+        out["error"] = exc
         return
-    if os.path.isdir(output):
-        raise UsageError(f"-o {output}: is a directory")
-    parent = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(parent):
-        raise UsageError(f"-o {output}: no such directory {parent}")
-    if not os.access(parent, os.W_OK) and not os.access(output, os.W_OK):
-        raise UsageError(f"-o {output}: {parent} is not writable")
+    try:
+        from envdoctor.checks import load_all
+
+        load_all()
+        for name in AFTER_PROBE + (() if quick else ("envdoctor.binary",)):
+            importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - the main thread imports it again and reports the error its own way
+        pass
+
+
+def start_imports(quick: bool = False, rules_dirs: Optional[list[str]] = None
+                  ) -> tuple[threading.Thread, dict[str, Any]]:
+    """Load the rule tables and import what comes after the probe, in a thread: (thread, its results)."""
+    out: dict[str, Any] = {}
+    thread = threading.Thread(target=_after_probe, args=(quick, list(rules_dirs or []), out),
+                              name="envdoctor-imports", daemon=True)
+    thread.start()
+    return thread, out
 
 
 def check_selectors(option: str, patterns: Optional[list[str]]) -> None:
     """An id or prefix that matches no rule is an error, not a silent no-op: `--select ED3O1` (a typo)
     would otherwise run no check at all and exit 0, and a CI gate on `check` would always pass."""
+    if not any(p.strip() for p in patterns or []):
+        return  # nothing to validate: the checks are imported later, while the probes run
+    from envdoctor.checks import load_all
+
     ids = sorted(load_all().rules)
     for p in patterns or []:
         want = p.strip().upper()
@@ -51,20 +72,27 @@ def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: lis
              select: Optional[list[str]], ignore: Optional[list[str]], show_progress: bool = False,
              extra: Optional[dict] = None, read_pending: bool = True) -> Report:
     """probe -> facts -> checks -> findings. `read_pending=False`: the caller's own fix is the pending one."""
-    tables = load_tables(rules_dirs)
-    if not show_progress:
-        report = collect(python, quick=quick, timeout=timeout)
-    else:
-        # a spinner on stderr, only on a terminal; its text follows the probes as they finish
-        from rich.console import Console
+    if show_progress:  # before the thread, which imports rich too: two threads importing one package's
+        from rich.console import Console  # modules in different orders can deadlock
+    imports, loaded = start_imports(quick, rules_dirs)
+    try:
+        if not show_progress:
+            report = collect(python, quick=quick, timeout=timeout)
+        else:
+            # a spinner on stderr, only on a terminal; its text follows the probes as they finish
+            with Console(stderr=True).status("probing: starting isolated imports of torch, torchvision, mmcv") \
+                    as status:
+                report = collect(python, quick=quick, timeout=timeout,
+                                 progress=lambda text: status.update(f"probing: {text}"))
+    finally:
+        imports.join()  # never two threads importing one module; none left importing at exit
+    if "error" in loaded:
+        raise loaded["error"]
+    tables = loaded["tables"]
+    from envdoctor.checks import run_checks
+    from envdoctor.fix.lock import state_dir
+    from envdoctor.fix.recover import pending_report
 
-        with Console(stderr=True).status("probing: starting isolated imports of torch, torchvision, mmcv") as status:
-            report = collect(python, quick=quick, timeout=timeout,
-                             progress=lambda text: status.update(f"probing: {text}"))
-    if not quick:
-        from envdoctor.probe.pip_cache import probe_pip_cache  # locally built mmcv wheels pip would reuse (ED406)
-
-        report.extra["pip_cache"] = probe_pip_cache()
     # an interrupted fix, for ED601: read only (check never recovers, never writes to the target)
     pending = (pending_report(state_dir(report.python.prefix), not quick)
                if read_pending and report.python.prefix else None)
@@ -80,13 +108,12 @@ def exit_code(report: Report) -> int:
 
 
 def write_output(report: Report, fmt: str, output: Optional[str], verbose: bool = False) -> None:
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
-    if fmt == "text":
-        emit_rendered(lambda stream: render_text(report, stream, color=False if output else None, verbose=verbose),
-                      output)
-        return
-    emit(render_json(report) if fmt == "json" else render_markdown(report), output)
+    from envdoctor.render.json_ import render_json
+    from envdoctor.render.markdown import render_markdown
+    from envdoctor.render.text import render_text
+
+    write_formatted(fmt, output, lambda stream, color: render_text(report, stream, color=color, verbose=verbose),
+                    json=lambda: render_json(report), markdown=lambda: render_markdown(report))
 
 
 def emit(text: str, output: Optional[str]) -> None:
@@ -102,8 +129,7 @@ def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rul
 
         return run_as_member(fleet_member, python, lambda py: _checked(py, quick, rules_dirs, select, ignore,
                                                                           no_redact, timeout, False))
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    check_format(fmt, FORMATS)
     check_output_path(output)
     report = _checked(python, quick, rules_dirs, select, ignore, no_redact, timeout, not quick and sys.stderr.isatty())
     write_output(report, fmt, output, verbose)
@@ -116,5 +142,7 @@ def _checked(python: Optional[str], quick: bool, rules_dirs: list[str], select: 
     check_selectors("--ignore", ignore)
     report = diagnose(python, quick, timeout, rules_dirs, select, ignore, show_progress=progress)
     if not no_redact:
+        from envdoctor.redact import redact_report
+
         report = redact_report(report)
     return report

@@ -17,7 +17,7 @@ from envdoctor.errors import UsageError
 from envdoctor.facts import Report
 from envdoctor.redact import Redactor, redact_report
 from envdoctor.render.diff import render_diff_json, render_diff_text
-from envdoctor.render.output import emit, emit_rendered
+from envdoctor.render.formats import check_format, check_output_path, write_formatted
 from envdoctor.report_io import load_report
 
 FORMATS = ("text", "json")
@@ -31,12 +31,9 @@ def _fresh(python: Optional[str], timeout: float, rules_dirs: list[str]) -> Repo
 
 def run(a_path: str, b_path: Optional[str], python: Optional[str], fmt: str, output: Optional[str],
         no_redact: bool, timeout: float, rules_dirs: list[str]) -> int:
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    check_format(fmt, FORMATS)
     if b_path is not None and python is not None:
         raise UsageError("--python probes a fresh B; give either B.json or --python, not both")
-    from envdoctor.commands.check import check_output_path
-
     check_output_path(output)
     a = load_report(a_path)
     if b_path is not None:
@@ -50,9 +47,7 @@ def run(a_path: str, b_path: Optional[str], python: Optional[str], fmt: str, out
         a, b = redact_report(a, redactor), redact_report(b, redactor)
         label_a, label_b = redactor.text(label_a), redactor.text(label_b)
     diff = compare(a, b, label_a, label_b)
-    if fmt == "json":
-        emit(render_diff_json(diff), output)
-    else:
-        emit_rendered(lambda stream: render_diff_text(diff, stream, color=False if output else None), output)
+    write_formatted(fmt, output, lambda stream, color: render_diff_text(diff, stream, color=color),
+                    json=lambda: render_diff_json(diff))
     return 1 if diff.worse else 0
 

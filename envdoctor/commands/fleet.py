@@ -77,10 +77,9 @@ def diff_cmd(
 
 
 def _check_format(fmt: str, allowed: tuple[str, ...] = FORMATS) -> None:
-    from envdoctor.errors import UsageError
+    from envdoctor.render.formats import check_format
 
-    if fmt not in allowed:
-        raise UsageError(f"--format {fmt}: choose one of {', '.join(allowed)}")
+    check_format(fmt, allowed)
 
 
 def member_argv(member_command: str, run_id: str, python: Optional[str], quick: bool, rules: list[str],
@@ -120,7 +119,8 @@ def run(launcher: list[str], python: Optional[str], quick: bool, rules: list[str
     sel, ign = _split(select) or [], _split(ignore) or []
     if output or sel or ign:
         # imported only when needed: `check`'s module loads every check, a quarter second before the launcher starts
-        from envdoctor.commands.check import check_output_path, check_selectors
+        from envdoctor.commands.check import check_selectors
+        from envdoctor.render.formats import check_output_path
 
         check_output_path(output)
         check_selectors("--select", sel)
@@ -148,7 +148,7 @@ def run(launcher: list[str], python: Optional[str], quick: bool, rules: list[str
 
 
 def summarize(inputs: list[str], no_redact: bool, names: Optional[str], fmt: str, output: Optional[str]) -> int:
-    from envdoctor.commands.check import check_output_path
+    from envdoctor.render.formats import check_output_path
     from envdoctor.fleet.collect import from_files
 
     _check_format(fmt)
@@ -214,7 +214,7 @@ def _open(output: str) -> IO[str]:
 def diff(a: str, b: str, fmt: str, output: Optional[str]) -> int:
     from pathlib import Path
 
-    from envdoctor.commands.check import check_output_path
+    from envdoctor.render.formats import check_output_path
     from envdoctor.errors import ReportError
     from envdoctor.fleet.rollout import diff_summaries
     from envdoctor.fleet.summary import load_summary

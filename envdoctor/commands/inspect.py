@@ -9,10 +9,8 @@ Exit 0: it would load; 1: a problem was found; 2: bad input.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from dataclasses import asdict
 from typing import Any, Optional
 
 from envdoctor.binary import Context, analyse_file
@@ -20,10 +18,10 @@ from envdoctor.checks import run_checks
 from envdoctor.errors import UsageError
 from envdoctor.facts import Component, LoadResult, Report
 from envdoctor.facts import package_dir_paths
-from envdoctor.render.output import emit, emit_rendered
+from envdoctor.render.formats import check_format, write_formatted
+from envdoctor.render.inspect import inspect_json, render_inspect
 
 FORMATS = ("text", "json")
-SCHEMA = "envdoctor.inspect/1"
 
 
 def _site_packages_of(path: str) -> tuple[Optional[str], Optional[str]]:
@@ -110,8 +108,7 @@ def inspect_file(path: str, python: Optional[str] = None, search_dirs: Optional[
 
 
 def run(path: str, python: Optional[str], search_dirs: list[str], fmt: str, no_redact: bool = False) -> int:
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    check_format(fmt, FORMATS)
     analysis, report = inspect_file(path, python, search_dirs)
     bad = (not analysis.get("would_load", False)) or any(f.severity == "error" for f in report.findings)
     if not no_redact:  # paths to the file and its libraries name the user, like check's report
@@ -119,54 +116,6 @@ def run(path: str, python: Optional[str], search_dirs: list[str], fmt: str, no_r
 
         redactor = Redactor()
         analysis, report = redactor.value(analysis), redact_report(report, redactor)
-    if fmt == "json":
-        out = {"schema": SCHEMA, "file": analysis.get("path"), "would_load": not bad, "analysis": analysis,
-               "findings": [asdict(f) for f in report.findings]}
-        emit(json.dumps(out, indent=2, default=str, ensure_ascii=False) + "\n")
-    else:
-        emit_rendered(lambda stream: render(analysis, report, not bad, stream))
+    write_formatted(fmt, None, lambda stream, color: render_inspect(analysis, report, not bad, stream, color),
+                    json=lambda: inspect_json(analysis, report, not bad))
     return 1 if bad else 0
-
-
-def render(a: dict[str, Any], report: Report, ok: bool, stream: Any = None) -> None:
-    from rich.markup import escape
-
-    from envdoctor.render.text import TextRenderer
-
-    r = TextRenderer(stream)
-    c = r.console
-    size = a.get("size") or 0
-    what = " ".join(str(x) for x in (a.get("class") or a.get("format"), a.get("machine")) if x)
-    c.print(f"[bold]{escape(a.get('path') or '')}[/bold]")
-    c.print(f"  {escape(what)}, {size:,} bytes")
-    t = a.get("torch") or {}
-    if t:
-        abi_names: dict[Any, str] = {True: "C++11 ABI", False: "old C++ ABI"}
-        abi = abi_names.get(t.get("cxx11_abi"), "")
-        c.print(f"  resolved against torch {escape(str(t.get('version', '?')))}"
-                + (f" (CUDA {escape(t['cuda'])})" if t.get("cuda") else " (CPU)")
-                + (f", {abi}" if abi else "") + f" in {escape(t.get('dir', ''))}")
-    b = a.get("build") or {}
-    if b.get("compiler") or b.get("pybind11_internals"):
-        c.print("  built with " + escape("; ".join((b.get("compiler") or [])[:1] + (
-            [b["pybind11_internals"]] if b.get("pybind11_internals") else []))))
-    for n in a.get("needed") or []:
-        state = "ok" if n.get("path") or n.get("how") in ("apiset", "system", "vc_runtime", "interpreter") \
-            else "error"
-        where = n.get("path") or {"apiset": "(Windows API set)", "system": "(Windows system DLL, assumed present)",
-                                  "vc_runtime": "(Visual C++ runtime, assumed installed)",
-                                  "interpreter": "(the Python DLL)"}.get(n.get("how"), "not found")
-        how = f" [{n['how']}]" if n.get("path") else ""
-        c.print(f"  {r.mark(state)} {escape(n['name']):<28} {escape(where)}{escape(how)}")
-    if a.get("format") in ("elf", "pe") and not a.get("problem"):
-        c.print(f"  {a.get('undefined_count', 0)} imported symbols checked, "
-                f"{a.get('missing_symbols_count', 0)} missing; "
-                f"{a.get('missing_libraries_count', 0)} libraries missing; "
-                f"{a.get('missing_versions_count', 0)} symbol versions missing")
-    c.print()
-    for f in report.findings:
-        r._finding(f)
-    if ok:
-        c.print(f"{r.mark('ok')} would load: every library, symbol and symbol version it needs is present")
-    else:
-        c.print(f"{r.mark('error')} would not load")

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from envdoctor.fact_readers import load_message, state
 from envdoctor.facts import Report
 from envdoctor.fix import backup as bk
 from envdoctor.fix import owned
@@ -263,11 +264,9 @@ def verify(plan: Plan, after: Report, python: str, timeout: float) -> list[str]:
     failures: list[str] = []
     for a in plan.runnable:
         for comp in a.verify.components_ok:
-            c = after.components.get(comp)
-            status = c.load.status if c and c.load else "missing"
+            status = state(after, comp)
             if status != "ok":
-                msg = ((c.load.error.message.strip().splitlines() or [""])[-1][:200]
-                       if c and c.load and c.load.error else "")
+                msg = load_message(after, comp, last=True, limit=200)
                 failures.append(f"{comp}: {status}" + (f" ({msg})" if msg else ""))
         for dist, version in a.verify.present.items():
             pkg = after.packages.get(norm_name(dist))
@@ -345,7 +344,7 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
         backup = bk.Backup(j.path("backup"))
         for path in to_back:
             backup.add(path)
-        j.save_json("backup.json", backup.index)
+        j.save_json(bk.Backup.INDEX, backup.index)
         j.step("backup", "end", entries=len(backup.index))
 
         for i, p in enumerate(prepared):

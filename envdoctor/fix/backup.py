@@ -184,9 +184,6 @@ class Backup:
             _link_or_copy(path, dst)
         self.index[path] = e
 
-    def save(self) -> dict[str, list]:
-        return self.index
-
     @classmethod
     def load(cls, directory: Path, index: dict[str, list]) -> "Backup":
         b = cls(directory)

@@ -156,10 +156,6 @@ class Journal:
         self.data.update(fields)
         self.write()
 
-    def began(self, prefix: str) -> bool:
-        """Has any step whose name starts with `prefix` begun?"""
-        return any(s["step"].startswith(prefix) and s["phase"] == "begin" for s in self.data["steps"])
-
     def ended(self, name: str) -> bool:
         return any(s["step"] == name and s["phase"] == "end" for s in self.data["steps"])
 

@@ -19,18 +19,16 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from envdoctor import matrix
-from envdoctor.facts import Report
+from envdoctor.fact_readers import (installed_version, load_message, mmcv_dist_names, mmcv_dists, mmcv_series,
+                                    mmcv_wheel, os_name, python_minor, state, torch_cuda, torch_version)
+from envdoctor.facts import FAILED, Report
 from envdoctor.fix.compat_install import COMPAT_DIST, wheel_filename
 from envdoctor.fix.pip_runner import source_args
 from envdoctor.fix.wheels import norm_name
 from envdoctor.compat.errors import SERVED_SUMMARY
 
 STRATEGIES = ("auto", "wheel", "compat")
-MMCV_DISTS = ("mmcv", "mmcv-full", "mmcv-lite")  # all three install the same `mmcv/` package
-# Packages that pin an mmcv range at import time (research/mmcv.md section 3).
-CONSUMERS = ("mmdet", "mmsegmentation", "mmdet3d", "mmpose", "mmagic", "mmedit", "mmpretrain", "mmocr",
-             "mmaction2", "mmyolo", "mmrotate")
-BAD = ("missing", "import_error", "crash", "timeout", "error")
+BAD = ("missing", *FAILED)
 PIP_INSTALL = ("--no-cache-dir", "--only-binary=:all:")
 
 
@@ -104,49 +102,6 @@ def _q(args: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
-def _status(report: Report, name: str) -> str:
-    """The component's state in the same fresh facts `check` judges: one that loads is not missing, whether
-    its file exists or something else serves it (the compat layer serving `mmcv._ext`)."""
-    comp = report.components.get(name)
-    if comp is None:
-        return "missing"
-    if comp.load is not None and comp.load.status == "ok":
-        return "ok"
-    if not comp.installed:
-        return "missing"
-    return comp.load.status if comp.load else "skipped"
-
-
-def _message(report: Report, name: str) -> str:
-    comp = report.components.get(name)
-    err = comp.load.error if comp and comp.load else None
-    return (err.message.strip().splitlines() or [""])[-1][:300] if err and err.message else ""
-
-
-def _torch(report: Report) -> tuple[Optional[str], Optional[str]]:
-    comp = report.components.get("torch")
-    if comp is None or not comp.installed:
-        return None, None
-    runtime = comp.facts.get("runtime") or {}
-    version = runtime.get("version") if isinstance(runtime.get("version"), str) else comp.version
-    vpy = comp.facts.get("version_py") or {}
-    cuda = runtime.get("cuda") if "cuda" in runtime else vpy.get("cuda")
-    return version, cuda if isinstance(cuda, str) else None
-
-
-def _os_name(report: Report) -> str:
-    return {"darwin": "macos"}.get(report.host.os.lower(), report.host.os.lower())
-
-
-def _py_minor(report: Report) -> str:
-    return ".".join(report.python.version.split(".")[:2])
-
-
-def _installed(report: Report, dist: str) -> Optional[str]:
-    pkg = report.packages.get(norm_name(dist))
-    return pkg.version if pkg else None
-
-
 def _finding_ids(report: Report, component: str) -> list[str]:
     return sorted({f.id for f in report.findings if f.component.split(".")[0] == component
                    and f.severity in ("error", "warning")})
@@ -163,15 +118,6 @@ def _torch_commands(report: Report, component: str) -> list[str]:
     return cmds
 
 
-def _ask_matrix(fn: Any, notes: list[str], *args: Any, **kw: Any) -> Optional[matrix.WheelChoice]:
-    try:
-        return fn(*args, **kw)
-    except NotImplementedError:
-        notes.append(f"the wheel matrix ({fn.__name__}) is not available in this envdoctor build; "
-                     "use --pin NAME==VERSION to name the wheel")
-        return None
-
-
 def _pip(python: str, *args: str) -> list[str]:
     return [python, "-m", "pip", *args]
 
@@ -183,8 +129,8 @@ def _wheel_action(report: Report, opts: PlanOptions, component: str, choice: mat
     sources = source_args(opts.index_url, choice.find_links, choice.index_url, choice.pip_args)
     commands = [_q(_pip(py, "uninstall", "-y", d)) for d in remove]
     commands.append(_q(_pip(py, "install", *PIP_INSTALL, *sources, spec)))
-    changes = [f"removes {d} {_installed(report, d)}" for d in remove]
-    old = _installed(report, choice.package)
+    changes = [f"removes {d} {installed_version(report, d)}" for d in remove]
+    old = installed_version(report, choice.package)
     changes.append(f"installs {spec}" + (f" (replacing {old})" if old and choice.package not in remove else "")
                    + " and any missing requirement of it (binary wheels only, pip's cache bypassed)")
     return Action(
@@ -198,8 +144,8 @@ def _wheel_action(report: Report, opts: PlanOptions, component: str, choice: mat
 
 
 def _plan_mmcv(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> None:
-    mm_dists = [d for d in MMCV_DISTS if _installed(report, d) is not None]
-    mmcv_state, ext_state = _status(report, "mmcv"), _status(report, "mmcv._ext")
+    mm_dists = mmcv_dists(report, tables)
+    mmcv_state, ext_state = state(report, "mmcv"), state(report, "mmcv._ext")
     installed = bool(report.components.get("mmcv") and report.components["mmcv"].installed) or bool(mm_dists)
     if not installed:
         return
@@ -207,30 +153,28 @@ def _plan_mmcv(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> No
     if not broken and len(mm_dists) <= 1:
         return
     status = mmcv_state if mmcv_state in BAD else ext_state
-    msg = _message(report, "mmcv") if mmcv_state in BAD else _message(report, "mmcv._ext")
+    msg = load_message(report, "mmcv" if mmcv_state in BAD else "mmcv._ext", last=True, limit=300)
     if len(mm_dists) > 1:
         msg = (msg + "; " if msg else "") + f"{' and '.join(mm_dists)} are installed over each other"
     plan.problems.append(Problem("mmcv._ext" if mmcv_state not in BAD else "mmcv", status, msg,
                                  _finding_ids(report, "mmcv")))
     order = {"auto": ("wheel", "compat"), "wheel": ("wheel",), "compat": ("compat",)}[opts.strategy]
-    torch_version, torch_cuda = _torch(report)
     for strategy in order:
         if strategy == "wheel":
             choice: Optional[matrix.WheelChoice]
             pin = next(((d, opts.pins[d]) for d in ("mmcv", "mmcv-full") if d in opts.pins), None)
             if pin:
                 choice = matrix.WheelChoice(pin[0], pin[1], reason=f"pinned with --pin {pin[0]}=={pin[1]}")
-            elif torch_version is None:
+            elif torch_version(report) is None:
                 plan.notes.append("wheel: torch is not installed, so no prebuilt mmcv wheel can be chosen")
                 continue
             else:
-                consumers = {c: v for c in CONSUMERS if (v := _installed(report, c))}
-                choice = _ask_matrix(matrix.mmcv_wheel_for, plan.notes, tables, torch_version, torch_cuda,
-                                     _py_minor(report), _os_name(report), consumers)
+                choice = mmcv_wheel(report, tables, mmcv_series(report))
                 if choice is None:
-                    plan.notes.append(f"wheel: no official prebuilt mmcv wheel for torch {torch_version} "
-                                      f"({torch_cuda and 'CUDA ' + torch_cuda or 'CPU'}), Python "
-                                      f"{_py_minor(report)}, {report.host.os}")
+                    cuda = torch_cuda(report)
+                    plan.notes.append(f"wheel: no official prebuilt mmcv wheel for torch {torch_version(report)} "
+                                      f"({cuda and 'CUDA ' + cuda or 'CPU'}), Python "
+                                      f"{python_minor(report)}, {os_name(report)}")
                     continue
             verify = Verify(
                 description=f"fresh probe: `import mmcv._ext` loads in a new process of the target; "
@@ -238,14 +182,14 @@ def _plan_mmcv(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> No
                             "distribution",
                 components_ok=["mmcv", "mmcv._ext"], imports=["import mmcv.ops"],
                 present={choice.package: choice.version},
-                absent=[d for d in MMCV_DISTS if d != choice.package])
+                absent=[d for d in mmcv_dist_names(tables) if d != choice.package])
             plan.actions.append(_wheel_action(report, opts, "mmcv", choice, mm_dists, verify))
             return
         if strategy == "compat":
             why_not = opts.compat_unavailable
             if why_not is None and mmcv_state in BAD:
                 why_not = f"`import mmcv` itself fails ({mmcv_state}); the compat layer only replaces mmcv._ext"
-            if why_not is None and _status(report, "torch") != "ok":
+            if why_not is None and state(report, "torch") != "ok":
                 why_not = "the compat layer runs on torch, which does not import here"
             if why_not:
                 plan.notes.append(f"compat: {why_not}")
@@ -275,7 +219,7 @@ def _plan_mmcv(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> No
                     present={COMPAT_DIST: ""}),
             ))
             return
-    _plan_torch(report, opts, plan, "mmcv")
+    _plan_torch(report, tables, opts, plan, "mmcv")
 
 
 SOURCE_OPTS = ("--index-url", "-i", "--extra-index-url", "--find-links", "-f")
@@ -307,7 +251,7 @@ def _parse_pip_install(cmd: str) -> Optional[tuple[list[str], list[str]]]:
     return (specs, sources) if specs else None
 
 
-def _plan_torch(report: Report, opts: PlanOptions, plan: Plan, component: str) -> None:
+def _plan_torch(report: Report, tables: Any, opts: PlanOptions, plan: Plan, component: str) -> None:
     """Changes to torch itself, as the checks' findings spell them (`Fix.strategy == "torch"`): one action per
     pip command, carried out only with --allow-torch-change."""
     cmds = _torch_commands(report, component)
@@ -324,13 +268,13 @@ def _plan_torch(report: Report, opts: PlanOptions, plan: Plan, component: str) -
             continue  # the same command spelled with another interpreter path
         seen.append(key)
         parsed_all.append(parsed)
-    mm_dists = [d for d in MMCV_DISTS if _installed(report, d) is not None]
+    mm_dists = mmcv_dists(report, tables)
     for i, parsed in enumerate(parsed_all):
         specs, sources = parsed if parsed else ([], [])
         if opts.index_url:
             sources = source_args(opts.index_url)
         names = {norm_name(re.split(r"[<>=!~\[; ]", s, maxsplit=1)[0]) for s in specs}
-        is_mmcv = bool(names & set(MMCV_DISTS))
+        is_mmcv = bool(names & set(mmcv_dist_names(tables)))
         remove = mm_dists if is_mmcv else []
         applies = opts.allow_torch_change and parsed is not None
         verify = (Verify(description="fresh probe: `import mmcv._ext` loads; `import mmcv.ops` runs",
@@ -353,27 +297,25 @@ def _plan_torch(report: Report, opts: PlanOptions, plan: Plan, component: str) -
 
 def _plan_torchvision(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> None:
     tv = report.components.get("torchvision")
-    if tv is None or not tv.installed or _status(report, "torch") != "ok":
+    if tv is None or not tv.installed or state(report, "torch") != "ok":
         return
-    tv_state, ops_state = _status(report, "torchvision"), _status(report, "torchvision.ops")
+    tv_state, ops_state = state(report, "torchvision"), state(report, "torchvision.ops")
     if tv_state == "ok" and ops_state in ("ok", "skipped"):
         return
     bad = "torchvision" if tv_state != "ok" else "torchvision.ops"
-    plan.problems.append(Problem(bad, _status(report, bad), _message(report, bad),
+    plan.problems.append(Problem(bad, state(report, bad), load_message(report, bad, last=True, limit=300),
                                  _finding_ids(report, "torchvision")))
     if opts.strategy == "compat":
         plan.notes.append("torchvision: the compat strategy does not repair torchvision; use --strategy wheel")
         return
-    torch_version, torch_cuda = _torch(report)
     choice: Optional[matrix.WheelChoice]
     if "torchvision" in opts.pins:
         choice = matrix.WheelChoice("torchvision", opts.pins["torchvision"],
                                     reason=f"pinned with --pin torchvision=={opts.pins['torchvision']}")
     else:
-        choice = _ask_matrix(matrix.torchvision_for, plan.notes, tables, torch_version or "", torch_cuda,
-                             _py_minor(report))
+        choice = matrix.torchvision_for(tables, torch_version(report) or "", torch_cuda(report), python_minor(report))
     if choice is None:
-        _plan_torch(report, opts, plan, "torchvision")
+        _plan_torch(report, tables, opts, plan, "torchvision")
         return
     verify = Verify(description="fresh probe: `import torchvision` and torchvision.ops.nms run in a new process",
                     components_ok=["torchvision", "torchvision.ops"], present={"torchvision": choice.version})

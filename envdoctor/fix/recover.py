@@ -154,7 +154,7 @@ def assess(j: Journal, on_conflict: Optional[str] = None) -> Assessment:
     """What rolling `j` back would do now. Reads only."""
     a = Assessment()
     before: bk.Manifest = _load(j, "manifest-before.json", {})
-    backup = bk.Backup.load(j.path("backup"), _load(j, "backup.json", {}))
+    backup = bk.Backup.load(j.path("backup"), _load(j, bk.Backup.INDEX, {}))
     roots = bk.Roots.from_dict(j.data["roots"])
     was = _Before(before, backup)
     states = txn_states(j, before)
@@ -199,7 +199,7 @@ def assess(j: Journal, on_conflict: Optional[str] = None) -> Assessment:
 def carry_out(j: Journal, a: Assessment) -> list[str]:
     """Do what `assess` found. Returns the paths it could not put back, each with the reason."""
     before: bk.Manifest = _load(j, "manifest-before.json", {})
-    backup = bk.Backup.load(j.path("backup"), _load(j, "backup.json", {}))
+    backup = bk.Backup.load(j.path("backup"), _load(j, bk.Backup.INDEX, {}))
     problems: list[str] = []
     deepest_first = sorted(a.delete, key=lambda p: p.count(os.sep), reverse=True)
     for p in deepest_first:

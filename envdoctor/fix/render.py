@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from envdoctor.fact_readers import state
 from envdoctor.facts import Report
 from envdoctor.fix.plan import Plan
 
@@ -42,10 +43,10 @@ def plan_text(plan: Plan, applying: bool) -> str:
 def _status(report: Optional[Report], name: str) -> str:
     if report is None:
         return "-"
-    c = report.components.get(name)
-    if c is None or not c.installed:
+    st = state(report, name)
+    if st == "missing":
         return "not installed"
-    st = c.load.status if c.load else "skipped"
+    c = report.components[name]
     return f"{st} ({c.version})" if c.version and name in ("torch", "torchvision", "mmcv") else st
 
 

@@ -54,7 +54,7 @@ def _run_undo(u: Journal, echo: Echo) -> list[str]:
         return ["the fix's journal is gone"]
     before = t.load_json("manifest-before.json")
     after = t.load_json("manifest-after.json")
-    backup = bk.Backup.load(t.path("backup"), t.load_json("backup.json"))
+    backup = bk.Backup.load(t.path("backup"), t.load_json(bk.Backup.INDEX))
     roots = bk.Roots.from_dict(t.data["roots"])
     u.step("undo")
     echo("  removing what the fix added, restoring what it replaced")
@@ -83,7 +83,7 @@ def undo_last(state: Path, echo: Echo = _quiet) -> FixResult:
                          f"(state directory {state})")
     before = t.load_json("manifest-before.json")
     after = t.load_json("manifest-after.json")
-    backup = bk.Backup.load(t.path("backup"), t.load_json("backup.json"))
+    backup = bk.Backup.load(t.path("backup"), t.load_json(bk.Backup.INDEX))
     touched = set(after) - set(before) | set(backup.index)
     blocked = sorted({w for d in {os.path.dirname(p) for p in touched} if (w := rc.why_not_writable(d))})
     if blocked:  # refuse before the first change, and say why: not "changed", but "cannot write"

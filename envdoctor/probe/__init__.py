@@ -11,12 +11,12 @@ import threading
 from typing import Any, Callable, Optional
 
 from envdoctor import __version__
-from envdoctor.binary import attach_analysis
 from envdoctor.errors import UsageError
 from envdoctor.facts import Component, CudaToolkit, Gpu, LoadResult, Package, PythonEnv, Report
 from envdoctor.probe import target as target_mod
 from envdoctor.probe.gpu import probe_gpu
 from envdoctor.probe.host import newest_glibcxx, probe_host
+from envdoctor.probe.pip_cache import probe_pip_cache
 from envdoctor.probe.loads import LOAD_SOURCES, LoadRun, apply_loads, load_module  # noqa: F401 - public
 from envdoctor.probe.target import OLD_PYTHON_EXIT, Target
 from envdoctor.probe.toolkit import probe_toolkit
@@ -246,6 +246,8 @@ def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progre
         # NVML, nvidia-smi, nvcc: off the critical path (quick mode runs none of them)
         gpu_get = _in_thread(probe_gpu, Gpu(notes=["not probed: timed out"]), SIDE_PROBE_TIMEOUT, errors, "gpu")
         tk_get = _in_thread(probe_toolkit, CudaToolkit(), SIDE_PROBE_TIMEOUT, errors, "cuda toolkit")
+        # locally built mmcv wheels pip would reuse (ED406): a walk of pip's cache, beside the loads
+        cache_get = _in_thread(probe_pip_cache, None, SIDE_PROBE_TIMEOUT, errors, "pip cache")
     static = probe_static(tgt, timeout)  # a bad target raises; collect() then ends the load probes
     report.python = python_env(tgt, static)
     report.packages = packages(static)
@@ -262,8 +264,14 @@ def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progre
         _libstdcxx_in_use(report)
         report.gpu = gpu_get()
         report.cuda_toolkit = tk_get()
+        pip_cache = cache_get()
+        if pip_cache is not None:
+            report.extra["pip_cache"] = pip_cache
     report.probe_errors = path_notes(static) + errors
     if not quick:
+        # imported here: pyelftools/pefile are not needed to start the probes (check imports them meanwhile)
+        from envdoctor.binary import attach_analysis
+
         attach_analysis(report)  # why a failed extension does not load, read from its file (adds its own errors)
     return report
 

@@ -207,9 +207,9 @@ class TextRenderer:
         groups = blocks(report.findings)
         for b in groups:
             if self.verbose:
-                self._finding(b.primary)
+                self.finding(b.primary)
                 for f in b.folded:
-                    self._finding(f)
+                    self.finding(f)
             else:
                 self._block(b)
         n_err = sum(f.severity == "error" for f in report.findings)
@@ -291,7 +291,8 @@ class TextRenderer:
             c.print(f"{indent}  $ {escape(cmd)}")
             self.shown_commands.add(cmd)
 
-    def _finding(self, f: Finding) -> None:
+    def finding(self, f: Finding) -> None:
+        """One finding in full (verbose output, and `inspect`)."""
         c = self.console
         state = f.severity if f.severity in MARK else "info"
         also = f" [dim](explained by {escape(f.explained_by)})[/dim]" if f.explained_by else ""
