@@ -221,7 +221,7 @@ def touched_paths(prepared: list[Prepared], report: Report, info: TargetInfo,
             name = parse_wheel_filename(w.name)[0]
             if name in report.packages:
                 names.add(name)  # pip replaces it
-            for t in wheel_targets(w, info.paths):
+            for t in wheel_targets(w, info.paths, info.windows):
                 top, is_outside = _top_path(os.path.normpath(str(t)), roots)
                 if is_outside:
                     extra.add(top)
@@ -363,10 +363,12 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
                 j.step(f"uninstall:{dist}", "end")
             name = "install" if i == 0 else f"install-{i + 1}"
             j.save_json(f"intent-{name}.json", {"kind": "install", "wheels": [
-                owned.wheel_intent(w, _install_root(w, info), info.paths.get("scripts", "")) for w in p.wheels]})
+                owned.wheel_intent(w, _install_root(w, info), info.paths.get("scripts", ""), info.windows)
+                for w in p.wheels]})
             dirty = True
             j.step(name, intent=f"intent-{name}.json")
-            watch = [str(t) for w in p.wheels for t in wheel_targets(w, info.paths) if not os.path.lexists(t)]
+            watch = [str(t) for w in p.wheels for t in wheel_targets(w, info.paths, info.windows)
+                     if not os.path.lexists(t)]
             echo(f"  pip install {' '.join(w.name for w in p.wheels)}")
             res = pip.run("install", "--no-index", "--no-deps", "--no-cache-dir", "--no-user", "--force-reinstall",
                           *[str(w) for w in p.wheels], name=name, watch=watch, isolated=True)

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import ntpath
 import os
+import posixpath
+import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 from envdoctor.errors import UsageError
 
@@ -46,8 +49,16 @@ STATE_NAME = ".envdoctor"
 DEFAULT_WAIT = float(os.environ.get("ENVDOCTOR_LOCK_TIMEOUT", "60"))
 
 
-def _cache_home() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+def user_state_root(environ: Optional[Mapping[str, str]] = None, platform: str = sys.platform,
+                    home: Optional[str] = None) -> str:
+    """envdoctor's per-user directory: %LOCALAPPDATA%\\envdoctor on Windows (where per-user caches live,
+    not roamed), $XDG_CACHE_HOME/envdoctor or ~/.cache/envdoctor elsewhere. Joined in the platform's flavour."""
+    env = os.environ if environ is None else environ
+    if platform.startswith("win"):
+        base = env.get("LOCALAPPDATA") or ntpath.join(home or os.path.expanduser("~"), "AppData", "Local")
+        return ntpath.join(base, "envdoctor")
+    return posixpath.join(env.get("XDG_CACHE_HOME") or posixpath.join(home or str(Path.home()), ".cache"),
+                          "envdoctor")
 
 
 def state_dir(prefix: str | Path) -> Path:
@@ -56,7 +67,7 @@ def state_dir(prefix: str | Path) -> Path:
     if (p / "pyvenv.cfg").is_file() or (p / "conda-meta").is_dir() or (p / STATE_NAME).is_dir():
         return p / STATE_NAME
     key = hashlib.sha256(str(p.resolve()).encode()).hexdigest()[:16]
-    return _cache_home() / "envdoctor" / "envs" / key
+    return Path(user_state_root()) / "envs" / key
 
 
 class LockBusy(UsageError):

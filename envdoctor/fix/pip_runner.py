@@ -7,13 +7,16 @@ passed down so that a pip left running by a killed `envdoctor fix` still holds t
 from __future__ import annotations
 
 import json
+import ntpath
 import os
+import re
 import shlex
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Iterable, Optional
 from urllib.parse import unquote, urlparse
 
@@ -54,6 +57,10 @@ class TargetInfo:
     paths: dict[str, str]
     pip: Optional[str]
 
+    @property
+    def windows(self) -> bool:
+        return self.markers.get("os_name") == "nt"
+
 
 def target_info(python: str, timeout: float = 60) -> TargetInfo:
     proc = subprocess.run([python, "-c", TARGET_INFO], capture_output=True, text=True, timeout=timeout,
@@ -68,8 +75,20 @@ def is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
 
 
-def local_path(url: str) -> str:
-    return unquote(urlparse(url).path) if url.startswith("file://") else os.path.abspath(os.path.expanduser(url))
+def local_path(url: str, flavour: ModuleType = os.path) -> str:
+    """A local index given as a path or a file:// URL, as a path of the target's flavour:
+    file:///C:/w -> C:\\w and file://server/share/w -> \\\\server\\share\\w on Windows."""
+    if not url.startswith("file://"):
+        return flavour.abspath(flavour.expanduser(url))
+    u = urlparse(url)
+    path = unquote(u.path)
+    if flavour is not ntpath:
+        return path
+    if u.netloc and u.netloc.lower() != "localhost":
+        return "\\\\" + u.netloc + path.replace("/", "\\")
+    if re.match(r"^/[A-Za-z][:|]", path):  # "/C:/w" (and the old "/C|/w" form)
+        path = path[1] + ":" + path[3:]
+    return path.replace("/", "\\")
 
 
 def source_args(index_url: Optional[str], find_links: Optional[str] = None, choice_index: Optional[str] = None,
