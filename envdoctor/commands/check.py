@@ -49,17 +49,17 @@ def check_selectors(option: str, patterns: Optional[list[str]]) -> None:
 
 def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: list[str],
              select: Optional[list[str]], ignore: Optional[list[str]], show_progress: bool = False,
-             extra: Optional[dict] = None, read_pending: bool = True) -> Report:
+             extra: Optional[dict] = None, read_pending: bool = True, fork: Optional[bool] = None) -> Report:
     """probe -> facts -> checks -> findings. `read_pending=False`: the caller's own fix is the pending one."""
     tables = load_tables(rules_dirs)
     if not show_progress:
-        report = collect(python, quick=quick, timeout=timeout)
+        report = collect(python, quick=quick, timeout=timeout, fork=fork)
     else:
         # a spinner on stderr, only on a terminal; its text follows the probes as they finish
         from rich.console import Console
 
         with Console(stderr=True).status("probing: starting isolated imports of torch, torchvision, mmcv") as status:
-            report = collect(python, quick=quick, timeout=timeout,
+            report = collect(python, quick=quick, timeout=timeout, fork=fork,
                              progress=lambda text: status.update(f"probing: {text}"))
     if not quick:
         from envdoctor.probe.pip_cache import probe_pip_cache  # locally built mmcv wheels pip would reuse (ED406)
@@ -96,7 +96,7 @@ def emit(text: str, output: Optional[str]) -> None:
 
 def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rules_dirs: list[str],
         select: Optional[list[str]], ignore: Optional[list[str]], no_redact: bool, timeout: float,
-        verbose: bool = False, fleet_member: Optional[str] = None) -> int:
+        verbose: bool = False, fleet_member: Optional[str] = None, no_fork: bool = False) -> int:
     if fleet_member is not None:  # one node of `envdoctor fleet run`: the report goes out as tagged records
         from envdoctor.fleet.member import run_as_member
 
@@ -105,16 +105,18 @@ def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rul
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     check_output_path(output)
-    report = _checked(python, quick, rules_dirs, select, ignore, no_redact, timeout, not quick and sys.stderr.isatty())
+    report = _checked(python, quick, rules_dirs, select, ignore, no_redact, timeout, not quick and sys.stderr.isatty(),
+                      fork=False if no_fork else None)
     write_output(report, fmt, output, verbose)
     return exit_code(report)
 
 
 def _checked(python: Optional[str], quick: bool, rules_dirs: list[str], select: Optional[list[str]],
-             ignore: Optional[list[str]], no_redact: bool, timeout: float, progress: bool) -> Report:
+             ignore: Optional[list[str]], no_redact: bool, timeout: float, progress: bool,
+             fork: Optional[bool] = None) -> Report:
     check_selectors("--select", select)
     check_selectors("--ignore", ignore)
-    report = diagnose(python, quick, timeout, rules_dirs, select, ignore, show_progress=progress)
+    report = diagnose(python, quick, timeout, rules_dirs, select, ignore, show_progress=progress, fork=fork)
     if not no_redact:
         report = redact_report(report)
     return report

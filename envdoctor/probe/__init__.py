@@ -260,6 +260,7 @@ def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progre
     else:
         assert loads is not None
         outcomes = loads.wait(progress)
+        report.extra["load_probes"] = {"fork": loads.fork, "parallel": loads.parallel}
         apply_loads(report.components, outcomes)
         _libstdcxx_in_use(report)
         report.gpu = gpu_get()
