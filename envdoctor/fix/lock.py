@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional
 
 from envdoctor.errors import UsageError
+from envdoctor.fix.journal import retry_sharing
 
 try:  # POSIX
     import fcntl
@@ -191,7 +192,7 @@ class EnvLock:
         # the holder's pid, in a file of its own: on Windows the locked byte of `lock` cannot be read
         tmp = self.state / (HOLDER + ".tmp")
         tmp.write_text(f"pid {os.getpid()}\n", encoding="utf-8")
-        os.replace(tmp, self.state / HOLDER)
+        retry_sharing(lambda: os.replace(tmp, self.state / HOLDER))  # a waiting run may be reading it
         self.fd = fd
         return True
 
