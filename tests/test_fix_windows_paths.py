@@ -41,6 +41,11 @@ def test_lock_and_state_dir_under_localappdata_on_windows():
     assert lock.user_state_root({}, "win32", home=r"C:\Users\张三") == LOCAL + "\\envdoctor"
     assert lock.user_state_root({"XDG_CACHE_HOME": "/x/cache"}, "linux") == "/x/cache/envdoctor"
     assert lock.user_state_root({}, "linux", home="/home/u") == "/home/u/.cache/envdoctor"
+    # a Store Python's writes under AppData are redirected per package: its state lives outside AppData
+    store = r"C:\Program Files\WindowsApps\PythonSoftwareFoundation.Python.3.12_3.12.2800.0_x64__qbz5n2kfra8p0"
+    assert lock.is_store_python(store) and not lock.is_store_python(r"C:\Python312")
+    assert lock.user_state_root({"LOCALAPPDATA": LOCAL, "USERPROFILE": r"C:\Users\张三"}, "win32",
+                                packaged=True) == r"C:\Users\张三\.envdoctor"
 
 
 def test_state_dir_of_a_system_python_is_in_the_user_cache(tmp_path, monkeypatch):

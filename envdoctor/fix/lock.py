@@ -51,11 +51,20 @@ STATE_NAME = ".envdoctor"
 DEFAULT_WAIT = float(os.environ.get("ENVDOCTOR_LOCK_TIMEOUT", "60"))
 
 
+def is_store_python(prefix: str) -> bool:
+    """A Microsoft Store (MSIX-packaged) Python: its prefix is under Program Files\\WindowsApps."""
+    return "\\windowsapps\\" in prefix.lower().replace("/", "\\")
+
+
 def user_state_root(environ: Optional[Mapping[str, str]] = None, platform: str = sys.platform,
-                    home: Optional[str] = None) -> str:
+                    home: Optional[str] = None, packaged: bool = False) -> str:
     """envdoctor's per-user directory: %LOCALAPPDATA%\\envdoctor on Windows (where per-user caches live,
-    not roamed), $XDG_CACHE_HOME/envdoctor or ~/.cache/envdoctor elsewhere. Joined in the platform's flavour."""
+    not roamed), $XDG_CACHE_HOME/envdoctor or ~/.cache/envdoctor elsewhere. Joined in the platform's flavour.
+    `packaged`: the target is a Store Python, whose new files under AppData are redirected to a private
+    per-package folder (pip's downloads there would be invisible to envdoctor): %USERPROFILE%\\.envdoctor."""
     env = os.environ if environ is None else environ
+    if platform.startswith("win") and packaged:
+        return ntpath.join(env.get("USERPROFILE") or home or os.path.expanduser("~"), ".envdoctor")
     if platform.startswith("win"):
         base = env.get("LOCALAPPDATA") or ntpath.join(home or os.path.expanduser("~"), "AppData", "Local")
         return ntpath.join(base, "envdoctor")
@@ -69,7 +78,7 @@ def state_dir(prefix: str | Path) -> Path:
     if (p / "pyvenv.cfg").is_file() or (p / "conda-meta").is_dir() or (p / STATE_NAME).is_dir():
         return p / STATE_NAME
     key = hashlib.sha256(str(p.resolve()).encode()).hexdigest()[:16]
-    return Path(user_state_root()) / "envs" / key
+    return Path(user_state_root(packaged=is_store_python(str(prefix)))) / "envs" / key
 
 
 class LockBusy(UsageError):
