@@ -151,10 +151,13 @@ def check(
     fleet_member: Optional[str] = typer.Option(None, "--fleet-member", metavar="RUN",
                                                help="Run as one node of `envdoctor fleet run`: write the report "
                                                "as tagged records for run RUN."),
+    no_fork: bool = typer.Option(False, "--no-fork", help="Each import probe in its own process (as on Windows "
+                                 "and macOS), as many at once as free memory allows."),
 ) -> None:
     """Probe the machine and one Python environment; print findings with their fixes."""
     _run("check", lambda cmd: cmd.run(python, fmt, output, quick, rules or [], _split(select), _split(ignore),
-                                      no_redact, _timeout(timeout), verbose=verbose, fleet_member=fleet_member))
+                                      no_redact, _timeout(timeout), verbose=verbose, fleet_member=fleet_member,
+                                      no_fork=no_fork))
 
 
 @app.command()

@@ -22,6 +22,13 @@ if { ! command -v pdsh >/dev/null 2>&1 || [ ! -x /usr/sbin/slurmctld ] || [ ! -x
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     slurmctld slurmd munge slurm-client pdsh >/dev/null
 fi
+# The PE-at-scale tests (tests/test_binary_pe_torch.py) read a real Windows torch wheel's DLLs; fetched once.
+WHEELS="${ENVDOCTOR_TEST_WHEELS:-$HOME/.cache/envdoctor-test-wheels}"
+if [ ! -f "$WHEELS/torch-2.5.1-cp312-cp312-win_amd64.whl" ]; then
+  mkdir -p "$WHEELS"
+  "$PY" -m pip download -q --disable-pip-version-check --no-deps --only-binary :all: --platform win_amd64 \
+    --python-version 3.12 -d "$WHEELS" 'torch==2.5.1' || echo "tests/run.sh: could not download the Windows torch wheel"
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi

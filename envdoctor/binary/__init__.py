@@ -14,14 +14,16 @@ files only; it never imports or executes the extension.
 from __future__ import annotations
 
 import glob
+import ntpath
 import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from envdoctor.binary import elf as elf_mod
 from envdoctor.binary import pe as pe_mod
+from envdoctor.binary import windll
 from envdoctor.binary.filetype import sniff
 from envdoctor.facts import package_dir_paths
 
@@ -57,6 +59,10 @@ class Context:
     windows_system_dirs: list[str] = field(default_factory=list)  # System32 when analysing on Windows
     host_format: Optional[str] = None  # "elf" / "pe": the format the target platform loads
     host_machine: Optional[str] = None  # "x86_64" ...
+    # a Windows target's interpreter facts, in its own path flavour (a report read on Linux), and where
+    # its paths can be read here (identity on Windows; a mounted drive otherwise)
+    windows: Optional[windll.WindowsPython] = None
+    local: Optional[Callable[[str], str]] = None
 
 
 def torch_info(torch_dir: Optional[str]) -> dict[str, Any]:
@@ -177,27 +183,45 @@ def _analyse_elf(path: str, ctx: Context) -> dict[str, Any]:
 
 
 def _analyse_pe(path: str, ctx: Context) -> dict[str, Any]:
+    local = ctx.local or (lambda p: p)
+    win = ctx.windows
+    flavour = ntpath if win is not None else os.path
+    if win is None:  # inspect on this machine: what the context knows, in this machine's paths
+        info = torch_info(ctx.torch_dir)
+        win = windll.WindowsPython(executable=ctx.interpreter or "", torch_dir=ctx.torch_dir,
+                                   torch_cuda=info.get("cuda"))
+    adds = ["torch_lib"]
+    if win.torch_dir and ctx.preload_torch:
+        try:
+            with open(local(flavour.join(win.torch_dir, "__init__.py")), encoding="utf-8", errors="replace") as f:
+                adds = windll.torch_adds(f.read())
+        except OSError:
+            pass  # no readable __init__: torch\lib only (every torch release adds it)
     loaded: dict[str, str] = {}
     dll_dirs = list(ctx.search_dirs)
-    torch_lib = os.path.join(ctx.torch_dir, "lib") if ctx.torch_dir else None
-    if torch_lib and os.path.isdir(torch_lib) and ctx.preload_torch:
-        # torch/__init__.py adds torch\lib with os.add_dll_directory and loads every DLL in it
-        dll_dirs.append(torch_lib)
-        for n in os.listdir(torch_lib):
-            if n.lower().endswith(".dll"):
-                loaded[n] = os.path.join(torch_lib, n)
+    if win.torch_dir and ctx.preload_torch:
+        torch_lib = local(flavour.join(win.torch_dir, "lib"))
+        if os.path.isdir(torch_lib):
+            # torch/__init__.py loads every DLL in torch\lib after adding its directories
+            for n in os.listdir(torch_lib):
+                if n.lower().endswith(".dll"):
+                    loaded[n] = os.path.join(torch_lib, n)
+        dll_dirs += [local(d) for d in windll.dll_directories(win, adds, local, flavour)]
     for p in ctx.loaded:
-        loaded.setdefault(os.path.basename(p), p)
+        loaded.setdefault(flavour.basename(p), local(p))
     system = list(ctx.windows_system_dirs)
     if not system and sys.platform == "win32":
         root = os.environ.get("SystemRoot", r"C:\Windows")
         system = [os.path.join(root, "System32")]
-    app_dir = os.path.dirname(ctx.interpreter) if ctx.interpreter else None
-    resolver = pe_mod.PeResolver(os.path.dirname(os.path.abspath(path)), app_dir, dll_dirs, system, loaded)
+    app = windll.application_dir(win, flavour) if (win.executable or win.exec_prefix) else None
+    resolver = pe_mod.PeResolver(os.path.dirname(os.path.abspath(path)), local(app) if app else None,
+                                 list(dict.fromkeys(dll_dirs)), system, loaded)
     try:
-        return pe_mod.analyse(path, resolver, LIMIT)
+        out = pe_mod.analyse(path, resolver, LIMIT)
     except pe_mod.PeReadError as exc:
         return {"problem": {"kind": "truncated", "detail": f"unreadable PE file: {exc}"}}
+    out["searched"]["torch_adds"] = adds if win.torch_dir and ctx.preload_torch else []
+    return out
 
 
 def _cuda_present(out: dict[str, Any], ctx: Context) -> dict[str, list[str]]:
@@ -286,6 +310,15 @@ def context_for(report: Any, component: str) -> Context:
     libs = raw_libs if isinstance(raw_libs, list) else []
     ldp = report.environment.get("LD_LIBRARY_PATH", "")
     host_os = (report.host.os or "").lower()
+    windows = None
+    if host_os == "windows":
+        py = report.python
+        windows = windll.WindowsPython(
+            executable=py.executable, exec_prefix=py.prefix, base_exec_prefix=py.base_prefix or py.prefix,
+            user_site=py.user_site, torch_dir=torch_dir,  # torch reads userbase even when disabled
+            torch_cuda=(torch_info(torch_dir).get("cuda") if torch_dir else None),
+            environ={k: v for k, v in report.environment.items()
+                     if k.upper().startswith(("CUDA_PATH_V", "NVTOOLSEXT"))})
     return Context(
         ld_library_path=[p for p in ldp.split(os.pathsep) if p],
         torch_dir=torch_dir,
@@ -295,6 +328,7 @@ def context_for(report: Any, component: str) -> Context:
         system=host_os != "windows",
         host_format="pe" if host_os == "windows" else ("elf" if host_os == "linux" else None),
         host_machine=report.host.arch or None,
+        windows=windows,
     )
 
 

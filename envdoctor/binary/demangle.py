@@ -1,9 +1,14 @@
 """Readable names for mangled C++ symbols: Itanium (gcc/clang, MinGW) and MSVC.
 
 ``c++filt`` (binutils) is authoritative for Itanium names and is used when it is on
-PATH. Without it a small subset demangler gives the qualified name, e.g.
-``c10::ValueError::ValueError(...)``; MSVC names get the same treatment. Whatever
-cannot be read is shown mangled: a wrong demangling would be worse than none.
+PATH. Then the maintained pure-Python ``demangle`` package (MIT, Python >= 3.11, a
+dependency there): it reads every one of the 60,292 MSVC names torch 2.5.1's c10.dll and
+torch_cpu.dll export exactly as LLVM's ``llvm-undname`` does, and Itanium names as
+``c++filt`` does but for style (docs/inspect.md has the measurement). There is no c++filt on
+Windows, so for a Windows user it is the whole answer. What is left here is only what none
+of them does: on Python 3.9/3.10 (no ``demangle``) and without c++filt, a small subset gives
+the qualified name, e.g. ``c10::ValueError::ValueError(...)``. Whatever cannot be read is
+shown mangled: a wrong demangling would be worse than none.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ def demangle_all(names: Iterable[str]) -> dict[str, str]:
     out = {n: n for n in names}
     itanium = [n for n in names if n.startswith("_Z")]
     out.update(_cxxfilt(itanium))
+    out.update(_package([n for n in names if out[n] == n]))
     for n in names:
         if out[n] != n:
             continue
@@ -55,6 +61,25 @@ def _cxxfilt(names: list[str]) -> dict[str, str]:
     if proc.returncode != 0 or len(lines) != len(names):
         return {}
     return {n: d for n, d in zip(names, lines) if d and d != n}
+
+
+def _package(names: list[str]) -> dict[str, str]:
+    """Through the `demangle` package where it is installed; {} without it."""
+    if not names:
+        return {}
+    try:
+        import demangle as package  # absolute: the PyPI package, not this module
+    except ImportError:
+        return {}
+    out: dict[str, str] = {}
+    for n in names:
+        try:
+            d = package.demangle(n)
+        except Exception:  # noqa: BLE001 - a name it cannot read stays mangled
+            continue
+        if isinstance(d, str) and d and d != n:
+            out[n] = d
+    return out
 
 
 # --- Itanium: qualified names only -------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -26,6 +27,7 @@ import pefile
 
 MACHINES = {0x8664: "x86_64", 0x14C: "i386", 0xAA64: "arm64", 0x1C4: "arm"}
 MAX_OBJECTS = 200
+MAX_NAME = 4096  # MSVC replaces longer decorated names with a hash; nothing exported is longer
 # Shipped with Windows (System32); not looked for when System32 is not available.
 SYSTEM_DLLS = {
     "kernel32.dll", "kernelbase.dll", "ntdll.dll", "user32.dll", "gdi32.dll", "advapi32.dll", "shell32.dll",
@@ -42,6 +44,8 @@ SYSTEM_DLLS = {
 # vcruntime140.dll beside itself). Missing -> 126 on torch's DLLs.
 VC_RUNTIME = re.compile(r"^(vcruntime140(_1)?|msvcp140(_\d+|_atomic_wait|_codecvt_ids)?|concrt140|vcomp140)\.dll$")
 PYTHON_DLL = re.compile(r"^python\d*\.dll$")
+# a torch-owned function: its qualified name, after MSVC's "public: int __cdecl " prefix if any
+TORCH_NAME = re.compile(r"(?:^|[\s*&])(?:c10|at|torch|caffe2)::")
 
 
 class PeReadError(Exception):
@@ -78,7 +82,6 @@ def read(path: str) -> PeObject:
         pe = pefile.PE(path, fast_load=True)
         pe.parse_data_directories(directories=[
             pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_IMPORT"],
-            pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_EXPORT"],
             pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT"],
         ])
     except (pefile.PEFormatError, OSError, ValueError) as exc:
@@ -89,18 +92,45 @@ def read(path: str) -> PeObject:
             dll = entry.dll.decode("ascii", "replace")
             names = obj.imports.setdefault(dll, [])
             for imp in entry.imports:
-                names.append(imp.name.decode("ascii", "replace") if imp.name else f"#{imp.ordinal}")
+                names.append(_import_name(pe, imp) if imp.name else f"#{imp.ordinal}")
         for entry in getattr(pe, "DIRECTORY_ENTRY_DELAY_IMPORT", []):
             obj.delay_imports.append(entry.dll.decode("ascii", "replace"))
-        exp = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
-        if exp is not None:
-            for sym in exp.symbols:
-                if sym.name:
-                    obj.exports.add(sym.name.decode("ascii", "replace"))
-                obj.export_ordinals.add(sym.ordinal)
+        obj.exports, obj.export_ordinals = exports(pe)
+    except (pefile.PEFormatError, struct.error, ValueError) as exc:
+        raise PeReadError(str(exc)) from None
     finally:
         pe.close()
     return obj
+
+
+def _import_name(pe: pefile.PE, imp: Any) -> str:
+    """pefile cuts names at 512 characters; torch_python.dll imports MSVC names of up to ~4,000 from
+    torch_cpu.dll, which a cut name would never match (a false error 127). Read those whole."""
+    name = imp.name
+    if len(name) >= pefile.MAX_IMPORT_NAME_LENGTH and getattr(imp, "hint_name_table_rva", None):
+        name = pe.get_string_at_rva(imp.hint_name_table_rva + 2, MAX_NAME) or name
+    return bytes(name).decode("ascii", "replace")
+
+
+def exports(pe: pefile.PE) -> tuple[set[str], set[int]]:
+    """Exported names and ordinals, read from the export directory's tables.
+
+    pefile stops at 8,192 entries and calls a larger table corrupt; torch_cpu.dll (2.5.1) exports
+    58,481 names, so every name past the first few thousand would look missing (a false error 127).
+    """
+    d = pe.OPTIONAL_HEADER.DATA_DIRECTORY[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_EXPORT"]]
+    if not d.VirtualAddress or d.Size < 40:
+        return set(), set()
+    head = pe.get_data(d.VirtualAddress, 40)
+    if len(head) < 40:
+        raise PeReadError("export directory cut short")
+    base, n_funcs, n_names, at_funcs, at_names = struct.unpack_from("<IIIII", head, 16)
+    if n_funcs > 1 << 20 or n_names > n_funcs:
+        raise PeReadError(f"export directory claims {n_funcs:,} functions and {n_names:,} names")
+    funcs = struct.unpack(f"<{n_funcs}I", pe.get_data(at_funcs, 4 * n_funcs))
+    rvas = struct.unpack(f"<{n_names}I", pe.get_data(at_names, 4 * n_names))
+    names = {pe.get_string_at_rva(r, MAX_NAME).decode("ascii", "replace") for r in rvas}
+    return names, {base + i for i, f in enumerate(funcs) if f}
 
 
 @dataclass
@@ -217,7 +247,7 @@ def analyse(path: str, resolver: PeResolver, limit: int = 20) -> dict[str, Any]:
     readable = demangle_all([p["name"] for p in procs[:200]])
     for p in procs:
         p["demangled"] = readable.get(p["name"], p["name"])
-        p["torch"] = _torch_dll(p["dll"]) or p["demangled"].startswith(("c10::", "at::", "torch::"))
+        p["torch"] = _torch_dll(p["dll"]) or bool(TORCH_NAME.search(p["demangled"]))
     out["missing_symbols"] = procs[:limit]
     out["missing_symbols_count"] = len(procs)
     out["missing_torch_symbols_count"] = sum(1 for p in procs if p["torch"])

@@ -70,19 +70,19 @@ def check_selectors(option: str, patterns: Optional[list[str]]) -> None:
 
 def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: list[str],
              select: Optional[list[str]], ignore: Optional[list[str]], show_progress: bool = False,
-             extra: Optional[dict] = None, read_pending: bool = True) -> Report:
+             extra: Optional[dict] = None, read_pending: bool = True, fork: Optional[bool] = None) -> Report:
     """probe -> facts -> checks -> findings. `read_pending=False`: the caller's own fix is the pending one."""
     if show_progress:  # before the thread, which imports rich too: two threads importing one package's
         from rich.console import Console  # modules in different orders can deadlock
     imports, loaded = start_imports(quick, rules_dirs)
     try:
         if not show_progress:
-            report = collect(python, quick=quick, timeout=timeout)
+            report = collect(python, quick=quick, timeout=timeout, fork=fork)
         else:
             # a spinner on stderr, only on a terminal; its text follows the probes as they finish
             with Console(stderr=True).status("probing: starting isolated imports of torch, torchvision, mmcv") \
                     as status:
-                report = collect(python, quick=quick, timeout=timeout,
+                report = collect(python, quick=quick, timeout=timeout, fork=fork,
                                  progress=lambda text: status.update(f"probing: {text}"))
     finally:
         imports.join()  # never two threads importing one module; none left importing at exit
@@ -123,7 +123,7 @@ def emit(text: str, output: Optional[str]) -> None:
 
 def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rules_dirs: list[str],
         select: Optional[list[str]], ignore: Optional[list[str]], no_redact: bool, timeout: float,
-        verbose: bool = False, fleet_member: Optional[str] = None) -> int:
+        verbose: bool = False, fleet_member: Optional[str] = None, no_fork: bool = False) -> int:
     if fleet_member is not None:  # one node of `envdoctor fleet run`: the report goes out as tagged records
         from envdoctor.fleet.member import run_as_member
 
@@ -131,16 +131,18 @@ def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rul
                                                                           no_redact, timeout, False))
     check_format(fmt, FORMATS)
     check_output_path(output)
-    report = _checked(python, quick, rules_dirs, select, ignore, no_redact, timeout, not quick and sys.stderr.isatty())
+    report = _checked(python, quick, rules_dirs, select, ignore, no_redact, timeout, not quick and sys.stderr.isatty(),
+                      fork=False if no_fork else None)
     write_output(report, fmt, output, verbose)
     return exit_code(report)
 
 
 def _checked(python: Optional[str], quick: bool, rules_dirs: list[str], select: Optional[list[str]],
-             ignore: Optional[list[str]], no_redact: bool, timeout: float, progress: bool) -> Report:
+             ignore: Optional[list[str]], no_redact: bool, timeout: float, progress: bool,
+             fork: Optional[bool] = None) -> Report:
     check_selectors("--select", select)
     check_selectors("--ignore", ignore)
-    report = diagnose(python, quick, timeout, rules_dirs, select, ignore, show_progress=progress)
+    report = diagnose(python, quick, timeout, rules_dirs, select, ignore, show_progress=progress, fork=fork)
     if not no_redact:
         from envdoctor.redact import redact_report
 

@@ -19,6 +19,7 @@ from envdoctor.fix.apply import Interrupted, apply_plan, prefix_of
 from envdoctor.fix.undo import recover_locked, undo_last
 from envdoctor.fix.compat_install import unavailable_reason
 from envdoctor.fix.lock import DEFAULT_WAIT, EnvLock, acquire_or_fail, state_dir
+from envdoctor.fix.user_site import site_writable
 from envdoctor.fix.pip_runner import target_info
 from envdoctor.fix.plan import STRATEGIES, PlanOptions, make_plan
 from envdoctor.fix.recover import CONFLICT_CHOICES, DONE, pending_report
@@ -146,7 +147,8 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
             out.write(pending_text(report.extra["fix_pending"]))
         tables = load_tables(rules_dirs)
         opts = PlanOptions(strategy=strategy, index_url=index_url, allow_torch_change=allow_torch_change,
-                           pins=pinned, compat_unavailable=unavailable_reason())
+                           pins=pinned, compat_unavailable=unavailable_reason(),
+                           site_writable=site_writable(report.python.site_packages))
         plan = make_plan(report, tables, opts)
         out.write(plan_text(plan, applying=apply))
         fix: dict[str, Any] = {"plan": plan.to_dict(), "applied": False}

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any, Optional
 
-from envdoctor.binary import Context, analyse_file
+from envdoctor.binary import Context, analyse_file, context_for
 from envdoctor.checks import run_checks
 from envdoctor.errors import UsageError
 from envdoctor.facts import Component, LoadResult, Report
@@ -59,6 +59,7 @@ def build_context(path: str, python: Optional[str], search_dirs: list[str]) -> t
         ctx.interpreter = target.python.executable
         host_os = (target.host.os or "").lower()
         ctx.host_format = "pe" if host_os == "windows" else ("elf" if host_os == "linux" else None)
+        ctx.windows = context_for(report, "inspect").windows  # the DLL directories torch's __init__ adds
         ctx.host_machine = target.host.arch or None
     elif site and os.path.isfile(os.path.join(site, "torch", "version.py")):
         ctx.torch_dir = os.path.join(site, "torch")

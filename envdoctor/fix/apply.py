@@ -16,6 +16,7 @@ On failure: `rollback` (delete what is new, put the backup back, compare with th
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import tempfile
@@ -65,14 +66,19 @@ def _quiet(_: str) -> None:
 # --- what the plan touches ------------------------------------------------------------------
 
 
-def roots_for(info: TargetInfo, state: Path) -> bk.Roots:
-    rec = []
-    for key in ("purelib", "platlib"):
-        p = os.path.normpath(info.paths.get(key, ""))
-        if p and p not in rec and os.path.isdir(p):
-            rec.append(p)
-    flat = (os.path.normpath(info.paths["scripts"]),) if info.paths.get("scripts") else ()
-    return bk.Roots(tuple(rec), flat, (), (str(state),))
+def roots_for(info: TargetInfo, state: Path, user: bool = False) -> bk.Roots:
+    """What the backup covers: site-packages and scripts, and the user site's too when the fix touches it."""
+    rec: list[str] = []
+    flat: list[str] = []
+    schemes = [info.paths] + ([info.user.get("paths") or {}] if user else [])
+    for paths in schemes:
+        for key in ("purelib", "platlib"):
+            p = os.path.normpath(paths.get(key, "")) if paths.get(key) else ""
+            if p and p not in rec and os.path.isdir(p):
+                rec.append(p)
+        if paths.get("scripts") and os.path.normpath(paths["scripts"]) not in flat:
+            flat.append(os.path.normpath(paths["scripts"]))
+    return bk.Roots(tuple(rec), tuple(flat), (), (str(state),))
 
 
 def _dist_info_dirs(location: str) -> dict[str, str]:
@@ -222,7 +228,7 @@ def touched_paths(prepared: list[Prepared], report: Report, info: TargetInfo,
             name = parse_wheel_filename(w.name)[0]
             if name in report.packages:
                 names.add(name)  # pip replaces it
-            for t in wheel_targets(w, info.paths):
+            for t in wheel_targets(w, info.paths, info.windows):
                 top, is_outside = _top_path(os.path.normpath(str(t)), roots)
                 if is_outside:
                     extra.add(top)
@@ -319,10 +325,14 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
                probe: Callable[[], Report], timeout: float, echo: Echo = _quiet) -> tuple[FixResult, Optional[Report]]:
     """Run the plan's actions as one transaction. The caller holds `lock`."""
     state = lock.state
-    roots = roots_for(info, state)
+    user = any(a.user_site for a in plan.runnable)
+    roots = roots_for(info, state, user)
+    if user and info.user.get("paths"):  # what pip --user writes: the user scheme's directories
+        info = dataclasses.replace(info, paths={**info.paths, **info.user["paths"]})
     j = Journal.create(state, "fix", python=info.python, prefix=info.prefix, plan=plan.to_dict(),
                        roots=roots.to_dict())
-    pip = Pip(info.python, log_dir=j.path("logs"), keep_fds=(lock.fd,) if lock.fd is not None else ())
+    pip = Pip(info.python, log_dir=j.path("logs"), keep_fds=(lock.fd,) if lock.fd is not None else (),
+              on_start=lock.record_child, user=user)
     result = FixResult(status="verified", txn=j.id)
     after: Optional[Report] = None
     before: bk.Manifest = {}
@@ -362,12 +372,15 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
                 j.step(f"uninstall:{dist}", "end")
             name = "install" if i == 0 else f"install-{i + 1}"
             j.save_json(f"intent-{name}.json", {"kind": "install", "wheels": [
-                owned.wheel_intent(w, _install_root(w, info), info.paths.get("scripts", "")) for w in p.wheels]})
+                owned.wheel_intent(w, _install_root(w, info), info.paths.get("scripts", ""), info.windows)
+                for w in p.wheels]})
             dirty = True
             j.step(name, intent=f"intent-{name}.json")
-            watch = [str(t) for w in p.wheels for t in wheel_targets(w, info.paths) if not os.path.lexists(t)]
+            watch = [str(t) for w in p.wheels for t in wheel_targets(w, info.paths, info.windows)
+                     if not os.path.lexists(t)]
             echo(f"  pip install {' '.join(w.name for w in p.wheels)}")
-            res = pip.run("install", "--no-index", "--no-deps", "--no-cache-dir", "--no-user", "--force-reinstall",
+            res = pip.run("install", "--no-index", "--no-deps", "--no-cache-dir", "--user" if user else "--no-user",
+                          "--force-reinstall",
                           *[str(w) for w in p.wheels], name=name, watch=watch, isolated=True)
             if not res.ok:
                 raise FixFailed(f"pip install failed:\n{res.tail()}")

@@ -20,12 +20,13 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 # States in which a journal needs nothing more; anything else ("begun", "rolling_back",
 # "rollback_incomplete", "rollback_conflict", "rollback_blocked", an undo's "begun") means a run was
 # interrupted or could not finish restoring: `check` reports it (ED601, reading only) and
 # `envdoctor fix --recover` (or the next `fix --apply` / `--undo`, after saying so) takes it up again.
+T = TypeVar("T")
 TERMINAL = ("committed", "rolled_back", "aborted", "undone", "done")
 
 
@@ -57,14 +58,35 @@ def wants_crash(name: str, phase: str) -> bool:
     return any(_matches(t, name, phase) for t in _tokens("ENVDOCTOR_FIX_CRASH_AT"))
 
 
-def write_json_durably(path: Path, data: Any, indent: Optional[int] = 1) -> None:
+# Windows refuses to rename over a file another process has open without delete sharing (WinError 5 /
+# 32): `envdoctor check` reading the journal while a fix writes it. Both sides retry for this long.
+SHARING_RETRY_SECONDS = 2.0
+
+
+def retry_sharing(op: Callable[[], T], seconds: float = SHARING_RETRY_SECONDS) -> T:
+    """Run `op`, again while it fails with PermissionError (a sharing violation on Windows) for up to
+    `seconds`; the last error is raised. On POSIX a rename or read never fails that way: one try."""
+    deadline = time.monotonic() + seconds
+    delay = 0.005
+    while True:
+        try:
+            return op()
+        except PermissionError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+def write_json_durably(path: Path, data: Any, indent: Optional[int] = 1,
+                       replace: Callable[[Path, Path], None] = os.replace) -> None:
     """Write, fsync, rename over, fsync the directory: after a crash the file is old or new, never torn."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=indent, default=str)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+    retry_sharing(lambda: replace(tmp, path))
     if os.name == "posix":  # the rename itself must reach the disk (no directory handles on Windows)
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -107,9 +129,12 @@ class Journal:
         return j
 
     @classmethod
-    def load(cls, directory: Path) -> Optional["Journal"]:
+    def load(cls, directory: Path, read: Optional[Callable[[Path], str]] = None) -> Optional["Journal"]:
+        """The journal in `directory`, or None if it has none (or it is not JSON). A read that meets the
+        writer's rename on Windows (PermissionError) is retried: a pending fix must not look absent."""
+        reader = read or (lambda p: p.read_text(encoding="utf-8"))
         try:
-            data = json.loads((directory / cls.FILE).read_text(encoding="utf-8"))
+            data = json.loads(retry_sharing(lambda: reader(directory / cls.FILE)))
         except (OSError, ValueError):
             return None
         return cls(directory, data)

@@ -130,12 +130,12 @@ def in_flight(intent: list[dict[str, Any]]) -> dict[str, list[State]]:
     return out
 
 
-def wheel_intent(wheel: Path, root: str, scripts_dir: str) -> dict[str, Any]:
+def wheel_intent(wheel: Path, root: str, scripts_dir: str, windows: bool = False) -> dict[str, Any]:
     """What installing `wheel` is about to write, saved before pip starts: the root it installs into, its
     .dist-info directory, its RECORD rows (the wheel's own files with sha256) and its console scripts."""
     import zipfile
 
-    from envdoctor.fix.wheels import wheel_metadata
+    from envdoctor.fix.wheels import script_files, wheel_metadata
 
     meta = wheel_metadata(wheel)
     info = str(meta["dist_info"])
@@ -143,4 +143,4 @@ def wheel_intent(wheel: Path, root: str, scripts_dir: str) -> dict[str, Any]:
         text = zf.read(f"{info}/RECORD").decode("utf-8", "replace")
     rows = list(csv.reader(text.splitlines()))
     return {"root": root, "dist_info": info, "record": rows,
-            "scripts": [os.path.join(scripts_dir, s) for s in meta["scripts"]]}
+            "scripts": [os.path.join(scripts_dir, s) for s in script_files(list(meta["scripts"]), windows)]}

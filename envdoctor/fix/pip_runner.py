@@ -6,15 +6,20 @@ passed down so that a pip left running by a killed `envdoctor fix` still holds t
 
 from __future__ import annotations
 
+import ctypes
 import json
+import ntpath
 import os
+import re
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from types import ModuleType
+from typing import Any, Callable, Iterable, Optional
 from urllib.parse import unquote, urlparse
 
 from envdoctor.fix.journal import wants_crash
@@ -37,12 +42,22 @@ markers = {
     "python_version": ".".join(platform.python_version_tuple()[:2]), "sys_platform": sys.platform,
 }
 paths = sysconfig.get_paths()
+import site
+user_scheme = {"nt": "nt_user", "posix": "posix_user"}.get(os.name)
+if sys.platform == "darwin" and "osx_framework_user" in sysconfig.get_scheme_names():
+    user_scheme = "osx_framework_user"
+try:
+    user_paths = sysconfig.get_paths(scheme=user_scheme) if user_scheme else {}
+except KeyError:
+    user_paths = {}
+user = {"site": getattr(site, "USER_SITE", None), "enabled": bool(getattr(site, "ENABLE_USER_SITE", False)),
+        "paths": user_paths}
 try:
     import pip
     pip_version = pip.__version__
 except Exception:
     pip_version = None
-print(json.dumps({"markers": markers, "paths": paths, "prefix": sys.prefix, "pip": pip_version}))
+print(json.dumps({"markers": markers, "paths": paths, "prefix": sys.prefix, "pip": pip_version, "user": user}))
 """
 
 
@@ -53,6 +68,11 @@ class TargetInfo:
     markers: dict[str, str]
     paths: dict[str, str]
     pip: Optional[str]
+    user: dict[str, Any] = field(default_factory=dict)  # site, enabled, paths (the user scheme's)
+
+    @property
+    def windows(self) -> bool:
+        return self.markers.get("os_name") == "nt"
 
 
 def target_info(python: str, timeout: float = 60) -> TargetInfo:
@@ -61,15 +81,27 @@ def target_info(python: str, timeout: float = 60) -> TargetInfo:
     if proc.returncode != 0:
         raise RuntimeError(f"{python} did not report its layout: {proc.stderr.strip()[-300:]}")
     d = json.loads(proc.stdout.strip().splitlines()[-1])
-    return TargetInfo(python, d["prefix"], d["markers"], d["paths"], d["pip"])
+    return TargetInfo(python, d["prefix"], d["markers"], d["paths"], d["pip"], d.get("user") or {})
 
 
 def is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
 
 
-def local_path(url: str) -> str:
-    return unquote(urlparse(url).path) if url.startswith("file://") else os.path.abspath(os.path.expanduser(url))
+def local_path(url: str, flavour: ModuleType = os.path) -> str:
+    """A local index given as a path or a file:// URL, as a path of the target's flavour:
+    file:///C:/w -> C:\\w and file://server/share/w -> \\\\server\\share\\w on Windows."""
+    if not url.startswith("file://"):
+        return flavour.abspath(flavour.expanduser(url))
+    u = urlparse(url)
+    path = unquote(u.path)
+    if flavour is not ntpath:
+        return path
+    if u.netloc and u.netloc.lower() != "localhost":
+        return "\\\\" + u.netloc + path.replace("/", "\\")
+    if re.match(r"^/[A-Za-z][:|]", path):  # "/C:/w" (and the old "/C|/w" form)
+        path = path[1] + ":" + path[3:]
+    return path.replace("/", "\\")
 
 
 def source_args(index_url: Optional[str], find_links: Optional[str] = None, choice_index: Optional[str] = None,
@@ -91,6 +123,71 @@ def source_args(index_url: Optional[str], find_links: Optional[str] = None, choi
 def display(argv: list[str], python: str) -> str:
     """A command as the user would type it: `<python> -m pip ...`."""
     return " ".join(shlex.quote(a) for a in argv)
+
+
+def die_with_parent() -> Optional[Callable[[], None]]:
+    """A preexec_fn making the child die (SIGKILL) when envdoctor dies, even by kill -9, so that no pip
+    writes on after the transaction that started it (Linux: PR_SET_PDEATHSIG). None elsewhere: there
+    the inherited lock descriptor and the recorded pid make a recovery wait for a pip left running."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:  # runs in the child between fork and exec: async-signal-safe calls only
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # envdoctor died before the line above: nobody would kill us later
+            os._exit(1)
+
+    return arm
+
+
+PR_SET_PDEATHSIG = 1
+_jobs: list[Any] = []  # Windows Job Object handles, open for envdoctor's lifetime
+
+
+def kill_on_close_job(proc: subprocess.Popen) -> bool:  # pragma: no cover - Windows only, not run here yet
+    """Put `proc` in a Job Object with JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE. The handle stays open in this
+    process; when envdoctor exits, however it dies, Windows closes it and kills pip with it. False if the
+    job cannot be made (then the recorded pid makes a recovery wait, as on other platforms)."""
+    import ctypes.wintypes as wt
+
+    class _Basic(ctypes.Structure):
+        _fields_ = [("PerProcessUserTimeLimit", ctypes.c_int64), ("PerJobUserTimeLimit", ctypes.c_int64),
+                    ("LimitFlags", wt.DWORD), ("MinimumWorkingSetSize", ctypes.c_size_t),
+                    ("MaximumWorkingSetSize", ctypes.c_size_t), ("ActiveProcessLimit", wt.DWORD),
+                    ("Affinity", ctypes.c_size_t), ("PriorityClass", wt.DWORD), ("SchedulingClass", wt.DWORD)]
+
+    class _Io(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_uint64) for n in ("ReadOperationCount", "WriteOperationCount", "OtherOperationCount",
+                                                   "ReadTransferCount", "WriteTransferCount", "OtherTransferCount")]
+
+    class _Extended(ctypes.Structure):
+        _fields_ = [("BasicLimitInformation", _Basic), ("IoInfo", _Io), ("ProcessMemoryLimit", ctypes.c_size_t),
+                    ("JobMemoryLimit", ctypes.c_size_t), ("PeakProcessMemoryUsed", ctypes.c_size_t),
+                    ("PeakJobMemoryUsed", ctypes.c_size_t)]
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    kernel32.CreateJobObjectW.restype = wt.HANDLE
+    job = kernel32.CreateJobObjectW(None, None)
+    if not job:
+        return False
+    info = _Extended()
+    info.BasicLimitInformation.LimitFlags = 0x2000  # JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+    extended_limit_information = 9
+    if not kernel32.SetInformationJobObject(job, extended_limit_information, ctypes.byref(info),
+                                            ctypes.sizeof(info)):
+        kernel32.CloseHandle(job)
+        return False
+    if not kernel32.AssignProcessToJobObject(job, wt.HANDLE(int(proc._handle))):  # type: ignore[attr-defined]
+        kernel32.CloseHandle(job)
+        return False
+    _jobs.append(job)
+    return True
 
 
 @dataclass
@@ -117,6 +214,8 @@ class Pip:
     keep_fds: tuple[int, ...] = ()
     timeout: float = 3600
     calls: list[PipResult] = field(default_factory=list)
+    on_start: Optional[Callable[[int], None]] = None  # gets pip's pid once it runs (the lock records it)
+    user: bool = False  # the fix's distributions live in the user site (fix/user_site.py)
 
     def argv(self, *args: str) -> list[str]:
         return [self.python, "-m", "pip", "--disable-pip-version-check", "--no-input", *args]
@@ -130,8 +229,10 @@ class Pip:
             env["PIP_CONFIG_FILE"] = os.devnull
         env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
         env["PIP_NO_INPUT"] = "1"
-        # never let pip "default to user installation" when site-packages is not writable
-        env["PYTHONNOUSERSITE"] = "1"
+        if self.user:  # pip must see (and uninstall from) the user site; installs say --user themselves
+            env.pop("PYTHONNOUSERSITE", None)
+        else:  # never let pip "default to user installation" when site-packages is not writable
+            env["PYTHONNOUSERSITE"] = "1"
         env.pop("PIP_USER", None)
         env.pop("PYTHONPATH", None)  # pip must see the target's packages, not ours
         return env
@@ -146,8 +247,12 @@ class Pip:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.log_dir / f"{len(self.calls):02d}-{name.replace(':', '-')}.log"
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=self.env(isolated),
+                                env=self.env(isolated), preexec_fn=die_with_parent(),
                                 pass_fds=self.keep_fds if os.name == "posix" else ())
+        if os.name == "nt":
+            kill_on_close_job(proc)
+        if self.on_start is not None:
+            self.on_start(proc.pid)
         if wants_crash(name, "during"):
             watched = list(watch)
             while proc.poll() is None and not any(os.path.lexists(p) for p in watched):

@@ -39,6 +39,7 @@ class PlanOptions:
     allow_torch_change: bool = False
     pins: dict[str, str] = field(default_factory=dict)  # normalised dist name -> version
     compat_unavailable: Optional[str] = None  # why the compat layer cannot be installed (None = it can)
+    site_writable: Optional[bool] = None  # the target's site-packages, as the caller observed it (fix/user_site.py)
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Action:
     sources: list[str] = field(default_factory=list)  # pip arguments: where wheels come from
     applies: bool = True  # False: printed only
     not_applied_because: str = ""
+    user_site: bool = False  # pip runs with the user site visible and --user (fix/user_site.py)
 
 
 @dataclass
@@ -332,4 +334,23 @@ def make_plan(report: Report, tables: Any, opts: PlanOptions) -> Plan:
         for a in plan.runnable:
             a.applies = False
             a.not_applied_because = "the target has no pip (install it with `python -m ensurepip`)"
+    _place(report, opts, plan)
     return plan
+
+
+def _place(report: Report, opts: PlanOptions, plan: Plan) -> None:
+    """Where the distributions each pip action touches live (site-packages or the user site)."""
+    from envdoctor.fix.user_site import placement
+
+    for a in plan.runnable:
+        dists = list(a.remove) + [re.split(r"[<>=!~ ;\[]", spec, maxsplit=1)[0] for spec in a.install]
+        if not dists:
+            continue
+        pl = placement(report, [norm_name(d) for d in dists], opts.site_writable)
+        if pl.refuse:
+            a.applies = False
+            a.not_applied_because = pl.refuse
+        elif pl.user:
+            a.user_site = True
+            if pl.note and pl.note not in plan.notes:
+                plan.notes.append(pl.note)

@@ -140,9 +140,15 @@ def wheel_metadata(path: Path) -> WheelMeta:
     }
 
 
-def wheel_targets(path: Path, scheme: dict[str, str]) -> list[Path]:
+def script_files(names: list[str], windows: bool) -> list[str]:
+    """The files pip writes for console/gui scripts: `name` on POSIX, the launcher `name.exe` on Windows."""
+    return [n + ".exe" if windows else n for n in names]
+
+
+def wheel_targets(path: Path, scheme: dict[str, str], windows: bool = False) -> list[Path]:
     """The paths an install of this wheel writes (members, console scripts; not pip's own .pyc/RECORD extras).
-    `scheme` holds the target's sysconfig paths: purelib, platlib, scripts, data, include."""
+    `scheme` holds the target's sysconfig paths: purelib, platlib, scripts, data, include; `windows`: the
+    target is Windows (its scripts are .exe launchers)."""
     meta = wheel_metadata(path)
     root = Path(scheme["purelib"] if meta["purelib"] else scheme["platlib"])
     dist_info = str(meta["dist_info"])
@@ -161,6 +167,6 @@ def wheel_targets(path: Path, scheme: dict[str, str]) -> list[Path]:
             out.append(Path(base) / rest)
         else:
             out.append(root / Path(*p.parts))
-    for script in meta["scripts"]:
+    for script in script_files(list(meta["scripts"]), windows):
         out.append(Path(scheme["scripts"]) / script)
     return out

@@ -28,7 +28,7 @@ ENV_ALLOW = (
     "TORCH_CUDA_ARCH_LIST", "PYTHONPATH", "PYTHONNOUSERSITE", "PYTHONHOME", "VIRTUAL_ENV", "CONDA_PREFIX",
     "CONDA_DEFAULT_ENV", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONSTRAINT",
     "PIP_NO_CACHE_DIR", "MMCV_WITH_OPS", "FORCE_CUDA", "MAX_JOBS", "CUDA_LAUNCH_BLOCKING",
-    "TORCH_USE_CUDA_DSA", "ENVDOCTOR_COMPAT",
+    "TORCH_USE_CUDA_DSA", "ENVDOCTOR_COMPAT", "NVTOOLSEXT_PATH",
 )
 
 Progress = Callable[[str], None]
@@ -40,6 +40,8 @@ SIDE_PROBE_TIMEOUT = 20.0
 
 def environment_facts() -> dict[str, str]:
     env = {k: os.environ[k] for k in ENV_ALLOW if k in os.environ}
+    # torch's __init__ on Windows adds %CUDA_PATH_Vxx_y%\bin (binary/windll.py reads them back)
+    env.update({k: v for k, v in os.environ.items() if k.upper().startswith("CUDA_PATH_V")})
     cuda_path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if "cuda" in p.lower()]
     if cuda_path:
         env["PATH(cuda entries)"] = os.pathsep.join(cuda_path)
@@ -260,6 +262,7 @@ def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progre
     else:
         assert loads is not None
         outcomes = loads.wait(progress)
+        report.extra["load_probes"] = {"fork": loads.fork, "parallel": loads.parallel}
         apply_loads(report.components, outcomes)
         _libstdcxx_in_use(report)
         report.gpu = gpu_get()

@@ -2,9 +2,11 @@
 
 On Linux one process of the target interpreter imports torch once and forks a
 child per dependent probe (torch.cuda facts, torchvision + ops, mmcv + _ext),
-each reporting through its own files; elsewhere each probe is its own process.
-Either way a crash or hang is a *result* (status crash / timeout, with the
-signal and the faulthandler stack), never an exception here.
+each reporting through its own files; elsewhere (or with `check --no-fork`) each
+probe is its own process, and each of those imports torch: as many run at once as
+free memory allows (three CUDA torch imports at once exhaust a small Windows paging
+file: WinError 1455). Either way a crash or hang is a *result* (status crash /
+timeout, with the signal and the faulthandler stack), never an exception here.
 """
 
 from __future__ import annotations
@@ -52,23 +54,55 @@ def use_fork() -> bool:
     return sys.platform.startswith("linux")
 
 
+# What one probe process that imports torch may need. A CPU torch import is ~0.4 GiB resident here
+# (bench/bench_check.py); a CUDA build maps ~1 GiB more of kernels and, on Windows, commits it against
+# the paging file. Conservative on purpose: a probe that waits costs seconds, one that fails costs a
+# false WinError 1455 finding.
+PROBE_MEMORY = 2 * 1024 ** 3
+
+
+def parallel_limit(available: Optional[int] = None, wanted: int = 3, per_probe: int = PROBE_MEMORY) -> int:
+    """How many torch-importing probe processes to run at once: as many as fit in free memory, at least one."""
+    if available is None:
+        try:
+            import psutil
+
+            available = int(psutil.virtual_memory().available)
+        except Exception:  # noqa: BLE001 - no memory figure: all at once, as before
+            return wanted
+    return max(1, min(wanted, available // per_probe))
+
+
 class LoadRun:
     """The load probes, started at once (so they overlap the static probe) and awaited later."""
 
-    def __init__(self, target: Target, timeout: float, fork: Optional[bool] = None) -> None:
+    def __init__(self, target: Target, timeout: float, fork: Optional[bool] = None,
+                 parallel: Optional[int] = None) -> None:
         self.timeout = timeout
+        self.target = target
         self.fork = use_fork() if fork is None else fork
+        self.runs: dict[str, RunningScript] = {}
+        self.pending: list[str] = []
         if self.fork:
             # torch import (<= timeout), then the children in parallel (each <= timeout), plus slack
+            self.parallel = 1
             self.runs = {"*": RunningScript(target, "load_probe.py", ["components", str(timeout)],
                                             2 * timeout + 10, out_is_dir=True)}
         else:
-            self.runs = {}
-            for name in ("torch", "torchvision", "mmcv"):
-                self.runs[name] = RunningScript(target, "load_probe.py", ["component", name, str(timeout)],
-                                                timeout + 10, out_is_dir=True)
+            self.parallel = parallel if parallel is not None else parallel_limit()
+            self.pending = ["torch", "torchvision", "mmcv"]
+            while self.pending and len(self.runs) < self.parallel:
+                self._start_next()
+
+    def _start_next(self) -> None:
+        name = self.pending.pop(0)
+        # each process imports torch (<= timeout) and then probes (the CUDA init, the import: <= timeout),
+        # each under the probe's own watchdog, which dumps the stack first; the kill here is the backstop
+        self.runs[name] = RunningScript(self.target, "load_probe.py", ["component", name, str(self.timeout)],
+                                        2 * self.timeout + 10, out_is_dir=True)
 
     def abort(self) -> None:
+        self.pending = []
         for run in self.runs.values():
             run.abort()
 
@@ -84,8 +118,13 @@ class LoadRun:
                 last[0] = text
                 progress(text)
 
-        for key, run in self.runs.items():
-            finished[key] = run.wait(tick if progress else None)
+        order = list(self.runs) + list(self.pending)
+        for key in order:
+            if key not in self.runs:
+                self._start_next()
+            finished[key] = self.runs[key].wait(tick if progress else None)
+            while self.pending and sum(1 for k in self.runs if k not in finished) < self.parallel:
+                self._start_next()  # a slot is free: the next probe starts while this one is read
         if progress:
             progress(self.progress_text(finished))
         return self.outcomes(finished)

@@ -8,6 +8,7 @@ is installed. Stdlib only. Result goes to report.extra["pip_cache"].
 from __future__ import annotations
 
 import json
+import ntpath
 import os
 import re
 import sys
@@ -29,8 +30,9 @@ def cache_dir(environ: Optional[dict[str, str]] = None, platform: str = sys.plat
         return Path(env["PIP_CACHE_DIR"]).expanduser()
     home_dir = Path(home) if home else Path.home()
     if platform.startswith("win"):
+        # joined the Windows way whatever this machine is (a Windows target's facts read elsewhere)
         base = env.get("LOCALAPPDATA")
-        return Path(base) / "pip" / "Cache" if base else None
+        return Path(ntpath.join(base, "pip", "Cache")) if base else None
     if platform == "darwin":
         return home_dir / "Library" / "Caches" / "pip"
     xdg = env.get("XDG_CACHE_HOME")

@@ -459,11 +459,13 @@ def main():
                 torch_static_facts(rec, torch)
                 with_watchdog(timeout, lambda: torch_cuda_facts(rec, torch))
         elif name == "torchvision":
-            torch = rec.stage("torch", importer("torch")) if installed("torch") else None
+            # torch's import under the watchdog too: a hang there must leave its stack, not a bare kill
+            torch = with_watchdog(timeout, lambda: rec.stage("torch", importer("torch"))) \
+                if installed("torch") else None
             with_watchdog(timeout, lambda: torchvision_probe(rec, torch))
         elif name == "mmcv":
             if installed("torch"):  # mmcv._ext needs torch's libraries loaded first, as in real use
-                rec.stage("torch", importer("torch"))
+                with_watchdog(timeout, lambda: rec.stage("torch", importer("torch")))
             with_watchdog(timeout, lambda: mmcv_probe(rec))
         rec.done()
     elif mode == "module":
