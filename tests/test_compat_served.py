@@ -132,3 +132,24 @@ def test_every_family_kernel_and_consumer_row_names_real_ext_kernels():
         assert r["family"] in families, r
         if "configs" in r:
             assert 0 < r["configs"] <= r["of"], r
+
+
+def test_the_compat_action_carries_its_coverage_through_the_journal_and_the_text():
+    from envdoctor.fix.plan import Plan, PlanOptions, make_plan
+    from envdoctor.fix.render import plan_text
+    from tests.test_fix_plan import report
+
+    r = report({"mmcv-lite": "2.2.0", "torch": "2.13.0+cpu", "mmdet": "3.3.0", "mmyolo": "0.6.0"},
+               {"torch": (True, "ok", ""), "mmcv": (True, "ok", ""),
+                "mmcv._ext": (False, "missing", "No module named 'mmcv._ext'")})
+    r.components["mmcv"].version = "2.2.0"
+    plan = make_plan(r, TABLES, PlanOptions(strategy="compat"))
+    (action,) = [a for a in plan.actions if a.kind == "compat"]
+    served = len(set(_served_now()) & set(KERNELS_22))
+    assert action.coverage[0].startswith(f"mmcv 2.2.0's _ext: served by envdoctor's compat layer ({served} of 110")
+    mmdet = next(x for x in action.coverage if x.startswith("mmdet 3.3.0"))
+    assert "NOT covered: MMSyncBN (10 of 801 configs)" in mmdet and "roi_align" in mmdet.split("covered:")[-1]
+    assert any(x.startswith("mmyolo 0.6.0: covered") for x in action.coverage)
+    assert Plan.from_dict(plan.to_dict()).actions[0].coverage == action.coverage
+    text = plan_text(plan, applying=False)
+    assert "covers:" in text and "MMSyncBN" in text
