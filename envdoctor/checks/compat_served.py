@@ -60,7 +60,7 @@ def mmcv_ext_served_by_compat(report: Report, tables: Any) -> Iterable[Finding]:
                          commands=[envdoctor_fix(report, "build")], strategy="build"))
     yield finding(SERVED, f"mmcv._ext is {op_coverage.served_phrase(cov)}", detail=detail,
                   evidence={"component": "mmcv._ext", "served_by": "envdoctor-compat",
-                            "summary": op_coverage.served_phrase(cov),
+                            "summary": op_coverage.served_phrase(cov, shown=3),
                             "kernels_served": len(cov.served), "kernels_total": cov.total,
                             "missing": cov.missing, "served": cov.served, "mmcv": version,
                             "kernel_list": cov.source,
