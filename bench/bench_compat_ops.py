@@ -23,12 +23,23 @@ R-50-FPN, 800x1333 input):
 
 Variants: ``compat`` (what the stand-in does: the torchvision fast path where it is
 provably identical), ``compat-torch`` (``ENVDOCTOR_COMPAT_BACKEND=torch``: pure PyTorch).
+
+Against mmcv's own compiled CPU kernels (the goal: <= 2x) with ``--mmcv-python PY``: PY is an
+interpreter with the torch an mmcv wheel with ops was built for (here: torch 2.13.0+cpu, e.g.
+``python3.11 -m venv v && v/bin/pip install torch==2.13.0``); the wheel (``--mmcv-wheel``, default the
+CPU-ops build in ~/.cache/envdoctor-build-wheels/mmcv-2.2.0/) has its ``_ext`` extracted and loaded alone
+by bench/compat_vs_mmcv.py in PY, which times every op on both at real model shapes in that one process
+(``--mmcv-only`` selects cases by name prefix).
 """
 
 import argparse
+import glob
 import os
+import subprocess
 import sys
+import tempfile
 import time
+import zipfile
 
 import torch
 
@@ -152,17 +163,54 @@ def msda_ext(value, shapes, start, loc, attn, backward):
                                     ga, im2col_step=64)
 
 
+def against_mmcv(args, rows):
+    """Rows of bench/compat_vs_mmcv.py, run in args.mmcv_python on the wheel's extracted _ext."""
+    found = sorted(glob.glob(os.path.expanduser(args.mmcv_wheel)))
+    if not found:
+        print("no mmcv wheel matches %s: skipped the mmcv anchors" % args.mmcv_wheel)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-mmcv-") as tmp:
+        with zipfile.ZipFile(found[-1]) as zf:
+            so = [n for n in zf.namelist() if n.startswith("mmcv/_ext")]
+            zf.extract(so[0], tmp)
+        cmd = [args.mmcv_python, "-u", os.path.join(HERE, "compat_vs_mmcv.py"), os.path.join(tmp, so[0]),
+               "--reps", str(args.reps), "--threads", str(torch.get_num_threads())]
+        if args.mmcv_only:
+            cmd += ["--only", args.mmcv_only]
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+        print("against %s's compiled CPU kernels, in %s:" % (os.path.basename(found[-1]), args.mmcv_python))
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+        for line in proc.stdout:
+            parts = line.rstrip("\n").split("\t")
+            if parts[0] == "#":
+                print("  " + parts[1])
+            elif len(parts) == 4:
+                rows.append((parts[0], parts[1], float(parts[2]), float(parts[3])))
+        proc.wait()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--mmcv-python", help="an interpreter with the torch the mmcv wheel was built for")
+    ap.add_argument("--mmcv-wheel", default="~/.cache/envdoctor-build-wheels/mmcv-2.2.0/*/mmcv-2.2.0-*.whl")
+    ap.add_argument("--mmcv-only", default="", help="comma-separated case-name prefixes for the mmcv part")
+    ap.add_argument("--no-torchvision", action="store_true", help="only the mmcv part")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = Rows()
+    if args.mmcv_python:
+        against_mmcv(args, rows)
+    if args.no_torchvision:
+        return
     import torchvision
 
     g = torch.Generator().manual_seed(0)
     print("torch %s, torchvision %s, %d threads" % (torch.__version__, torchvision.__version__,
                                                     torch.get_num_threads()))
     print("%-44s %-42s %9s %7s" % ("case", "variant", "time s", "ratio"))
-    rows = Rows()
 
     boxes, scores = nms_inputs(g)
     anchor = best(lambda: torchvision.ops.nms(boxes, scores, 0.7), args.reps)

@@ -63,34 +63,45 @@ def _to_bytes(t):
         return bytes(t.flatten().tolist())
 
 
+def _dead(removed, n, device):
+    """The bit set ``removed`` (a Python int) as a bool tensor [n]."""
+    raw = torch.tensor(list(removed.to_bytes((n + 7) // 8 or 1, "little")), dtype=torch.uint8)
+    bits = (raw[:, None] >> torch.arange(8, dtype=torch.uint8)) & 1
+    return bits.flatten()[:n].to(device=device, dtype=torch.bool)
+
+
 def greedy_keep(n, suppress_rows, device, rows_per_block=_ROWS):
-    """Greedy NMS given ``suppress_rows(rows, cols) -> bool [len(rows), n]`` over sorted boxes.
+    """Greedy NMS given ``suppress_rows(rows, cols) -> bool [len(rows), len(cols)]`` over sorted boxes.
 
     The pairwise matrix is built in blocks of rows; the greedy scan then walks it with one
-    Python integer per row as a bit set, so its cost is N small big-integer operations.
-    Returns the kept positions (int64, CPU).
+    Python integer per row as a bit set, so its cost is N small big-integer operations. A box
+    removed by an earlier block suppresses nothing and needs no test, so each block computes only
+    the rows and columns still alive (with a low threshold most boxes are gone after the first
+    blocks: rotated NMS then clips a fraction of the pairs). Returns the kept positions (int64, CPU).
     """
     pad = (-n) % 8
     bitw = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=device)
     allc = torch.arange(n, device=device)
-    masks = []
+    removed = 0
+    keep = []
     for r0 in range(0, n, rows_per_block):
-        rows = allc[r0:r0 + rows_per_block]
-        sup = suppress_rows(rows, allc)
-        sup &= allc[None, :] > rows[:, None]  # only later boxes are suppressed
-        if pad:
-            sup = torch.nn.functional.pad(sup, (0, pad))
+        r1 = min(n, r0 + rows_per_block)
+        alive = ~_dead(removed, n, device) & (allc >= r0)
+        rows = allc[r0:r1][alive[r0:r1]]
+        if rows.numel() == 0:
+            continue
+        cols = allc[alive]
+        sup = torch.zeros((rows.shape[0], n + pad), dtype=torch.bool, device=device)
+        sup[:, cols] = suppress_rows(rows, cols) & (cols[None, :] > rows[:, None])
         packed = (sup.view(sup.shape[0], -1, 8).to(torch.uint8) * bitw).sum(-1, dtype=torch.uint8)
         data = _to_bytes(packed.cpu())
         stride = packed.shape[1]
-        masks.extend(int.from_bytes(data[i * stride:(i + 1) * stride], "little")
-                     for i in range(packed.shape[0]))
-    removed = 0
-    keep = []
-    for i in range(n):
-        if not (removed >> i) & 1:
-            keep.append(i)
-            removed |= masks[i]
+        masks = {r: int.from_bytes(data[k * stride:(k + 1) * stride], "little")
+                 for k, r in enumerate(rows.tolist())}
+        for i in range(r0, r1):
+            if not (removed >> i) & 1:
+                keep.append(i)
+                removed |= masks[i]
     return torch.tensor(keep, dtype=torch.int64)
 
 

@@ -18,9 +18,10 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from envdoctor import matrix
-from envdoctor.fact_readers import (installed_version, load_message, mmcv_dist_names, mmcv_dists, mmcv_series,
-                                    mmcv_wheel, os_name, python_minor, state, torch_cuda, torch_version)
+from envdoctor import matrix, op_coverage
+from envdoctor.fact_readers import (consumers, installed_version, load_message, mmcv_dist_names, mmcv_dists,
+                                    mmcv_series, mmcv_version, mmcv_wheel, os_name, python_minor, state, torch_cuda,
+                                    torch_version)
 from envdoctor.facts import FAILED, Report
 from envdoctor.fix.compat_install import COMPAT_DIST, wheel_filename
 from envdoctor.fix.pip_runner import source_args
@@ -67,6 +68,7 @@ class Action:
     applies: bool = True  # False: printed only
     not_applied_because: str = ""
     user_site: bool = False  # pip runs with the user site visible and --user (fix/user_site.py)
+    coverage: list[str] = field(default_factory=list)  # compat: what it serves of _ext and of each consumer's ops
 
 
 @dataclass
@@ -213,6 +215,7 @@ def _plan_mmcv(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> No
                           _q(_pip(py, "install", "--no-index", "--no-deps", "--no-cache-dir", wheel))],
                 undo=f"envdoctor fix --undo --python {shlex.quote(py)}   or   "
                      f"{_q(_pip(py, 'uninstall', '-y', COMPAT_DIST))}",
+                coverage=_compat_coverage(report, tables),
                 verify=Verify(
                     description="fresh probe: `import mmcv._ext` loads (served by the compat layer); "
                                 "`from mmcv.ops import ModulatedDeformConv2dPack` runs in the target",
@@ -222,6 +225,24 @@ def _plan_mmcv(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> No
             ))
             return
     _plan_torch(report, tables, opts, plan, "mmcv")
+
+
+def _compat_coverage(report: Report, tables: Any) -> list[str]:
+    """Before applying: how much of this mmcv's _ext the compat layer to be installed serves, and whether it
+    covers the op families of each installed consumer (read from the layer itself, so new kernels count)."""
+    served = op_coverage.bundled_served()
+    if served is None:
+        return ["(which kernels the compat layer serves could not be read from envdoctor/compat/ext.py)"]
+    if tables is None:
+        return []
+    version = mmcv_version(report)
+    lines = [f"mmcv {version or '?'}'s _ext: " + op_coverage.served_phrase(op_coverage.ext_coverage(tables, version,
+                                                                                              served))]
+    users = op_coverage.consumer_coverage(tables, consumers(report, tables), served)
+    lines += [op_coverage.consumer_line(u) for u in users]
+    if not users:
+        lines.append("no installed OpenMMLab package (mmdet, mmseg, mmrotate, mmagic, mmdet3d …) to check")
+    return lines
 
 
 SOURCE_OPTS = ("--index-url", "-i", "--extra-index-url", "--find-links", "-f")

@@ -30,6 +30,8 @@ def plan_text(plan: Plan, applying: bool) -> str:
         for k, label in ((a.changes, "changes:"), (a.commands, "commands:")):
             for j, line in enumerate(k):
                 out.append(f"     {label if j == 0 else '':<9} {line}")
+        for j, line in enumerate(a.coverage):
+            out.append(f"     {'covers:' if j == 0 else '':<9} {line}")
         out.append(f"     undo:     {a.undo}")
         out.append(f"     verify:   {a.verify.description}")
     if plan.notes:

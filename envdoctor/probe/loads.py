@@ -335,7 +335,7 @@ def _runtime_facts(comps: dict[str, Component], outcomes: dict[str, ProbeOutcome
     mm_out = outcomes.get("mmcv")
     if mm_out is not None and "mmcv" in comps:
         facts = dict((mm_out.data or {}).get("facts", {}))
-        ext_keys = ("ext_file", "compiling_cuda_version", "compiler_version")
+        ext_keys = ("ext_file", "compiling_cuda_version", "compiler_version", "compat")
         if "mmcv._ext" in comps:
             comps["mmcv._ext"].facts.update({k: facts[k] for k in ext_keys if k in facts})
         comps["mmcv"].facts["runtime"] = {k: v for k, v in facts.items() if k not in ext_keys}

@@ -193,7 +193,14 @@ class TextRenderer:
                 continue
             ver = _fmt_version(name, comp) if comp.installed or name.endswith("._ext") else ""
             load = _fmt_load(comp) if self.verbose else _fmt_load(comp, row_room - len(ver) - 2)
-            self._line(name, f"{ver}  {load}".strip(), _state(comp, by_comp.get(name, [])))
+            state = _state(comp, by_comp.get(name, []))
+            served = next((f.evidence["summary"] for f in by_comp.get(name, [])
+                           if f.evidence.get("served_by") and f.evidence.get("summary")), None)
+            if served and comp.load is not None and comp.load.status == "ok":
+                # it imports because a stand-in serves it (no version of its own): say so, and how much of it
+                ver, load = "", served
+                state = "info" if state in ("ok", "absent") else state
+            self._line(name, f"{ver}  {load}".strip(), state)
             if comp.load is not None and comp.load.error and comp.load.error.message.strip():
                 self.row_messages.add(comp.load.error.message.strip().splitlines()[0])
         if report.probe_errors:

@@ -294,6 +294,10 @@ def mmcv_probe(rec):
         rec.facts["ext_file"] = safe(lambda: ext.__file__)
         rec.facts["compiling_cuda_version"] = safe(lambda: ext.get_compiling_cuda_version())
         rec.facts["compiler_version"] = safe(lambda: ext.get_compiler_version())
+        if getattr(ext, "__envdoctor_compat__", False):
+            # the stand-in says what it serves, so a kernel added to the layer counts without a table change
+            rec.facts["compat"] = safe(lambda: {"served": sorted(str(n) for n in (
+                getattr(ext, "IMPLEMENTED", None) or getattr(ext, "__all__", ())))})
         rec.flush()
 
 
