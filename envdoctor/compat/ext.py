@@ -26,6 +26,8 @@ how to get a real build.
 
 from . import ops
 from .errors import SERVED_SUMMARY
+from .bias_act import bias_act
+from .filtered_lrelu import filtered_lrelu, filtered_lrelu_act_
 from .focal_loss import sigmoid_focal_loss_backward, sigmoid_focal_loss_forward
 from .fused_bias_act import fused_bias_leakyrelu
 from .masked_conv import masked_col2im_forward, masked_im2col_forward
@@ -35,6 +37,7 @@ from .psamask import psamask_backward, psamask_forward
 from .roi_align import roi_align_backward, roi_align_forward
 from .roi_align_rotated import roi_align_rotated_backward, roi_align_rotated_forward
 from .rotated import box_iou_rotated, nms_rotated
+from .upfirdn2d import upfirdn2d
 
 __all__ = [
     "CompatOpUnavailableError",
@@ -63,6 +66,10 @@ __all__ = [
     "masked_im2col_forward",
     "masked_col2im_forward",
     "fused_bias_leakyrelu",
+    "upfirdn2d",
+    "bias_act",
+    "filtered_lrelu",
+    "filtered_lrelu_act_",
     "get_compiler_version",
     "get_compiling_cuda_version",
 ]
