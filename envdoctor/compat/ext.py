@@ -37,6 +37,8 @@ from .psamask import psamask_backward, psamask_forward
 from .roi_align import roi_align_backward, roi_align_forward
 from .roi_align_rotated import roi_align_rotated_backward, roi_align_rotated_forward
 from .rotated import box_iou_rotated, nms_rotated
+from .sync_bn import (sync_bn_backward_data, sync_bn_backward_param, sync_bn_forward_mean,
+                      sync_bn_forward_output, sync_bn_forward_var)
 from .upfirdn2d import upfirdn2d
 
 __all__ = [
@@ -70,6 +72,11 @@ __all__ = [
     "bias_act",
     "filtered_lrelu",
     "filtered_lrelu_act_",
+    "sync_bn_forward_mean",
+    "sync_bn_forward_var",
+    "sync_bn_forward_output",
+    "sync_bn_backward_param",
+    "sync_bn_backward_data",
     "get_compiler_version",
     "get_compiling_cuda_version",
 ]
