@@ -30,6 +30,7 @@ from .bias_act import bias_act
 from .filtered_lrelu import filtered_lrelu, filtered_lrelu_act_
 from .focal_loss import sigmoid_focal_loss_backward, sigmoid_focal_loss_forward
 from .fused_bias_act import fused_bias_leakyrelu
+from .half import via_float32
 from .masked_conv import masked_col2im_forward, masked_im2col_forward
 from .ms_deform_attn import ms_deform_attn_backward, ms_deform_attn_forward
 from .nms import nms, nms_match, softnms
@@ -40,6 +41,16 @@ from .rotated import box_iou_rotated, nms_rotated
 from .sync_bn import (sync_bn_backward_data, sync_bn_backward_param, sync_bn_forward_mean,
                       sync_bn_forward_output, sync_bn_forward_var)
 from .upfirdn2d import upfirdn2d
+
+# mmcv's CUDA kernels of these take float16 (computed here in float32, rounded once)
+roi_align_forward = via_float32(roi_align_forward, ("output", "argmax_y", "argmax_x"))
+roi_align_backward = via_float32(roi_align_backward, ("grad_input",))
+roi_align_rotated_forward = via_float32(roi_align_rotated_forward, ("output",))
+# the binding's third positional parameter (named grad_output) is the one written
+roi_align_rotated_backward = via_float32(roi_align_rotated_backward, ("grad_output",))
+ms_deform_attn_forward = via_float32(ms_deform_attn_forward)
+ms_deform_attn_backward = via_float32(ms_deform_attn_backward, (
+    "grad_value", "grad_sampling_loc", "grad_attn_weight"))
 
 __all__ = [
     "CompatOpUnavailableError",
