@@ -81,7 +81,8 @@ def bias_act(input, bias, xref, yref, dy, grad, dim, act, alpha, gain, clamp):
     alpha_t = x.new_tensor(_f32(alpha))
     gain_t = x.new_tensor(_f32(gain))
     clamp_t = x.new_tensor(_f32(clamp))
-    yy = yr / gain_t if float(gain_t) != 0 else zero.expand(x.shape)
+    # the forward (grad 0) never reads yref; skip a full-size division there
+    yy = None if grad == 0 else (yr / gain_t if float(gain_t) != 0 else zero.expand(x.shape))
     y = _activation(act, grad, x, xr, yy, alpha_t, one)
     if act == 9 and grad >= 1:
         yr = torch.where(xr < -80, zero, xr / (torch.exp(-xr) + one) * gain_t)
@@ -98,15 +99,15 @@ def bias_act(input, bias, xref, yref, dy, grad, dim, act, alpha, gain, clamp):
 
 
 def _activation(act, g, x, xref, yy, alpha, one):
-    zero = torch.zeros_like(x)
+    zero = x.new_zeros(())  # broadcast by torch.where; full-size zeros only where returned
     two = one * 2
     if act == 1:
-        return x if g in (0, 1) else zero
+        return x if g in (0, 1) else torch.zeros_like(x)
     if act in (2, 3):
         neg = zero if act == 2 else x * alpha
         if g == 0:
             return torch.where(x > 0, x, neg)
-        return torch.where(yy > 0, x, neg) if g == 1 else zero
+        return torch.where(yy > 0, x, neg) if g == 1 else torch.zeros_like(x)
     if act == 4:
         if g == 0:
             c = torch.exp(x)
@@ -114,19 +115,19 @@ def _activation(act, g, x, xref, yy, alpha, one):
             return torch.where(x < -80, -one, torch.where(x > 80, one, (c - dd) / (c + dd)))
         if g == 1:
             return x * (one - yy * yy)
-        return x * (one - yy * yy) * (-two * yy) if g == 2 else zero
+        return x * (one - yy * yy) * (-two * yy) if g == 2 else torch.zeros_like(x)
     if act == 5:
         if g == 0:
             return torch.where(x < -80, zero, one / (torch.exp(-x) + one))
         if g == 1:
             return x * yy * (one - yy)
-        return x * yy * (one - yy) * (one - two * yy) if g == 2 else zero
+        return x * yy * (one - yy) * (one - two * yy) if g == 2 else torch.zeros_like(x)
     if act == 6:
         if g == 0:
             return torch.where(x >= 0, x, torch.exp(x) - one)
         if g == 1:
             return torch.where(yy >= 0, x, x * (yy + one))
-        return torch.where(yy >= 0, zero, x * (yy + one)) if g == 2 else zero
+        return torch.where(yy >= 0, zero, x * (yy + one)) if g == 2 else torch.zeros_like(x)
     if act == 7:
         scale = x.new_tensor(_SELU_SCALE)
         sa = scale * x.new_tensor(_SELU_ALPHA)
@@ -134,14 +135,14 @@ def _activation(act, g, x, xref, yy, alpha, one):
             return torch.where(x >= 0, scale * x, sa * (torch.exp(x) - one))
         if g == 1:
             return torch.where(yy >= 0, x * scale, x * (yy + sa))
-        return torch.where(yy >= 0, zero, x * (yy + sa)) if g == 2 else zero
+        return torch.where(yy >= 0, zero, x * (yy + sa)) if g == 2 else torch.zeros_like(x)
     if act == 8:
         if g == 0:
             return torch.where(x > 80, x, torch.log(torch.exp(x) + one))
         if g == 1:
             return x * (one - torch.exp(-yy))
         c = torch.exp(-yy)
-        return x * c * (one - c) if g == 2 else zero
+        return x * c * (one - c) if g == 2 else torch.zeros_like(x)
     # act 9, swish: the kernel's else-branch makes every grad >= 2 the second derivative
     if g == 0:
         return torch.where(x < -80, zero, x / (torch.exp(-x) + one))

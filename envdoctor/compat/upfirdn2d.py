@@ -103,18 +103,24 @@ def upfirdn_core(x, f, up, down, pad, flip):
         raise RuntimeError("upfirdn2d: output must be at least 1x1 (input %dx%d, up %s, "
                            "padding %s, filter %dx%d)" % (h, w, up, pad, fh, fw))
     t = x.reshape(b * c, 1, h, w)
-    if upx > 1 or upy > 1:
-        z = t.new_zeros(b * c, 1, h * upy, w * upx)
-        z[:, :, ::upy, ::upx] = t
-        t = z
-    t = F.pad(t, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    t = t[:, :, max(-py0, 0):t.shape[2] - max(-py1, 0), max(-px0, 0):t.shape[3] - max(-px1, 0)]
     weight = f.to(device=x.device, dtype=x.dtype)
-    if not flip:
-        # the kernels convolve (mirror the taps); conv2d correlates
+    if flip:
+        # correlation = convolution with the mirrored taps
         weight = weight.flip([0, 1])
-    t = F.conv2d(t, weight.reshape(1, 1, fh, fw))
-    t = t[:, :, ::downy, ::downx]
+    if upx > 1 or upy > 1:
+        # conv_transpose2d is the convolution of the zero-upsampled image without multiplying
+        # the inserted zeros: T[i] = sum_j x[j] f[i - j*up]; the padded "valid" convolution is
+        # T shifted by taps - 1 - pad0 (F.pad crops with negative amounts, pads with zeros)
+        t = F.conv_transpose2d(t, weight.reshape(1, 1, fh, fw), stride=(upy, upx))
+        left, top = px0 - fw + 1, py0 - fh + 1
+        t = F.pad(t, [left, conv_w - t.shape[3] - left, top, conv_h - t.shape[2] - top])
+        t = t[:, :, ::downy, ::downx]
+    else:
+        t = F.pad(t, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+        t = t[:, :, max(-py0, 0):t.shape[2] - max(-py1, 0),
+              max(-px0, 0):t.shape[3] - max(-px1, 0)]
+        # conv2d correlates: mirror the taps; the stride skips the discarded outputs
+        t = F.conv2d(t, weight.flip([0, 1]).reshape(1, 1, fh, fw), stride=(downy, downx))
     return t.reshape(b, c, t.shape[2], t.shape[3])
 
 
