@@ -14,8 +14,10 @@ serves it on every device.  The ``_ext`` binding differs between the two mmcv li
   (a C float) afterwards.
 
 Both kernels compute, per output pixel, the sum over the filter taps of the zero-upsampled,
-zero-padded (negative padding crops) input -- exactly what the composition below does.  The
-output size is ``(H*up + pad0 + pad1 - taps + down) / down``.  Float16 inputs are computed in
+zero-padded (negative padding crops) input; here a transposed convolution (upsampling
+without the inserted zeros' products) or a strided convolution (downsampling without the
+discarded outputs) computes the same sums.  The output size is
+``(H*up + pad0 + pad1 - taps + down) / down``.  Float16 inputs are computed in
 float32 and rounded once (mmcv 2.x's kernel does the same; mmcv 1.x's accumulates in half);
 float64 is computed in float64 (mmcv 1.x's small-filter CUDA kernels stage operands through
 float32 shared memory, so there mmcv is only float32-accurate).
