@@ -26,8 +26,11 @@ how to get a real build.
 
 from . import ops
 from .errors import SERVED_SUMMARY
+from .bias_act import bias_act
+from .filtered_lrelu import filtered_lrelu, filtered_lrelu_act_
 from .focal_loss import sigmoid_focal_loss_backward, sigmoid_focal_loss_forward
 from .fused_bias_act import fused_bias_leakyrelu
+from .half import via_float32
 from .masked_conv import masked_col2im_forward, masked_im2col_forward
 from .ms_deform_attn import ms_deform_attn_backward, ms_deform_attn_forward
 from .nms import nms, nms_match, softnms
@@ -35,6 +38,19 @@ from .psamask import psamask_backward, psamask_forward
 from .roi_align import roi_align_backward, roi_align_forward
 from .roi_align_rotated import roi_align_rotated_backward, roi_align_rotated_forward
 from .rotated import box_iou_rotated, nms_rotated
+from .sync_bn import (sync_bn_backward_data, sync_bn_backward_param, sync_bn_forward_mean,
+                      sync_bn_forward_output, sync_bn_forward_var)
+from .upfirdn2d import upfirdn2d
+
+# mmcv's CUDA kernels of these take float16 (computed here in float32, rounded once)
+roi_align_forward = via_float32(roi_align_forward, ("output", "argmax_y", "argmax_x"))
+roi_align_backward = via_float32(roi_align_backward, ("grad_input",))
+roi_align_rotated_forward = via_float32(roi_align_rotated_forward, ("output",))
+# the binding's third positional parameter (named grad_output) is the one written
+roi_align_rotated_backward = via_float32(roi_align_rotated_backward, ("grad_output",))
+ms_deform_attn_forward = via_float32(ms_deform_attn_forward)
+ms_deform_attn_backward = via_float32(ms_deform_attn_backward, (
+    "grad_value", "grad_sampling_loc", "grad_attn_weight"))
 
 __all__ = [
     "CompatOpUnavailableError",
@@ -63,6 +79,15 @@ __all__ = [
     "masked_im2col_forward",
     "masked_col2im_forward",
     "fused_bias_leakyrelu",
+    "upfirdn2d",
+    "bias_act",
+    "filtered_lrelu",
+    "filtered_lrelu_act_",
+    "sync_bn_forward_mean",
+    "sync_bn_forward_var",
+    "sync_bn_forward_output",
+    "sync_bn_backward_param",
+    "sync_bn_backward_data",
     "get_compiler_version",
     "get_compiling_cuda_version",
 ]
