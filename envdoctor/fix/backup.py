@@ -15,12 +15,14 @@ transaction wrote); undoing a committed one is `undo_to` here.
 from __future__ import annotations
 
 import errno
+import hashlib
+import ntpath
 import os
 import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 # path -> [type "f"|"d"|"l", mode, size, mtime_ns, inode, symlink target or ""]
 Manifest = dict[str, list]
@@ -131,18 +133,41 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
+def store_name(path: str, flavour: Any = os.path) -> str:
+    r"""The short, drive-free file name a backup of `path` is kept under.
+
+    `flavour` is the path module of the target's OS (ntpath for Windows), so the Windows rules are
+    tested here: `C:\X`, `c:\x` and `\\?\C:\X` are one file there and get one name; a name built
+    from the path itself would hold a second drive colon (WinError 123) and pass MAX_PATH."""
+    key = flavour.normpath(path)
+    if flavour is ntpath:
+        if key.startswith("\\\\?\\UNC\\"):
+            key = "\\\\" + key[8:]
+        elif key.startswith("\\\\?\\"):
+            key = key[4:]
+        key = ntpath.normcase(key)
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
 class Backup:
-    """Copies (hard links) of files, stored under `<dir>/files/<absolute path>`, plus an index."""
+    """Copies (hard links) of files, each stored under `<dir>/files/<short name>`; the index maps
+    every original path to its entry, whose last item is that name."""
 
     INDEX = "backup.json"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, flavour: Any = os.path) -> None:
         self.dir = directory
         self.files = directory / "files"
+        self.flavour = flavour
         self.index: dict[str, list] = {}
 
-    def _store(self, path: str) -> str:
-        return str(self.files) + os.path.abspath(path)
+    def stored(self, path: str) -> str:
+        """Where the backup of `path` is (or goes)."""
+        e = self.index.get(path)
+        if e is not None and len(e) == 6:  # an index written before short names: the old layout
+            return str(self.files) + os.path.abspath(path)
+        name = e[6] if e is not None else store_name(path, self.flavour)
+        return self.flavour.join(str(self.dir), "files", name)
 
     def add(self, path: str) -> None:
         """Back up `path`: a file, a symlink, or a whole directory tree."""
@@ -150,8 +175,7 @@ class Backup:
         if e is None or path in self.index:
             return
         if e[0] == "d":
-            self.index[path] = e
-            os.makedirs(self._store(path), exist_ok=True)
+            self.index[path] = e  # a directory needs no stored copy: its entry restores it
             for dirpath, dirnames, filenames in os.walk(path):
                 for name in dirnames:
                     p = os.path.join(dirpath, name)
@@ -162,7 +186,6 @@ class Backup:
                         self._add_leaf(p, pe)
                     else:
                         self.index[p] = pe
-                        os.makedirs(self._store(p), exist_ok=True)
                 for name in filenames:
                     p = os.path.join(dirpath, name)
                     pe = entry_of(p)
@@ -174,15 +197,16 @@ class Backup:
     def _add_leaf(self, path: str, e: list) -> None:
         if path in self.index:
             return
-        dst = self._store(path)
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        name = store_name(path, self.flavour)
+        dst = self.flavour.join(str(self.dir), "files", name)
+        os.makedirs(self.files, exist_ok=True)
         if os.path.lexists(dst):
             os.unlink(dst)
         if e[0] == "l":
             os.symlink(e[5], dst)
         else:
             _link_or_copy(path, dst)
-        self.index[path] = e
+        self.index[path] = e + [name]
 
     def save(self) -> dict[str, list]:
         return self.index
@@ -216,7 +240,7 @@ class Backup:
         for path, e in self.index.items():
             if e[0] == "d" or (wanted is not None and path not in wanted):
                 continue
-            src = self._store(path)
+            src = self.stored(path)
             cur = entry_of(path)
             if cur is not None and _same(cur, e, inode=True):
                 continue

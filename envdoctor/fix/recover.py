@@ -101,7 +101,7 @@ class _Before:
             return True
         if path in self.backup.index and cur[2] == b[1]:
             try:
-                return owned.sha256_file(self.backup._store(path)) == cur[1]
+                return owned.sha256_file(self.backup.stored(path)) == cur[1]
             except OSError:
                 return False
         return False
