@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 from envdoctor.facts import Component, LoadError, LoadResult
 from envdoctor.probe import target as target_mod
+from envdoctor.probe.exitcodes import describe_exit
 from envdoctor.probe.target import RunningScript, ScriptRun, Target
 
 Progress = Callable[[str], None]
@@ -194,7 +195,7 @@ def _died(outcome: ProbeOutcome, stage: dict[str, Any]) -> LoadResult:
         status, etype, message = "crash", "Crash", f"the process was killed by {outcome.signal}"
     else:
         status, etype = "crash", "Exit"
-        message = f"the process exited with code {outcome.returncode} during the import"
+        message = f"the process exited with {describe_exit(outcome.returncode)} during the import"
     if started is None:
         seconds = outcome.seconds
     return LoadResult(status=status, seconds=round(seconds, 3),
