@@ -166,6 +166,10 @@ def stage_results(outcome: ProbeOutcome) -> dict[str, LoadResult]:
             res.error = _load_error(err)
         if status == "running" and not done:
             res = _died(outcome, st)
+        elif status == "interrupted":  # a Ctrl-C reached the probe: it says nothing about the import
+            res = LoadResult(status="error", seconds=st.get("seconds"),
+                             error=LoadError(type="Interrupted", message="a Ctrl-C reached the probe process "
+                                             "during this import, which ended it; not the import's result"))
         res.stdout_bytes = outcome.stdout_bytes
         results[st["name"]] = res
     if not data.get("stages") and not done:

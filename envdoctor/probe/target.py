@@ -279,11 +279,18 @@ class RunningScript:
         return rc
 
     def read_json(self, name: str) -> Optional[dict[str, Any]]:
+        # read whole and close at once: on Windows an open file cannot be replaced, and the probe is waiting
+        # to swap in its next state; a file being replaced (absent, denied, half-written) is read next tick
         try:
-            with open(os.path.join(self.out_dir, name), encoding="utf-8") as f:
-                return json.load(f)
-        except (OSError, ValueError):
+            with open(os.path.join(self.out_dir, name), "rb") as f:
+                raw = f.read()
+        except OSError:
             return None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
 
     def wait(self, tick: Optional[Callable[["RunningScript"], None]] = None, interval: float = 0.05) -> ScriptRun:
         if tick is None:
