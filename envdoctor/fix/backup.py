@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from envdoctor.fix import holders
+
 # path -> [type "f"|"d"|"l", mode, size, mtime_ns, inode, symlink target or ""]
 Manifest = dict[str, list]
 
@@ -219,7 +221,7 @@ class Backup:
 
     def restore(self, only: Optional[Iterable[str]] = None) -> list[str]:
         """Put every backed-up entry back as it was. Returns paths it could not restore."""
-        problems: list[str] = []
+        failed: list[tuple[str, OSError]] = []
         wanted = set(only) if only is not None else None
         # directories first, parents before children
         for path in sorted((p for p, e in self.index.items() if e[0] == "d"), key=len):
@@ -236,7 +238,7 @@ class Backup:
                 if cur is not None and cur[1] != self.index[path][1]:  # no write where nothing changed
                     os.chmod(path, self.index[path][1])
             except OSError as exc:
-                problems.append(f"{path}: {exc.strerror or exc}")
+                failed.append((path, exc))
         for path, e in self.index.items():
             if e[0] == "d" or (wanted is not None and path not in wanted):
                 continue
@@ -255,8 +257,8 @@ class Backup:
                     if stat.S_IMODE(os.lstat(path).st_mode) != e[1]:
                         os.chmod(path, e[1])
             except OSError as exc:
-                problems.append(f"{path}: {exc.strerror or exc}")
-        return problems
+                failed.append((path, exc))
+        return holders.explain(failed, self.flavour)  # a file a process holds: which one, what to close
 
 
 def recreate_dirs(before: Manifest) -> list[str]:
@@ -287,14 +289,14 @@ def drift(before: Manifest, after: Manifest, backup: Backup) -> list[str]:
 
 def undo_to(before: Manifest, after: Manifest, roots: Roots, backup: Backup) -> list[str]:
     """Revert a committed fix: remove what it added, put back what it replaced or removed."""
-    problems: list[str] = []
+    failed: list[tuple[str, OSError]] = []
     added = sorted(set(after) - set(before), key=lambda p: p.count(os.sep), reverse=True)
     added_dirs = {p for p in added if after[p][0] == "d"}
     for p in added:
         try:
             _remove(p)  # a directory the fix created goes with whatever appeared in it since
         except OSError as exc:
-            problems.append(f"{p}: {exc.strerror or exc}")
+            failed.append((p, exc))
     # byte-code that Python wrote later for modules the fix added, outside directories it created
     for p in added:
         if p.endswith(".py"):
@@ -309,7 +311,8 @@ def undo_to(before: Manifest, after: Manifest, roots: Roots, backup: Backup) -> 
                     try:
                         os.unlink(fp)
                     except OSError as exc:
-                        problems.append(f"{fp}: {exc.strerror or exc}")
+                        failed.append((fp, exc))
+    problems = holders.explain(failed)
     problems += recreate_dirs({p: e for p, e in before.items() if p in backup.index})
     problems += backup.restore()
     for p in backup.index:
