@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from envdoctor import matrix
 from envdoctor.facts import Component, Fix, Report
+from envdoctor.render import command as shell
 
 CONSUMERS = ("mmdet", "mmsegmentation", "mmdet3d", "mmpose", "mmpretrain", "mmocr", "mmaction2", "mmagic",
              "mmyolo", "mmedit", "mmrotate")
@@ -116,15 +117,14 @@ def mmcv_dists(report: Report) -> list[str]:
 
 
 def pip(report: Report) -> str:
+    """`<python> -m pip`, the program quoted as cmd.exe wants it on Windows, as a POSIX shell does elsewhere."""
     exe = report.python.executable or "python"
-    if " " in exe:
-        exe = f'"{exe}"'
-    return f"{exe} -m pip"
+    return f"{shell.program(exe, report.host.os or '')} -m pip"
 
 
 def envdoctor_fix(report: Report, strategy: str) -> str:
     exe = report.python.executable
-    target = f" --python {exe}" if exe and " " not in exe else (f' --python "{exe}"' if exe else "")
+    target = f" --python {shell.program(exe, report.host.os or '')}" if exe else ""
     return f"envdoctor fix --apply --strategy {strategy}{target}"
 
 

@@ -325,10 +325,12 @@ def describe(j: Journal) -> dict[str, Any]:
 
 
 def recover_command(python: str, on_conflict: Optional[str] = None) -> str:
-    import shlex
+    import platform
 
-    opt = f" --on-conflict {on_conflict}" if on_conflict else ""
-    return f"envdoctor fix --recover{opt} --python {shlex.quote(python) if python else '<python>'}"
+    from envdoctor.render import command as shell
+
+    opt = f" --on-conflict {on_conflict}" if on_conflict else ""  # run here, so quoted for this machine's shell
+    return f"envdoctor fix --recover{opt} --python {shell.program(python, platform.system()) if python else '<python>'}"
 
 
 def announce(j: Journal, on_conflict: Optional[str] = None) -> str:
