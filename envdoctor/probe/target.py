@@ -219,6 +219,7 @@ class RunningScript:
         full_env["PYTHONFAULTHANDLER"] = "1"
         full_env["PYTHONDONTWRITEBYTECODE"] = "1"
         full_env["TORCHVISION_WARN_WHEN_EXTENSION_LOADING_FAILS"] = "1"
+        full_env["PYTHONIOENCODING"] = "utf-8"  # its stderr is read as UTF-8, not in the console's code page
         if env:
             full_env.update(env)
         self._stdout = open(os.path.join(self.scratch, "proc.stdout"), "wb")
