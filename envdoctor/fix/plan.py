@@ -199,8 +199,7 @@ def _wheel_action(report: Report, opts: PlanOptions, component: str, choice: mat
         why=choice.reason or f"{spec} is a prebuilt wheel for this environment",
         changes=changes, commands=commands,
         undo=f"envdoctor fix --undo --python {shell.program(py, report.host.os)} (puts back every removed or "
-             "replaced file "
-             "from the backup, byte for byte)",
+             "replaced file from the backup, byte for byte)",
         verify=verify, remove=remove, install=[spec], sources=sources,
     )
 
