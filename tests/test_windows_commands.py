@@ -1,4 +1,4 @@
-"""Printed commands paste on the target's OS (issue 12 item 7): one quoting function, envdoctor/render/command.py.
+"""Printed commands paste on the target's OS (issue 12 item 7): one quoting function, envdoctor/commandline.py.
 
 cmd.exe lines are checked by parsing them back with the Microsoft C runtime's rules (the ones Python's
 own Windows start-up applies; written out below) and by looking for cmd's operators outside quotes;
@@ -13,7 +13,7 @@ import pytest
 
 from envdoctor.checks import _facts
 from envdoctor.fix.plan import PlanOptions, make_plan
-from envdoctor.render import command as shell
+from envdoctor import commandline as shell
 from tests.test_fix_plan import report
 
 WIN_PY = r"C:\Users\张三\My Envs\open-mmlab\python.exe"

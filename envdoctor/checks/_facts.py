@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from envdoctor import matrix
 from envdoctor.facts import Component, Fix, Report
-from envdoctor.render import command as shell
+from envdoctor import commandline as shell
 
 CONSUMERS = ("mmdet", "mmsegmentation", "mmdet3d", "mmpose", "mmpretrain", "mmocr", "mmaction2", "mmagic",
              "mmyolo", "mmedit", "mmrotate")

@@ -23,7 +23,7 @@ from envdoctor.facts import Report
 from envdoctor.fix.compat_install import COMPAT_DIST, wheel_filename
 from envdoctor.fix.pip_runner import source_args
 from envdoctor.fix.wheels import norm_name
-from envdoctor.render import command as shell
+from envdoctor import commandline as shell
 from envdoctor.compat.errors import SERVED_SUMMARY
 
 STRATEGIES = ("auto", "wheel", "compat")

@@ -327,7 +327,7 @@ def describe(j: Journal) -> dict[str, Any]:
 def recover_command(python: str, on_conflict: Optional[str] = None) -> str:
     import platform
 
-    from envdoctor.render import command as shell
+    from envdoctor import commandline as shell
 
     opt = f" --on-conflict {on_conflict}" if on_conflict else ""  # run here, so quoted for this machine's shell
     return f"envdoctor fix --recover{opt} --python {shell.program(python, platform.system()) if python else '<python>'}"

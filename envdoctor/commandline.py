@@ -1,5 +1,6 @@
 """Printed commands that paste and run on the target's OS: the one quoting function for every command
-envdoctor shows (the fix plan, the findings' fix texts).
+envdoctor shows (the fix plan, the findings' fix texts). A leaf module (stdlib only), so checks, fix and
+render may all use it without breaking the import direction.
 
 POSIX shells: shlex.quote. Windows, cmd.exe: the Microsoft C runtime's argument rules, as
 subprocess.list2cmdline writes them, plus double quotes around cmd's own operators (`numpy<2` would
