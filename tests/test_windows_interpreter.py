@@ -117,3 +117,22 @@ def test_the_bootstrap_is_a_file_not_a_multi_line_argument(tmp_path):
     assert not any(b"\n" in a for a in argv) and b"-c" not in argv
     assert argv[1].endswith(b"bootstrap.py")
     assert (finished.files.get("module.json") or {}).get("done")
+
+
+def test_python_given_as_a_pyenv_win_shim_probes_the_version_it_stands_for(tmp_path):
+    """`--python …\\pyenv-win\\shims\\python.bat`: the same tree on this disk, the version's python.exe a link to
+    a real 3.13 (the resolution is the file-system part, platform-neutral)."""
+    root = tmp_path / ".pyenv" / "pyenv-win"
+    (root / "shims").mkdir(parents=True)
+    (root / "shims" / "python.bat").write_text("@echo off\r\npyenv exec %~n0 %*\r\n")
+    (root / "shims" / "python.bat").chmod(0o755)  # Windows runs a .bat by its name
+    (root / "versions" / "3.13.1").mkdir(parents=True)
+    (root / "versions" / "3.13.1" / "python.exe").symlink_to(need_python("3.13"))
+    (root / "version").write_text("3.13.1\n")
+    data = quick_json("--python", str(root / "shims" / "python.bat"), env=NO_ACTIVE)
+    assert data["python"]["version"].startswith("3.13.")
+    (root / "version").write_text("3.9.0\n")
+    from tests.conftest import run_cli
+
+    proc = run_cli("check", "--quick", "--python", str(root / "shims" / "python.bat"), env=NO_ACTIVE)
+    assert proc.returncode == 2 and "version 3.9.0, which is not installed" in proc.stderr

@@ -73,7 +73,12 @@ def _interpreter_in(prefix: Path) -> Optional[Path]:
 
 def _checked(option: str, exe: str) -> str:
     """exe itself if it is a Python interpreter (a pyenv shim: the interpreter it stands for); else exit 2,
-    before anything has run in it."""
+    before anything has run in it. A pyenv-win shim (`python.bat`) is the python.exe it stands for."""
+    if choose.is_pyenv_win_shim(exe, os.path):
+        resolved, why = choose.resolve_pyenv_win_shim(exe, os.getcwd(), dict(os.environ))
+        if resolved is None:
+            raise UsageError(f"--python {option}: not a Python interpreter: {why}")
+        exe = resolved
     verdict = identify(exe)
     if verdict.ok and verdict.resolved:
         inner = identify(verdict.resolved)
