@@ -9,10 +9,11 @@ Readers accept unknown fields (additive changes keep the major; see docs/report.
 from __future__ import annotations
 
 import bisect
+import codecs
 import json
 import re
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from envdoctor.errors import ReportError
 from envdoctor.facts import SCHEMA, SCHEMA_PREFIX, Report
@@ -129,14 +130,32 @@ def read_capped(p: Path) -> bytes:
     return b"".join(chunks)
 
 
+def decode_report(raw: bytes) -> Optional[str]:
+    """The text of a saved report: UTF-8 (with or without a BOM), or UTF-16 as Windows PowerShell 5.1's `>`
+    writes it (a BOM; without one, recognised by the zero bytes of its ASCII). None if it is neither."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encodings = ["utf-16"]
+    elif len(raw) >= 4 and raw[1] == 0 and raw[3] == 0 and raw[0] != 0:
+        encodings = ["utf-16-le"]
+    elif len(raw) >= 4 and raw[0] == 0 and raw[2] == 0 and raw[1] != 0:
+        encodings = ["utf-16-be"]
+    else:
+        encodings = ["utf-8-sig"]
+    for enc in encodings:
+        try:
+            return raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
 def load_report(path: Union[str, Path]) -> Report:
     """A report from a file (JSON, or the Markdown of `--format markdown`)."""
     p = Path(path)
     raw = read_capped(p)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ReportError(f"{p} is not an envdoctor report (not UTF-8 text)") from None
+    text = decode_report(raw)
+    if text is None:
+        raise ReportError(f"{p} is not an envdoctor report (not UTF-8 or UTF-16 text)") from None
     try:
         data = json.loads(text)
     except RecursionError:

@@ -337,7 +337,7 @@ def test_backups_are_hard_links_where_possible(tmp_path):
     _tree(site)
     b = bk.Backup(tmp_path / "backup")
     b.add(str(site / "top.py"))
-    assert os.stat(b._store(str(site / "top.py"))).st_ino == os.stat(site / "top.py").st_ino
+    assert os.stat(b.stored(str(site / "top.py"))).st_ino == os.stat(site / "top.py").st_ino
 
 
 # --- journal and lock -----------------------------------------------------------------------------

@@ -6,21 +6,21 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from envdoctor import commandline as shell
 from envdoctor import matrix
 from envdoctor.fact_readers import consumers, norm, os_name, python_minor, torch_cuda, torch_version
 from envdoctor.facts import Fix, Report
 
 
 def pip(report: Report) -> str:
+    """`<python> -m pip`, the program quoted as cmd.exe wants it on Windows, as a POSIX shell does elsewhere."""
     exe = report.python.executable or "python"
-    if " " in exe:
-        exe = f'"{exe}"'
-    return f"{exe} -m pip"
+    return f"{shell.program(exe, report.host.os or '')} -m pip"
 
 
 def envdoctor_fix(report: Report, strategy: str) -> str:
     exe = report.python.executable
-    target = f" --python {exe}" if exe and " " not in exe else (f' --python "{exe}"' if exe else "")
+    target = f" --python {shell.program(exe, report.host.os or '')}" if exe else ""
     return f"envdoctor fix --apply --strategy {strategy}{target}"
 
 

@@ -252,11 +252,12 @@ def run_imports(python: str, statements: list[str], timeout: float = 300) -> lis
     failures = []
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"  # its error is read as UTF-8, not in the console's code page
     for stmt in statements:
         with tempfile.TemporaryDirectory(prefix="envdoctor-verify-") as cwd:
             try:
-                proc = subprocess.run([python, "-c", stmt], capture_output=True, text=True, env=env, cwd=cwd,
-                                      timeout=timeout, stdin=subprocess.DEVNULL)
+                proc = subprocess.run([python, "-c", stmt], capture_output=True, env=env, cwd=cwd,
+                                      encoding="utf-8", errors="replace", timeout=timeout, stdin=subprocess.DEVNULL)
             except subprocess.TimeoutExpired:
                 failures.append(f"`{stmt}`: no answer within {timeout:g} s")
                 continue
@@ -446,9 +447,11 @@ def prefix_of(python: Optional[str]) -> Optional[str]:
         from envdoctor.probe.target import resolve
 
         exe = resolve(python).executable
+        # UTF-8 both ways: a prefix like C:\Users\张三\… is not in every code page
         proc = subprocess.run([exe, "-c", "import sys; sys.stdout.write(sys.prefix)"], capture_output=True,
-                              text=True, timeout=30, stdin=subprocess.DEVNULL,
-                              env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+                              encoding="utf-8", errors="surrogateescape", timeout=30, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+                                   "PYTHONIOENCODING": "utf-8:surrogateescape"})
         return proc.stdout.strip() or None if proc.returncode == 0 else None
     except Exception:  # noqa: BLE001 - the probe that follows reports a bad interpreter properly
         return None

@@ -15,12 +15,16 @@ transaction wrote); undoing a committed one is `undo_to` here.
 from __future__ import annotations
 
 import errno
+import hashlib
+import ntpath
 import os
 import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
+
+from envdoctor.fix import holders
 
 # path -> [type "f"|"d"|"l", mode, size, mtime_ns, inode, symlink target or ""]
 Manifest = dict[str, list]
@@ -131,18 +135,41 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
+def store_name(path: str, flavour: Any = os.path) -> str:
+    r"""The short, drive-free file name a backup of `path` is kept under.
+
+    `flavour` is the path module of the target's OS (ntpath for Windows), so the Windows rules are
+    tested here: `C:\X`, `c:\x` and `\\?\C:\X` are one file there and get one name; a name built
+    from the path itself would hold a second drive colon (WinError 123) and pass MAX_PATH."""
+    key = flavour.normpath(path)
+    if flavour is ntpath:
+        if key.startswith("\\\\?\\UNC\\"):
+            key = "\\\\" + key[8:]
+        elif key.startswith("\\\\?\\"):
+            key = key[4:]
+        key = ntpath.normcase(key)
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
 class Backup:
-    """Copies (hard links) of files, stored under `<dir>/files/<absolute path>`, plus an index."""
+    """Copies (hard links) of files, each stored under `<dir>/files/<short name>`; the index maps
+    every original path to its entry, whose last item is that name."""
 
     INDEX = "backup.json"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, flavour: Any = os.path) -> None:
         self.dir = directory
         self.files = directory / "files"
+        self.flavour = flavour
         self.index: dict[str, list] = {}
 
-    def _store(self, path: str) -> str:
-        return str(self.files) + os.path.abspath(path)
+    def stored(self, path: str) -> str:
+        """Where the backup of `path` is (or goes)."""
+        e = self.index.get(path)
+        if e is not None and len(e) == 6:  # an index written before short names: the old layout
+            return str(self.files) + os.path.abspath(path)
+        name = e[6] if e is not None else store_name(path, self.flavour)
+        return self.flavour.join(str(self.dir), "files", name)
 
     def add(self, path: str) -> None:
         """Back up `path`: a file, a symlink, or a whole directory tree."""
@@ -150,8 +177,7 @@ class Backup:
         if e is None or path in self.index:
             return
         if e[0] == "d":
-            self.index[path] = e
-            os.makedirs(self._store(path), exist_ok=True)
+            self.index[path] = e  # a directory needs no stored copy: its entry restores it
             for dirpath, dirnames, filenames in os.walk(path):
                 for name in dirnames:
                     p = os.path.join(dirpath, name)
@@ -162,7 +188,6 @@ class Backup:
                         self._add_leaf(p, pe)
                     else:
                         self.index[p] = pe
-                        os.makedirs(self._store(p), exist_ok=True)
                 for name in filenames:
                     p = os.path.join(dirpath, name)
                     pe = entry_of(p)
@@ -174,15 +199,16 @@ class Backup:
     def _add_leaf(self, path: str, e: list) -> None:
         if path in self.index:
             return
-        dst = self._store(path)
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        name = store_name(path, self.flavour)
+        dst = self.flavour.join(str(self.dir), "files", name)
+        os.makedirs(self.files, exist_ok=True)
         if os.path.lexists(dst):
             os.unlink(dst)
         if e[0] == "l":
             os.symlink(e[5], dst)
         else:
             _link_or_copy(path, dst)
-        self.index[path] = e
+        self.index[path] = e + [name]
 
     @classmethod
     def load(cls, directory: Path, index: dict[str, list]) -> "Backup":
@@ -192,7 +218,7 @@ class Backup:
 
     def restore(self, only: Optional[Iterable[str]] = None) -> list[str]:
         """Put every backed-up entry back as it was. Returns paths it could not restore."""
-        problems: list[str] = []
+        failed: list[tuple[str, OSError]] = []
         wanted = set(only) if only is not None else None
         # directories first, parents before children
         for path in sorted((p for p, e in self.index.items() if e[0] == "d"), key=len):
@@ -209,11 +235,11 @@ class Backup:
                 if cur is not None and cur[1] != self.index[path][1]:  # no write where nothing changed
                     os.chmod(path, self.index[path][1])
             except OSError as exc:
-                problems.append(f"{path}: {exc.strerror or exc}")
+                failed.append((path, exc))
         for path, e in self.index.items():
             if e[0] == "d" or (wanted is not None and path not in wanted):
                 continue
-            src = self._store(path)
+            src = self.stored(path)
             cur = entry_of(path)
             if cur is not None and _same(cur, e, inode=True):
                 continue
@@ -228,8 +254,8 @@ class Backup:
                     if stat.S_IMODE(os.lstat(path).st_mode) != e[1]:
                         os.chmod(path, e[1])
             except OSError as exc:
-                problems.append(f"{path}: {exc.strerror or exc}")
-        return problems
+                failed.append((path, exc))
+        return holders.explain(failed, self.flavour)  # a file a process holds: which one, what to close
 
 
 def recreate_dirs(before: Manifest) -> list[str]:
@@ -260,14 +286,14 @@ def drift(before: Manifest, after: Manifest, backup: Backup) -> list[str]:
 
 def undo_to(before: Manifest, after: Manifest, roots: Roots, backup: Backup) -> list[str]:
     """Revert a committed fix: remove what it added, put back what it replaced or removed."""
-    problems: list[str] = []
+    failed: list[tuple[str, OSError]] = []
     added = sorted(set(after) - set(before), key=lambda p: p.count(os.sep), reverse=True)
     added_dirs = {p for p in added if after[p][0] == "d"}
     for p in added:
         try:
             _remove(p)  # a directory the fix created goes with whatever appeared in it since
         except OSError as exc:
-            problems.append(f"{p}: {exc.strerror or exc}")
+            failed.append((p, exc))
     # byte-code that Python wrote later for modules the fix added, outside directories it created
     for p in added:
         if p.endswith(".py"):
@@ -282,7 +308,8 @@ def undo_to(before: Manifest, after: Manifest, roots: Roots, backup: Backup) -> 
                     try:
                         os.unlink(fp)
                     except OSError as exc:
-                        problems.append(f"{fp}: {exc.strerror or exc}")
+                        failed.append((fp, exc))
+    problems = holders.explain(failed)
     problems += recreate_dirs({p: e for p, e in before.items() if p in backup.index})
     problems += backup.restore()
     for p in backup.index:

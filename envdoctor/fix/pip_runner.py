@@ -229,6 +229,7 @@ class Pip:
             env["PIP_CONFIG_FILE"] = os.devnull
         env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
         env["PIP_NO_INPUT"] = "1"
+        env["PYTHONIOENCODING"] = "utf-8"  # pip's output is decoded as UTF-8, not in the console's code page
         if self.user:  # pip must see (and uninstall from) the user site; installs say --user themselves
             env.pop("PYTHONNOUSERSITE", None)
         else:  # never let pip "default to user installation" when site-packages is not writable

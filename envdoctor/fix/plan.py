@@ -26,6 +26,7 @@ from envdoctor.facts import FAILED, Report
 from envdoctor.fix.compat_install import COMPAT_DIST, wheel_filename
 from envdoctor.fix.pip_runner import source_args
 from envdoctor.fix.wheels import norm_name
+from envdoctor import commandline as shell
 from envdoctor.compat.errors import SERVED_SUMMARY
 
 STRATEGIES = ("auto", "wheel", "compat")
@@ -102,8 +103,14 @@ class Plan:
         return cls(d["python"], d["prefix"], d["strategy"], problems, actions, list(d.get("notes", [])))
 
 
-def _q(args: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in args)
+def _q(args: list[str], os_name: str) -> str:
+    """One command, quoted to paste on the target's OS (cmd.exe's rules on Windows)."""
+    return shell.command_line(args, os_name)
+
+
+def _cmds(argvs: list[list[str]], os_name: str) -> list[str]:
+    """Commands to show; on Windows each followed by its PowerShell form where that is other text."""
+    return [line for argv in argvs for line in shell.forms(argv, os_name)]
 
 
 def _finding_ids(report: Report, component: str) -> list[str]:
@@ -131,8 +138,8 @@ def _wheel_action(report: Report, opts: PlanOptions, component: str, choice: mat
     py = report.python.executable
     spec = f"{choice.package}=={choice.version}"
     sources = source_args(opts.index_url, choice.find_links, choice.index_url, choice.pip_args)
-    commands = [_q(_pip(py, "uninstall", "-y", d)) for d in remove]
-    commands.append(_q(_pip(py, "install", *PIP_INSTALL, *sources, spec)))
+    commands = _cmds([_pip(py, "uninstall", "-y", d) for d in remove]
+                     + [_pip(py, "install", *PIP_INSTALL, *sources, spec)], report.host.os)
     changes = [f"removes {d} {installed_version(report, d)}" for d in remove]
     old = installed_version(report, choice.package)
     changes.append(f"installs {spec}" + (f" (replacing {old})" if old and choice.package not in remove else "")
@@ -141,8 +148,8 @@ def _wheel_action(report: Report, opts: PlanOptions, component: str, choice: mat
         kind="wheel", component=component, title=f"install the prebuilt {spec} wheel",
         why=choice.reason or f"{spec} is a prebuilt wheel for this environment",
         changes=changes, commands=commands,
-        undo=f"envdoctor fix --undo --python {shlex.quote(py)} (puts back every removed or replaced file "
-             "from the backup, byte for byte)",
+        undo=f"envdoctor fix --undo --python {shell.program(py, report.host.os)} (puts back every removed or "
+             "replaced file from the backup, byte for byte)",
         verify=verify, remove=remove, install=[spec], sources=sources,
     )
 
@@ -212,9 +219,10 @@ def _plan_mmcv(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> No
                          "_envdoctor_compat.pth in site-packages); nothing else is touched",
                          "only when the real mmcv._ext cannot load is it served; ENVDOCTOR_COMPAT=0 turns it off"],
                 commands=[f"(envdoctor builds {wheel} from its bundled compat layer)",
-                          _q(_pip(py, "install", "--no-index", "--no-deps", "--no-cache-dir", wheel))],
-                undo=f"envdoctor fix --undo --python {shlex.quote(py)}   or   "
-                     f"{_q(_pip(py, 'uninstall', '-y', COMPAT_DIST))}",
+                          *_cmds([_pip(py, "install", "--no-index", "--no-deps", "--no-cache-dir", wheel)],
+                                 report.host.os)],
+                undo=f"envdoctor fix --undo --python {shell.program(py, report.host.os)}   or   "
+                     f"{_q(_pip(py, 'uninstall', '-y', COMPAT_DIST), report.host.os)}",
                 coverage=_compat_coverage(report, tables),
                 verify=Verify(
                     description="fresh probe: `import mmcv._ext` loads (served by the compat layer); "
@@ -303,14 +311,15 @@ def _plan_torch(report: Report, tables: Any, opts: PlanOptions, plan: Plan, comp
         verify = (Verify(description="fresh probe: `import mmcv._ext` loads; `import mmcv.ops` runs",
                          components_ok=["mmcv", "mmcv._ext"], imports=["import mmcv.ops"]) if is_mmcv else
                   Verify(description="fresh probe: torch loads", components_ok=["torch"]))
-        command = _q(_pip(py, "install", *PIP_INSTALL, *sources, *specs)) if parsed else seen[i][0][0]
+        install = (_cmds([_pip(py, "install", *PIP_INSTALL, *sources, *specs)], report.host.os) if parsed
+                   else [seen[i][0][0]])
         plan.actions.append(Action(
             kind="torch", component=component,
             title=("then install " if i else "change torch: install ") + " ".join(specs or ["(manual step)"]),
             why=f"no prebuilt {component} fits the installed torch; this torch has one",
             changes=[f"removes {d}" for d in remove] + [f"installs {' '.join(specs)} (replacing what is installed)"],
-            commands=[_q(_pip(py, "uninstall", "-y", d)) for d in remove] + [command],
-            undo=f"envdoctor fix --undo --python {shlex.quote(py)}",
+            commands=_cmds([_pip(py, "uninstall", "-y", d) for d in remove], report.host.os) + install,
+            undo=f"envdoctor fix --undo --python {shell.program(py, report.host.os)}",
             verify=verify, remove=remove, install=specs, sources=sources, applies=bool(applies),
             not_applied_because="" if applies else (
                 "changes torch: pass --allow-torch-change to carry it out" if parsed

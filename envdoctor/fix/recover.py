@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from envdoctor.fix import backup as bk
-from envdoctor.fix import owned
+from envdoctor.fix import holders, owned
 from envdoctor.fix.journal import Journal
 
 CONFLICT_CHOICES = ("keep", "restore")
@@ -33,6 +33,7 @@ class Assessment:
     conflicts: list[str] = field(default_factory=list)  # it touched them, and they changed since
     yours: list[str] = field(default_factory=list)  # not its work: appeared/changed since (top-level names)
     yours_count: int = 0
+    pip_leftovers: list[str] = field(default_factory=list)  # pip's `~name` stash folders it could not delete
     blocked: list[str] = field(default_factory=list)  # "<dir>: why it cannot be written"
     already: int = 0  # touched paths that are already as before
 
@@ -101,7 +102,7 @@ class _Before:
             return True
         if path in self.backup.index and cur[2] == b[1]:
             try:
-                return owned.sha256_file(self.backup._store(path)) == cur[1]
+                return owned.sha256_file(self.backup.stored(path)) == cur[1]
             except OSError:
                 return False
         return False
@@ -142,6 +143,12 @@ def os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def _pip_stash(path: str, roots: bk.Roots) -> bool:
+    """A folder pip renamed a package to while replacing it (`~mcv`, `~mcv_full-1.7.2.dist-info`):
+    pip deletes it at the end, and leaves it on Windows when a file in it is held. It is pip's."""
+    return any(path.startswith(r + os.sep) for r in roots.recursive) and _top(path, roots).startswith("~")
+
+
 def _derived_bytecode(path: str, gone: set[str]) -> bool:
     """Byte-code Python wrote later for a module the transaction added (and that is being removed)."""
     d, name = os.path.split(path)
@@ -174,6 +181,7 @@ def assess(j: Journal, on_conflict: Optional[str] = None) -> Assessment:
     gone = set(a.delete)
     now = bk.scan(roots)
     yours: set[str] = set()
+    stash: set[str] = set()
     for p, e in now.items():
         if p in states:
             continue
@@ -183,6 +191,9 @@ def assess(j: Journal, on_conflict: Optional[str] = None) -> Assessment:
                 continue
         elif bk._same(before[p], e):
             continue
+        if _pip_stash(p, roots):
+            stash.add(_top(p, roots))
+            continue
         a.yours_count += 1
         if not p.endswith(".pyc"):
             yours.add(_top(p, roots))
@@ -191,6 +202,7 @@ def assess(j: Journal, on_conflict: Optional[str] = None) -> Assessment:
             a.yours_count += 1
             yours.add(_top(p, roots))
     a.yours = sorted(yours)
+    a.pip_leftovers = sorted(stash)
     dirs = {os.path.dirname(p) for p in a.delete + a.restore}
     a.blocked = sorted({w for d in dirs if (w := why_not_writable(d))})
     return a
@@ -201,6 +213,7 @@ def carry_out(j: Journal, a: Assessment) -> list[str]:
     before: bk.Manifest = _load(j, "manifest-before.json", {})
     backup = bk.Backup.load(j.path("backup"), _load(j, bk.Backup.INDEX, {}))
     problems: list[str] = []
+    failed: list[tuple[str, OSError]] = []
     deepest_first = sorted(a.delete, key=lambda p: p.count(os.sep), reverse=True)
     for p in deepest_first:
         try:
@@ -213,7 +226,7 @@ def carry_out(j: Journal, a: Assessment) -> list[str]:
         except OSError as exc:
             if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
                 continue  # it holds your files (listed as yours), so it stays
-            problems.append(f"{p}: {os_reason(exc)}")
+            failed.append((p, exc))
     for p in sorted((p for p in a.restore if before[p][0] == "d"), key=len):
         try:
             if os.path.lexists(p) and not os.path.isdir(p):
@@ -221,7 +234,7 @@ def carry_out(j: Journal, a: Assessment) -> list[str]:
             os.makedirs(p, exist_ok=True)
             os.chmod(p, before[p][1])
         except OSError as exc:
-            problems.append(f"{p}: {os_reason(exc)}")
+            failed.append((p, exc))
     leaves = [p for p in a.restore if before[p][0] != "d"]
     missing = [p for p in leaves if p not in backup.index]
     problems += [f"{p}: not in the backup, cannot be restored" for p in missing]
@@ -231,7 +244,8 @@ def carry_out(j: Journal, a: Assessment) -> list[str]:
             try:
                 shutil.rmtree(p)
             except OSError as exc:
-                problems.append(f"{p}: {os_reason(exc)}")
+                failed.append((p, exc))
+    problems += holders.explain(failed, reason=os_reason)  # a path a process holds: which, what to close
     problems += backup.restore(only=[p for p in leaves if p in backup.index])
     return problems
 
@@ -311,10 +325,12 @@ def describe(j: Journal) -> dict[str, Any]:
 
 
 def recover_command(python: str, on_conflict: Optional[str] = None) -> str:
-    import shlex
+    import platform
 
-    opt = f" --on-conflict {on_conflict}" if on_conflict else ""
-    return f"envdoctor fix --recover{opt} --python {shlex.quote(python) if python else '<python>'}"
+    from envdoctor import commandline as shell
+
+    opt = f" --on-conflict {on_conflict}" if on_conflict else ""  # run here, so quoted for this machine's shell
+    return f"envdoctor fix --recover{opt} --python {shell.program(python, platform.system()) if python else '<python>'}"
 
 
 def announce(j: Journal, on_conflict: Optional[str] = None) -> str:

@@ -74,10 +74,15 @@ def summary_text(result: dict[str, Any], before: Report, after: Optional[Report]
 
 
 def _yours(a: dict[str, Any]) -> list[str]:
-    if not a.get("yours"):
-        return []
-    shown = ", ".join(a["yours"][:10]) + (", …" if len(a["yours"]) > 10 else "")
-    return [f"  left alone (not this fix's: appeared or changed after it, {a.get('yours_count', 0)} paths): {shown}"]
+    out = []
+    if a.get("yours"):
+        shown = ", ".join(a["yours"][:10]) + (", …" if len(a["yours"]) > 10 else "")
+        out.append(f"  left alone (not this fix's: appeared or changed after it, {a.get('yours_count', 0)} paths): "
+                   f"{shown}")
+    if a.get("pip_leftovers"):
+        out.append("  pip's leftover folders (pip could not delete them; safe to delete once no process holds "
+                   f"them): {', '.join(a['pip_leftovers'][:10])}")
+    return out
 
 
 def recovery_text(rec: dict[str, Any]) -> str:

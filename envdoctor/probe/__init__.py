@@ -14,6 +14,7 @@ from envdoctor import __version__
 from envdoctor.errors import UsageError
 from envdoctor.facts import Component, CudaToolkit, Gpu, LoadResult, Package, PythonEnv, Report
 from envdoctor.probe import target as target_mod
+from envdoctor.probe.exitcodes import describe_exit
 from envdoctor.probe.gpu import probe_gpu
 from envdoctor.probe.host import newest_glibcxx, probe_host
 from envdoctor.probe.pip_cache import probe_pip_cache
@@ -63,7 +64,7 @@ def probe_static(target: Target, timeout: float) -> dict[str, Any]:
         elif run.signal:
             why = f"it was killed by {run.signal} at start-up"
         else:
-            why = f"exit {run.returncode}"
+            why = f"exit {describe_exit(run.returncode)}"  # on Windows a crash is an NTSTATUS code
         last = [line for line in run.stderr.strip().splitlines() if line.strip()][-1:] or [""]
         hint = f": {last[0].strip()[:200]}" if last[0] else ""
         raise UsageError(f"{target.executable} did not run the probe ({why}); is it a working Python "

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 from envdoctor.facts import Component, LoadError, LoadResult
 from envdoctor.probe import target as target_mod
+from envdoctor.probe.exitcodes import describe_exit
 from envdoctor.probe.target import RunningScript, ScriptRun, Target
 
 Progress = Callable[[str], None]
@@ -204,6 +205,10 @@ def stage_results(outcome: ProbeOutcome) -> dict[str, LoadResult]:
             res.error = _load_error(err)
         if status == "running" and not done:
             res = _died(outcome, st)
+        elif status == "interrupted":  # a Ctrl-C reached the probe: it says nothing about the import
+            res = LoadResult(status="error", seconds=st.get("seconds"),
+                             error=LoadError(type="Interrupted", message="a Ctrl-C reached the probe process "
+                                             "during this import, which ended it; not the import's result"))
         res.stdout_bytes = outcome.stdout_bytes
         results[st["name"]] = res
     if not data.get("stages") and not done:
@@ -233,7 +238,7 @@ def _died(outcome: ProbeOutcome, stage: dict[str, Any]) -> LoadResult:
         status, etype, message = "crash", "Crash", f"the process was killed by {outcome.signal}"
     else:
         status, etype = "crash", "Exit"
-        message = f"the process exited with code {outcome.returncode} during the import"
+        message = f"the process exited with {describe_exit(outcome.returncode)} during the import"
     if started is None:
         seconds = outcome.seconds
     return LoadResult(status=status, seconds=round(seconds, 3),

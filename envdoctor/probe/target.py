@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from envdoctor.errors import UsageError
+from envdoctor.probe import choose
 from envdoctor.probe.interpreter import identify
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -32,6 +33,7 @@ SCRIPTS = Path(__file__).parent / "scripts"
 # gets a clear message instead of a SyntaxError from the probe script.
 BOOTSTRAP = (
     "import sys\n"
+    "sys.path[0] = ''\n"  # as with -c: the bootstrap's directory (the scratch directory) is not searched
     "if sys.version_info < (3, 6):\n"
     "    sys.stderr.write('ENVDOCTOR-OLD-PYTHON %d.%d.%d\\n' % tuple(sys.version_info[:3]))\n"
     "    sys.exit(97)\n"
@@ -65,16 +67,18 @@ class ScriptRun:
 
 
 def _interpreter_in(prefix: Path) -> Optional[Path]:
-    for rel in ("bin/python", "bin/python3", "python.exe", "Scripts/python.exe"):
-        cand = prefix / rel
-        if cand.is_file():
-            return cand
-    return None
+    found = choose.interpreter_in(str(prefix))
+    return Path(found) if found else None
 
 
 def _checked(option: str, exe: str) -> str:
     """exe itself if it is a Python interpreter (a pyenv shim: the interpreter it stands for); else exit 2,
-    before anything has run in it."""
+    before anything has run in it. A pyenv-win shim (`python.bat`) is the python.exe it stands for."""
+    if choose.is_pyenv_win_shim(exe, os.path):
+        resolved, why = choose.resolve_pyenv_win_shim(exe, os.getcwd(), dict(os.environ))
+        if resolved is None:
+            raise UsageError(f"--python {option}: not a Python interpreter: {why}")
+        exe = resolved
     verdict = identify(exe)
     if verdict.ok and verdict.resolved:
         inner = identify(verdict.resolved)
@@ -119,14 +123,17 @@ def resolve(python: Optional[str]) -> Target:
         value = os.environ.get(var)
         if value:
             exe = _interpreter_in(Path(value))
-            if exe is not None:
+            if exe is None:
+                notes.append(f"{var} is set to {value}, but it holds no interpreter")
+                continue
+            why_not = choose.try_interpreter(str(exe))
+            if why_not is None:
                 return Target(str(exe), var, notes)
-            notes.append(f"{var} is set to {value}, but it holds no interpreter")
-    for name in ("python", "python3"):
-        found = shutil.which(name)
-        if found:
-            return Target(found, "PATH", notes)
-    notes.append("no python or python3 on PATH")
+            notes.append(f"{var}: {exe}: passed over: {why_not}")
+    found = choose.first_working(("python", "python3"), notes)
+    if found:
+        return Target(found, "PATH", notes)
+    notes.append("no working python or python3 on PATH")
     return Target(sys.executable, "self", notes)
 
 
@@ -214,11 +221,16 @@ class RunningScript:
         self.out_dir = os.path.join(self.scratch, "out")
         os.mkdir(self.out_dir)
         first = self.out_dir if out_is_dir else os.path.join(self.out_dir, "result.json")
-        cmd = [target.executable, "-c", BOOTSTRAP, str(SCRIPTS / script), first, *args]
+        # the bootstrap goes as a file: through a .bat or cmd.exe a multi-line -c ends at its first newline
+        bootstrap = os.path.join(self.scratch, "bootstrap.py")
+        with open(bootstrap, "w", encoding="ascii") as f:
+            f.write(BOOTSTRAP)
+        cmd = [target.executable, bootstrap, str(SCRIPTS / script), first, *args]
         full_env = dict(os.environ)
         full_env["PYTHONFAULTHANDLER"] = "1"
         full_env["PYTHONDONTWRITEBYTECODE"] = "1"
         full_env["TORCHVISION_WARN_WHEN_EXTENSION_LOADING_FAILS"] = "1"
+        full_env["PYTHONIOENCODING"] = "utf-8"  # its stderr is read as UTF-8, not in the console's code page
         if env:
             full_env.update(env)
         self._stdout = open(os.path.join(self.scratch, "proc.stdout"), "wb")
@@ -279,11 +291,18 @@ class RunningScript:
         return rc
 
     def read_json(self, name: str) -> Optional[dict[str, Any]]:
+        # read whole and close at once: on Windows an open file cannot be replaced, and the probe is waiting
+        # to swap in its next state; a file being replaced (absent, denied, half-written) is read next tick
         try:
-            with open(os.path.join(self.out_dir, name), encoding="utf-8") as f:
-                return json.load(f)
-        except (OSError, ValueError):
+            with open(os.path.join(self.out_dir, name), "rb") as f:
+                raw = f.read()
+        except OSError:
             return None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
 
     def wait(self, tick: Optional[Callable[["RunningScript"], None]] = None, interval: float = 0.05) -> ScriptRun:
         if tick is None:

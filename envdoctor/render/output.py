@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import re
@@ -84,16 +85,63 @@ def write_file(path: str, text: str) -> None:
         raise UsageError(f"-o {path}: {exc.strerror or exc}") from None
 
 
+# what the marks become on a terminal whose encoding lacks them (a legacy code page, a C locale)
+_ASCII = str.maketrans({"✓": "ok", "✗": "x", "…": "...", "·": "-", "—": "-", "–": "-", "→": "->", "≥": ">=",
+                        "≤": "<=", "×": "x"})
+
+
+def is_utf8(encoding: Optional[str]) -> bool:
+    """Whether an encoding name is UTF-8 (Windows' code page 65001 included: cp65001 is UTF-8)."""
+    try:
+        return codecs.lookup(encoding or "").name == "utf-8"
+    except LookupError:
+        return False
+
+
+def fit_encoding(text: str, encoding: Optional[str]) -> str:
+    """Text a stream in `encoding` can take: unchanged when it can, else marks in ASCII and the rest escaped."""
+    enc = encoding or "utf-8"
+    try:
+        text.encode(enc)
+        return text
+    except UnicodeEncodeError:
+        return text.translate(_ASCII).encode(enc, "backslashreplace").decode(enc)
+    except LookupError:
+        return text
+
+
 class StdoutWriter:
     """sys.stdout as renderers see it (tty, encoding, width pass through), with surrogates escaped and
-    write errors turned into OutputError."""
+    write errors turned into OutputError.
+
+    Redirected to a file or pipe, the output is UTF-8 bytes whatever the code page (a report saved with
+    `> report.json` on a cp936 or cp1252 Windows is read back as UTF-8); on a terminal whose encoding
+    lacks a character, the marks are written in ASCII instead of failing."""
 
     def __init__(self, stream: Optional[IO[str]] = None) -> None:
         self._stream = stream or sys.stdout
 
+    def _utf8_bytes(self) -> Any:
+        """The binary buffer to write UTF-8 to, when the stream is redirected and not UTF-8; else None."""
+        stream = self._stream
+        if is_utf8(getattr(stream, "encoding", None)):
+            return None
+        try:
+            if stream.isatty():
+                return None
+        except (OSError, ValueError, AttributeError):
+            return None
+        return getattr(stream, "buffer", None)
+
     def write(self, text: str) -> int:
         try:
-            return self._stream.write(escape_surrogates(text))
+            text = escape_surrogates(text)
+            buffer = self._utf8_bytes()
+            if buffer is not None:
+                self._stream.flush()  # what went through the text layer first stays first
+                buffer.write(text.encode("utf-8"))
+                return len(text)
+            return self._stream.write(fit_encoding(text, getattr(self._stream, "encoding", None)))
         except BrokenPipeError:
             raise
         except OSError as exc:

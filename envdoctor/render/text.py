@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from envdoctor.facts import Component, Finding, Report
+from envdoctor.render.output import is_utf8
 
 MARK = {"ok": ("✓", "green"), "warning": ("!", "yellow"), "error": ("✗", "red"), "info": ("·", "cyan"),
         "absent": ("-", "dim")}
@@ -155,8 +156,7 @@ class TextRenderer:
         stream = stream or sys.stdout
         self.console = Console(file=stream, highlight=False, soft_wrap=True,
                                no_color=(color is False), force_terminal=color if color else None)
-        enc = (getattr(stream, "encoding", None) or "utf-8").lower()
-        self.ascii = "utf" not in enc
+        self.ascii = not is_utf8(getattr(stream, "encoding", None) or "utf-8")  # cp65001 is UTF-8
         self.verbose = verbose
         self.width = max(self.console.width, 80) if self.console.is_terminal else WIDTH
         self.shown_commands: set[str] = set()

@@ -50,10 +50,7 @@ class Recorder(object):
         return self.state["facts"]
 
     def flush(self):
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.state, f, default=str)
-        os.replace(tmp, self.path)
+        write_json(self.path, self.state)  # never raises: a failed write must not become the stage's result
 
     def stage(self, name, fn, module=None):
         """Run one stage; record status, timing and the error. Returns fn's value or None."""
@@ -63,7 +60,14 @@ class Recorder(object):
         start = time.time()
         try:
             value = fn()
-        except BaseException as exc:  # noqa: B902 - SystemExit/KeyboardInterrupt from an import is a result too
+        except KeyboardInterrupt:
+            # A Ctrl-C that got here (SIGINT is ignored, but an imported module may set its own handler) is
+            # not what the import did: say so, and end as interrupted rather than record an import_error.
+            rec["seconds"] = round(time.time() - start, 4)
+            rec["status"] = "interrupted"
+            self.flush()
+            raise
+        except BaseException as exc:  # noqa: B902 - SystemExit from an import is a result too
             rec["seconds"] = round(time.time() - start, 4)
             rec["error"] = describe(exc)
             rec["status"] = "missing" if is_missing(exc, module or name) else "import_error"
@@ -388,11 +392,44 @@ def signal_name(num):
         return "signal %d" % num
 
 
+def replace_file(tmp, path, tries=20):
+    """os.replace, retried. On Windows it fails (WinError 5, 32) for as long as the parent holds the old
+    file open to read it: milliseconds, every 50 ms. Returns whether the file was replaced."""
+    delay = 0.002
+    for _ in range(tries):
+        try:
+            os.replace(tmp, path)
+            return True
+        except PermissionError:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+    return False
+
+
 def write_json(path, data):
+    """Make `path` hold `data`: written aside and swapped in whole, so a reader never sees half of it; if
+    the swap keeps failing, written in place (a reader that gets half a file reads it again next time).
+    Never raises: the next write brings the file up to date, and the probe's result is the import's."""
+    text = json.dumps(data, default=str)
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, default=str)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        if replace_file(tmp, path):
+            return True
+        with open(path, "w") as f:
+            f.write(text)
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        return True
+    except (OSError, ValueError) as exc:
+        try:
+            sys.stderr.write("envdoctor probe: could not write %s: %s\n" % (os.path.basename(path), exc))
+        except Exception:
+            pass
+        return False
 
 
 def run_components(out_dir, timeout, use_fork):
