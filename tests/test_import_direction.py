@@ -97,6 +97,7 @@ SUBPROCESS_PENDING = {
 }
 SUBPROCESS_ALLOWED = {
     "envdoctor.binary.demangle": "runs c++filt on symbol names (a tool, not the target interpreter)",
+    "envdoctor.commandline": "uses subprocess.list2cmdline to quote for cmd.exe; starts no process",
     "envdoctor.fleet.collect": "starts the fleet's launchers (ssh, srun, pdsh), which run envdoctor on the nodes",
 }
 

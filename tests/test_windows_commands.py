@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from envdoctor.rules import load_tables
 from envdoctor.checks import _facts
 from envdoctor.fix.plan import PlanOptions, make_plan
 from envdoctor import commandline as shell
@@ -92,7 +93,7 @@ def test_a_windows_plan_prints_commands_cmd_and_powershell_run():
         "torch": (True, "ok", ""), "mmcv": (True, "ok", ""), "mmcv._ext": (False, "missing", "No module")},
         os_name="Windows")
     r.python.executable = WIN_PY
-    plan = make_plan(r, None, PlanOptions(pins={"mmcv": "2.2.0"}, index_url="https://mirror.example/simple?a=1&b=2"))
+    plan = make_plan(r, load_tables(), PlanOptions(pins={"mmcv": "2.2.0"}, index_url="https://mirror.example/simple?a=1&b=2"))
     [a] = plan.actions
     assert a.commands[0] == f'"{WIN_PY}" -m pip uninstall -y mmcv'
     assert a.commands[1] == f"(PowerShell) & '{WIN_PY}' -m pip uninstall -y mmcv"
