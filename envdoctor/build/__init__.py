@@ -51,12 +51,12 @@ def build(spec: BuildSpec, *, source: Optional[Path] = None, work_dir: Optional[
     target's interpreter, or take it from envdoctor's cache. `pip_sources` are pip arguments for where
     the build requirements and the sdist come from (--index-url ..., --no-index --find-links DIR).
     `announce` gets the log's path before anything runs (the user can follow it while it builds)."""
-    if spec.blockers:
-        return BuildResult("blocked", None, None, message="; ".join(spec.blockers))
-    if use_cache:
+    if use_cache:  # a wheel built for exactly this key needs no compiler, toolkit or disk: blockers do not apply
         hit = cache.lookup(spec, cache_root)
         if hit is not None:
             return BuildResult("cached", hit, hit.parent / "build.log", message=f"cached build {hit}")
+    if spec.blockers:
+        return BuildResult("blocked", None, None, message="; ".join(spec.blockers))
     own_work = work_dir is None
     work = work_dir or Path(tempfile.mkdtemp(prefix="envdoctor-build-"))
     work.mkdir(parents=True, exist_ok=True)

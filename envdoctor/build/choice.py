@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from envdoctor.build import cache
-from envdoctor.build.runner import count_units
+from envdoctor.build.runner import count_sources, count_units
 from envdoctor.build.spec import BuildSpec, decide
 from envdoctor.checks._facts import torch_cuda
 from envdoctor.facts import Report
@@ -34,7 +34,7 @@ def gather(report: Report, tables: Any, *, cpu: bool = False, source: Optional[s
     root = cache_root or cache.cache_root()
     src = Path(source).expanduser().resolve() if source else None
     device = "cpu" if cpu or not torch_cuda(report) else "cuda"
-    units = count_units(src, device) if src is not None else None
+    units = (count_units(src, device) or count_sources(src)) if src is not None else None
     try:
         # the build's work directory is a temporary one: its free space is what the build needs
         spec = decide(report, tables, probe_build_host(tempfile.gettempdir()), cpu=cpu, version=version,

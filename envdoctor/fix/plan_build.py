@@ -52,6 +52,8 @@ def build_action(report: Report, choice: BuildChoice, index_url: Optional[str], 
     sources = source_args(index_url)
     target = f"{spec.package}=={spec.version}"
     details = spec_lines(spec, log=None)
+    if choice.cached and spec.blockers:
+        details = [ln.replace("✗ cannot build:", "(would block a build, not the cached wheel):") for ln in details]
     if choice.cached:
         details.insert(1, f"  cached:     installs in seconds, no build (envdoctor's cache: {choice.cached})")
         fetch = [f"(cached build: {choice.cached})"]
@@ -69,7 +71,8 @@ def build_action(report: Report, choice: BuildChoice, index_url: Optional[str], 
                for d in remove]
     changes.append(f"installs {target} with the compiled ops built for exactly this torch (nothing else; the "
                    "build's tools never enter the environment)")
-    blockers = list(spec.blockers)
+    # a cached wheel was built for exactly this key: nothing is compiled, so what blocks a build does not apply
+    blockers = [] if choice.cached else list(spec.blockers)
     return Action(
         kind="build", component="mmcv",
         title=f"build {target} with compiled ops ({'CUDA + CPU' if spec.device == 'cuda' else 'CPU'} kernels) "
