@@ -83,6 +83,22 @@ def test_blockers_are_in_the_plan_and_nothing_is_applied(tables) -> None:
     assert not plan.runnable and "apt install g++" in plan.actions[0].not_applied_because
 
 
+def test_windows_without_msvc_is_a_blocker(tables) -> None:
+    """The seed case (Windows, torch 2.5.1+cu124, mmcv-full 1.7.2; recorded report): the plan says MSVC is
+    missing before any build starts. (Finding MSVC with vswhere itself cannot run here: no Windows.)"""
+    report = _recorded("seed_windows_py312_torch251_mmcvfull172.json")
+    no_msvc = BuildHost(cores=8, mem_available_mib=None, disk_free_mib=100000, cxx=None, cxx_version=None)
+    plan = make_plan(report, tables, PlanOptions(strategy="build", build=_choice(report, tables, no_msvc, cpu=True)))
+    [a] = plan.actions
+    assert a.install == ["mmcv-full==1.7.2"] and not a.applies
+    assert "MSVC is missing" in a.not_applied_because and "Desktop development with C++" in a.not_applied_because
+    assert "apt install" not in a.not_applied_because
+    msvc = BuildHost(**{**no_msvc.__dict__, "cxx": "C:/VS/BuildTools", "cxx_version": "MSVC",
+                        "msvc": "C:/VS/BuildTools"})
+    ok = make_plan(report, tables, PlanOptions(strategy="build", build=_choice(report, tables, msvc, cpu=True)))
+    assert "MSVC" not in ok.actions[0].not_applied_because
+
+
 def test_auto_never_builds_but_names_the_option(tables) -> None:
     report = _recorded("real_mmcv-lite.json")
     plan = make_plan(report, tables, PlanOptions())

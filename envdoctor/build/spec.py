@@ -191,7 +191,12 @@ def decide(report: Report, tables: Any, host: BuildHost, *, cpu: bool = False, v
     spec.estimated_seconds = int(spec.units * per_unit / spec.max_jobs)
     spec.why["time"] = (f"{spec.units} compile units x ~{per_unit:g} core-seconds / {spec.max_jobs} jobs"
                         + ("" if units else " (unit count of mmcv 2.2.0's CPU build; the source is not read yet)"))
-    if host.cxx is None:
+    if report.host.os.lower() == "windows":
+        if host.msvc is None:
+            spec.blockers.append("MSVC is missing: no cl.exe on PATH and vswhere finds no Visual Studio with the C++ "
+                                 "build tools; install Visual Studio Build Tools with the 'Desktop development "
+                                 "with C++' workload (MSVC v14x, Windows SDK), then run again")
+    elif host.cxx is None:
         spec.blockers.append("no C++ compiler (c++/g++) on PATH: install one (Debian/Ubuntu: apt install g++)")
     need = max(256, spec.units * DISK_MIB_PER_UNIT)
     if host.disk_free_mib is not None and host.disk_free_mib < need:
