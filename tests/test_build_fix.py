@@ -214,7 +214,8 @@ def test_a_failed_build_is_a_finding_and_changes_nothing(lite_env: Path, tmp_pat
     assert "error: #error envdoctor-injected-compile-error" in out and "ED800" in out
     assert not re.search(r"^  pip (un)?install", out, re.M)  # the transaction stopped before pip ran
     assert _site_hash(lite_env) == before
-    assert list((tmp_path / "cache" / "failed").glob("*.log")) and not (pkg / "build").exists()
+    [kept] = (tmp_path / "cache" / "failed").glob("*.log")
+    assert f"log: {kept}" in out and not (pkg / "build").exists()  # the log it names is the one kept
 
 
 def test_ctrl_c_stops_the_build_and_changes_nothing(lite_env: Path, tmp_path: Path,

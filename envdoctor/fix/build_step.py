@@ -34,8 +34,10 @@ def build_wheel(action: Action, dest: Path, echo: Echo, tables: Any = None, stre
         echo(f"  building {spec.package} {spec.version} ({spec.device.upper()} kernels, MAX_JOBS={spec.max_jobs}, "
              f"about {spec.estimated_seconds // 60} min); Ctrl-C stops it and changes nothing")
     res = build(spec, source=source, cache_root=root, pip_sources=tuple(action.sources), progress=printer.update,
-                announce=lambda log: echo(f"  log: {log} (kept beside the wheel in envdoctor's cache)"))
+                announce=lambda log: echo(f"  log: {log} (while it builds; then kept in envdoctor's cache)"))
     printer.done()
+    if res.outcome is not None and res.log is not None:
+        res.outcome.log = res.log  # the work directory is gone: point at the copy that is kept
     if res.status == "interrupted":
         raise KeyboardInterrupt()
     if res.ok and res.wheel is not None:
