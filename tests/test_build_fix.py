@@ -57,6 +57,7 @@ def test_plan_says_what_is_built_and_why(tables) -> None:
     [a] = plan.actions
     assert a.kind == "build" and a.applies and a.remove == ["mmcv-lite"] and a.install == ["mmcv==2.2.0"]
     assert a.verify.ops == ["nms", "roi_align", "modulated_deform_conv2d"] and "mmcv-lite" in a.verify.absent
+    assert a.verify.ops_device == "cpu"  # CPU kernels are verified on the CPU, even where torch sees a GPU
     text = plan_text(plan, applying=False)
     for expected in ("build mmcv 2.2.0 with compiled ops (CPU only) against torch 2.13.0+cpu", "MAX_JOBS=",
                      "time:       about", "setuptools<81, wheel, ninja in a private overlay", "GCC 12.2.0",
@@ -78,6 +79,7 @@ def test_blockers_are_in_the_plan_and_nothing_is_applied(tables) -> None:
     assert not a.applies and not plan.runnable and "install the CUDA 12.4 toolkit" in a.not_applied_because
     text = plan_text(plan, applying=False)
     assert "✗ cannot build: no nvcc found" in text and "--cpu" in text
+    assert a.verify.ops_device == "auto"  # a CUDA build is verified on the GPU when there is one
     no_cxx = BuildHost(**{**HOST.__dict__, "cxx": None, "cxx_version": None})
     plan = make_plan(report, tables, PlanOptions(strategy="build", build=_choice(report, tables, no_cxx, cpu=True)))
     assert not plan.runnable and "apt install g++" in plan.actions[0].not_applied_because

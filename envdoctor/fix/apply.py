@@ -293,7 +293,7 @@ def verify(plan: Plan, after: Report, python: str, timeout: float, echo: Echo = 
         if a.verify.ops:
             from envdoctor.probe.ops_verify import verify_ops
 
-            ops = verify_ops(python, a.verify.ops, timeout=max(timeout, 300.0))
+            ops = verify_ops(python, a.verify.ops, a.verify.ops_device, timeout=max(timeout, 300.0))
             failures += ops.failures
             if not ops.failures:
                 echo(f"  verified with the compiled {ops.ext_file}: {', '.join(a.verify.ops)} ran on {ops.device}")

@@ -52,6 +52,7 @@ class Verify:
     present: dict[str, str] = field(default_factory=dict)  # dist -> exact version ("" = any)
     absent: list[str] = field(default_factory=list)  # dists that must be gone
     ops: list[str] = field(default_factory=list)  # mmcv ops run with the compiled _ext (probe/ops_verify.py)
+    ops_device: str = "auto"  # "auto": the GPU when torch sees one; "cpu": CPU kernels only were built (--cpu)
 
 
 @dataclass

@@ -84,9 +84,11 @@ def build_action(report: Report, choice: BuildChoice, index_url: Optional[str], 
              "the backup, byte for byte)",
         verify=Verify(
             description="fresh probe: `import mmcv._ext` loads the compiled library (not the compat layer); "
-                        f"{', '.join(VERIFY_OPS)} run in the target (on the GPU when there is one)",
+                        f"{', '.join(VERIFY_OPS)} run in the target "
+                        + ("(on the GPU when there is one)" if spec.device == "cuda" else "(CPU kernels)"),
             components_ok=["mmcv", "mmcv._ext"], present={spec.package: spec.version},
-            absent=[d for d in (*MMCV_DISTS, COMPAT_DIST) if d != spec.package], ops=list(VERIFY_OPS)),
+            absent=[d for d in (*MMCV_DISTS, COMPAT_DIST) if d != spec.package], ops=list(VERIFY_OPS),
+            ops_device="auto" if spec.device == "cuda" else "cpu"),
         remove=remove, install=[target], sources=sources, details=details,
         build={"spec": dataclasses.asdict(spec), "cached": choice.cached, "source": choice.source,
                "cache_root": choice.cache_root},

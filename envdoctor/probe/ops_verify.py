@@ -22,8 +22,9 @@ class OpsResult:
     failures: list[str] = field(default_factory=list)
 
 
-def verify_ops(python: str, ops: list[str], timeout: float = 300.0) -> OpsResult:
-    run = run_script(Target(python, "--python"), "verify_ops.py", list(ops), timeout,
+def verify_ops(python: str, ops: list[str], device: str = "auto", timeout: float = 300.0) -> OpsResult:
+    """`device` "auto": on the GPU when torch sees one (a CUDA build must serve it); "cpu": a --cpu build."""
+    run = run_script(Target(python, "--python"), "verify_ops.py", [device, *ops], timeout,
                      env={"ENVDOCTOR_COMPAT": "0"})
     data = run.data or {}
     res = OpsResult(data.get("ext_file"), data.get("device"), dict(data.get("ops") or {}))

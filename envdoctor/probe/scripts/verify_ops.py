@@ -5,7 +5,8 @@ which file `mmcv._ext` is, the device used, and per op whether it ran and whethe
 equals the value known in closed form. The caller sets ENVDOCTOR_COMPAT=0, so the compat layer
 cannot stand in for a library that does not load.
 
-Usage: verify_ops.py OUT_JSON OP...   (OP: nms | roi_align | modulated_deform_conv2d)
+Usage: verify_ops.py OUT_JSON DEVICE OP...
+  DEVICE: auto (the GPU when torch sees one) | cpu;  OP: nms | roi_align | modulated_deform_conv2d
 """
 import json
 import os
@@ -62,7 +63,7 @@ OPS = {"nms": op_nms, "roi_align": op_roi_align, "modulated_deform_conv2d": op_m
 
 
 def main():
-    out_path, ops = sys.argv[1], sys.argv[2:]
+    out_path, device, ops = sys.argv[1], sys.argv[2], sys.argv[3:]
     result = {"ext_file": None, "device": None, "ops": {}, "error": None}
     _write(out_path, result)
     try:
@@ -70,7 +71,7 @@ def main():
         import mmcv._ext as ext
 
         result["ext_file"] = getattr(ext, "__file__", None)
-        result["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+        result["device"] = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu"
     except Exception as exc:  # noqa: BLE001 - recorded for the caller
         result["error"] = "%s: %s" % (type(exc).__name__, exc)
         _write(out_path, result)
