@@ -14,10 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.envs import CACHE, get_env, python_in
+from tests.envs import get_env, python_in
 
 ENV = "mmcv-lite"  # torch 2.13.0+cpu + mmcv-lite 2.2.0: the end-to-end test's environment
-LOCK = CACHE / "mmcv-build.lock"
 
 
 def ensure(log=print) -> tuple[Path, str, float]:
@@ -31,9 +30,10 @@ def ensure(log=print) -> tuple[Path, str, float]:
 
     start = time.monotonic()
     env = get_env(ENV)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build per machine; waiters find its wheel
+    root = cache.cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".mmcv-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build per cache; waiters find its wheel
         report = collect(str(python_in(env)), timeout=300)
         spec = decide(report, load_tables(), probe_build_host(), cpu=True)
         hit = cache.lookup(spec)

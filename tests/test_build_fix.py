@@ -165,6 +165,15 @@ def test_cli_options(lite_env: Path, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "--cpu belongs to --strategy build" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli("fix", "--python", str(lite_env), "--strategy", "build", "--source", str(tmp_path / "nope"))
     assert bad.returncode == 2 and "no such file or directory" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    # a real blocker: no C++ compiler on PATH. The plan says what to install; exit 1, dry run or not; nothing changed
+    before = _site_hash(lite_env)
+    no_cxx = {"PATH": str(tmp_path / "empty-bin"), "ENVDOCTOR_BUILD_CACHE": str(tmp_path / "cache")}
+    for extra in ((), ("--apply", "--yes")):
+        res = run_cli("fix", "--python", str(lite_env), "--strategy", "build", "--cpu", *extra, env=no_cxx)
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "✗ cannot build: no C++ compiler (c++/g++) on PATH: install one" in res.stdout
+        assert "[not applied: " in res.stdout and "Traceback" not in res.stderr
+    assert "Nothing applied" in res.stdout and _site_hash(lite_env) == before
 
 
 def test_dry_run_with_a_cold_cache_changes_nothing(lite_env: Path, tmp_path: Path) -> None:
