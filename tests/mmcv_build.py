@@ -10,6 +10,7 @@ end-to-end test calls `ensure()`, which waits on the same file lock and finds th
 from __future__ import annotations
 
 import fcntl
+import signal
 import sys
 import time
 from pathlib import Path
@@ -55,7 +56,15 @@ def ensure(log=print) -> tuple[Path, str, float]:
         return res.wheel, "built", time.monotonic() - start
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the build runner then stops every compiler job of its session
+
+
 if __name__ == "__main__":
+    # started with `&` by a non-interactive shell (tests/run.sh), SIGINT arrives ignored; and CI ends jobs with
+    # SIGTERM: both must stop the build's whole session, not leave compiler jobs running
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     wheel, how, seconds = ensure(lambda m: print(m, flush=True))
     print(f"{how}: {wheel} ({seconds:.0f} s)", flush=True)
     sys.exit(0)
