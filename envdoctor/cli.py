@@ -164,7 +164,11 @@ def check(
 def fix(
     python: Optional[str] = PythonOpt,
     apply: bool = typer.Option(False, "--apply", help="Carry out the plan (default: print it, change nothing)."),
-    strategy: str = typer.Option("auto", "--strategy", help="auto | wheel | compat"),
+    strategy: str = typer.Option("auto", "--strategy", help="auto | wheel | compat | build (compile mmcv's ops "
+                                 "for this torch; never chosen by auto)"),
+    cpu: bool = typer.Option(False, "--cpu", help="--strategy build: compile CPU kernels only (no nvcc needed)."),
+    source: Optional[str] = typer.Option(None, "--source", metavar="DIR|FILE", help="--strategy build: build "
+                                         "from this source checkout or sdist instead of the index's sdist."),
     index_url: Optional[str] = typer.Option(None, "--index-url", help="Where wheels come from (a URL, or a local "
                                             "directory of wheels used with --no-index)."),
     allow_torch_change: bool = typer.Option(False, "--allow-torch-change", help="Allow actions that change torch."),
@@ -185,7 +189,7 @@ def fix(
     """Plan the repair of the environment; --apply carries it out transactionally, --undo reverts it."""
     _run("fix", lambda cmd: cmd.run(python, apply, strategy, index_url, allow_torch_change, yes, undo, pin or [],
                                     rules or [], fmt, output, _timeout(timeout), recover, on_conflict,
-                                    no_redact=no_redact))
+                                    no_redact=no_redact, cpu=cpu, source=source))
 
 
 @app.command()

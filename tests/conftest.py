@@ -71,3 +71,13 @@ def real_env(name: str) -> "Path":
         if IN_CI:
             pytest.fail(f"test environment {name!r} could not be built: {exc}")
         pytest.skip(f"test environment {name!r} could not be built: {exc}")
+
+
+def pytest_configure(config: Any) -> None:
+    config.addinivalue_line("markers", "after_mmcv_build: needs the real mmcv build (tests/mmcv_build.py); runs last")
+
+
+def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -> None:
+    # tests/run.sh starts the real mmcv build in the background (when envdoctor's cache is cold): the tests
+    # that wait for it run last, so that the rest of the suite overlaps the build instead of waiting for it
+    items.sort(key=lambda item: item.get_closest_marker("after_mmcv_build") is not None)

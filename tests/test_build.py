@@ -54,6 +54,10 @@ def torch213() -> Path:
 
 @pytest.fixture(scope="module")
 def requirement_wheels() -> Path:
+    return fetch_requirement_wheels()
+
+
+def fetch_requirement_wheels() -> Path:
     """setuptools<81, wheel, ninja as local wheels (fetched once from the configured index, like tests/envs.py
     builds its environments; the tests themselves install them with --no-index)."""
     dest = CACHE / "build-requirements"
@@ -288,7 +292,9 @@ def test_build_returns_cached_wheel_without_building(spec213: BuildSpec, tmp_pat
     # the source does not exist: only a lookup can succeed
     res = build_mod.build(spec, cache_root=tmp_path / "c", source=tmp_path / "nonexistent")
     assert res.status == "cached" and res.wheel is not None and res.wheel.read_bytes() == wheel.read_bytes()
-    blocked = build_mod.build(copy_spec(spec, blockers=["no nvcc"]), cache_root=tmp_path / "c")
+    # a wheel cached for exactly this key needs no build: what would block one does not block it
+    assert build_mod.build(copy_spec(spec, blockers=["no nvcc"]), cache_root=tmp_path / "c").status == "cached"
+    blocked = build_mod.build(copy_spec(spec, blockers=["no nvcc"]), cache_root=tmp_path / "empty")
     assert blocked.status == "blocked" and blocked.wheel is None and "no nvcc" in blocked.message
 
 

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from envdoctor.build import cache
 from envdoctor.build.overlay import make_overlay
@@ -45,20 +45,24 @@ class BuildResult:
 
 def build(spec: BuildSpec, *, source: Optional[Path] = None, work_dir: Optional[Path] = None,
           cache_root: Optional[Path] = None, pip_sources: tuple[str, ...] = (),
-          progress: Optional[Progress] = None, use_cache: bool = True) -> BuildResult:
+          progress: Optional[Progress] = None, use_cache: bool = True,
+          announce: Optional[Callable[[Path], None]] = None) -> BuildResult:
     """Build `spec` (from `source`, a directory or an sdist; else the sdist from the index) with the
     target's interpreter, or take it from envdoctor's cache. `pip_sources` are pip arguments for where
-    the build requirements and the sdist come from (--index-url ..., --no-index --find-links DIR)."""
-    if spec.blockers:
-        return BuildResult("blocked", None, None, message="; ".join(spec.blockers))
-    if use_cache:
+    the build requirements and the sdist come from (--index-url ..., --no-index --find-links DIR).
+    `announce` gets the log's path before anything runs (the user can follow it while it builds)."""
+    if use_cache:  # a wheel built for exactly this key needs no compiler, toolkit or disk: blockers do not apply
         hit = cache.lookup(spec, cache_root)
         if hit is not None:
             return BuildResult("cached", hit, hit.parent / "build.log", message=f"cached build {hit}")
+    if spec.blockers:
+        return BuildResult("blocked", None, None, message="; ".join(spec.blockers))
     own_work = work_dir is None
     work = work_dir or Path(tempfile.mkdtemp(prefix="envdoctor-build-"))
     work.mkdir(parents=True, exist_ok=True)
     log = work / "build.log"
+    if announce is not None:
+        announce(log)
     try:
         overlay = make_overlay(spec.python, work / "overlay", spec.requirements, pip_sources)
         if source is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tarfile
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -103,6 +104,20 @@ def count_units(source: Path, device: str) -> Optional[int]:
         if base.endswith((".cpp", ".cu")) and any(folder.endswith(d.rstrip("/")) for d in _UNIT_DIRS[device]):
             count += 1
     return count or None
+
+
+def count_sources(source: Path) -> Optional[int]:
+    """C++/CUDA files of any source directory or sdist: the unit count of a package that is not laid out like
+    mmcv (a fork, or the tests' generated package)."""
+    try:
+        if source.is_dir():
+            names = [p.name for p in source.rglob("*") if p.is_file()]
+        else:
+            with tarfile.open(source) as t:
+                names = t.getnames()
+    except (OSError, tarfile.TarError):
+        return None
+    return sum(1 for n in names if n.endswith((".cpp", ".cu", ".cc"))) or None
 
 
 def _stage_source(source: Path, work: Path) -> Path:

@@ -26,6 +26,10 @@ JOB_MIB = {"cpu": 3000, "cuda": 4000}
 UNIT_CORE_SECONDS = {"cpu": 22.0, "cuda": 60.0}
 # Compile units when the source is not at hand yet (mmcv 2.2.0 CPU build: 77, counted in its ninja log).
 DEFAULT_UNITS = 77
+# Disk a build needs per compile unit (objects with -g, the linked library, the wheel): the former flat 2 GiB
+# budget for mmcv 2.2.0's 77 CPU units. Conservative: a real mmcv 2.2.0 CPU build stopped at 34/77 units held
+# 141 MiB in its TMPDIR (~4 MiB of objects per unit); the link and the wheel at the end were not measured.
+DISK_MIB_PER_UNIT = 27
 # setuptools that still ships pkg_resources (research/mmcv.md 4.3.1: 80.9.0 and 81.0.0 have it, 82 not;
 # "<81" also avoids 81's deprecation warning turning into an error under -W error).
 BUILD_REQUIREMENTS = ("setuptools<81", "wheel", "ninja")
@@ -188,10 +192,17 @@ def decide(report: Report, tables: Any, host: BuildHost, *, cpu: bool = False, v
     spec.estimated_seconds = int(spec.units * per_unit / spec.max_jobs)
     spec.why["time"] = (f"{spec.units} compile units x ~{per_unit:g} core-seconds / {spec.max_jobs} jobs"
                         + ("" if units else " (unit count of mmcv 2.2.0's CPU build; the source is not read yet)"))
-    if host.cxx is None:
+    if report.host.os.lower() == "windows":
+        if host.msvc is None:
+            spec.blockers.append("MSVC is missing: no cl.exe on PATH and vswhere finds no Visual Studio with the C++ "
+                                 "build tools; install Visual Studio Build Tools with the 'Desktop development "
+                                 "with C++' workload (MSVC v14x, Windows SDK), then run again")
+    elif host.cxx is None:
         spec.blockers.append("no C++ compiler (c++/g++) on PATH: install one (Debian/Ubuntu: apt install g++)")
-    if host.disk_free_mib is not None and host.disk_free_mib < 2048:
-        spec.blockers.append(f"only {host.disk_free_mib} MiB free where the build runs; it needs about 2 GiB")
+    need = max(256, spec.units * DISK_MIB_PER_UNIT)
+    if host.disk_free_mib is not None and host.disk_free_mib < need:
+        spec.blockers.append(f"only {host.disk_free_mib} MiB free where the build runs; it needs about {need} MiB "
+                             f"({spec.units} compile units): free some space, or set TMPDIR to a larger disk")
     return spec
 
 

@@ -9,10 +9,12 @@ to decide, a read-only directory); 2 usage or internal error; 130 interrupted (a
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from typing import Any, Optional
 
+from envdoctor.build.choice import gather as gather_build
 from envdoctor.commands.check import check_output_path, diagnose, emit
 from envdoctor.errors import UsageError
 from envdoctor.fix.apply import Interrupted, apply_plan, prefix_of
@@ -70,9 +72,14 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[str], allow_torch_change: bool,
         yes: bool, undo: bool, pins: list[str], rules_dirs: list[str], fmt: str, output: Optional[str],
-        timeout: float, recover: bool = False, on_conflict: Optional[str] = None, no_redact: bool = False) -> int:
+        timeout: float, recover: bool = False, on_conflict: Optional[str] = None, no_redact: bool = False,
+        cpu: bool = False, source: Optional[str] = None) -> int:
     if strategy not in STRATEGIES:
         raise UsageError(f"--strategy {strategy}: choose one of {', '.join(STRATEGIES)}")
+    if (cpu or source) and strategy != "build":
+        raise UsageError(f"{'--cpu' if cpu else '--source'} belongs to --strategy build")
+    if source is not None and not os.path.exists(os.path.expanduser(source)):
+        raise UsageError(f"--source {source}: no such file or directory (a source checkout or an sdist)")
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     if on_conflict is not None and on_conflict not in CONFLICT_CHOICES:
@@ -146,13 +153,18 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
         if "fix_pending" in report.extra:  # a dry run recovers nothing; it says what --apply would do first
             out.write(pending_text(report.extra["fix_pending"]))
         tables = load_tables(rules_dirs)
+        build_choice = None
+        if strategy == "build":
+            pin = next((pinned[d] for d in ("mmcv", "mmcv-full") if d in pinned), None)
+            build_choice = gather_build(report, tables, cpu=cpu, source=source, version=pin)
         opts = PlanOptions(strategy=strategy, index_url=index_url, allow_torch_change=allow_torch_change,
-                           pins=pinned, compat_unavailable=unavailable_reason(),
+                           pins=pinned, compat_unavailable=unavailable_reason(), build=build_choice,
                            site_writable=site_writable(report.python.site_packages))
         plan = make_plan(report, tables, opts)
         out.write(plan_text(plan, applying=apply))
         fix: dict[str, Any] = {"plan": plan.to_dict(), "applied": False}
-        code = 0
+        # a build that cannot start is an error even in a dry run: the plan says what to install first
+        code = 1 if strategy == "build" and plan.problems and not plan.runnable else 0
         after = None
         if plan.problems and apply:
             if not plan.runnable:

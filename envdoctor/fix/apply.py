@@ -3,7 +3,8 @@ probe again, and commit or roll back (envdoctor.fix.recover: only what the trans
 Finishing interrupted transactions and `--undo` live in envdoctor.fix.undo.
 
 Journal steps, in order (each recorded `begin` before and `end` after it runs):
-  prepare            download the wheels (binary only, no cache) or build the compat wheel;
+  prepare            download the wheels (binary only, no cache), build the compat wheel, or (build
+                     strategy) take mmcv's wheel from envdoctor's cache / build it outside the target;
                      resolve missing requirements; nothing in the environment changes yet
   manifest           list every entry under site-packages and the scripts directory
   backup             hard-link/copy every file the plan may replace or remove
@@ -190,7 +191,19 @@ def prepare(plan: Plan, pip: Pip, info: TargetInfo, report: Report, wheel_dir: P
             out.append(Prepared(action, [build_compat_wheel(adir)]))
             continue
         specs = list(action.install)
+        built: list[Path] = []
+        if action.kind == "build":
+            from envdoctor.fix.build_step import BuildFailed, build_wheel
+
+            try:
+                built = [build_wheel(action, adir, echo)]
+            except BuildFailed as exc:
+                raise FixFailed(f"the build did not produce a wheel; nothing was installed:\n{exc}") from None
+            specs = _requirement_gaps(built, installed, info.markers)
+        wheels = list(built)
         for _round in range(6):
+            if not specs:
+                break
             echo(f"  downloading {' '.join(specs)} (binary only, no cache)")
             res = pip.run("download", "--no-cache-dir", "--only-binary=:all:", "--no-deps", "-d", str(adir),
                           *action.sources, *specs, name="download",
@@ -199,9 +212,7 @@ def prepare(plan: Plan, pip: Pip, info: TargetInfo, report: Report, wheel_dir: P
                 raise FixFailed(f"pip could not get {' '.join(specs)}:\n{res.tail()}")
             wheels = sorted(adir.glob("*.whl"))
             specs = _requirement_gaps(wheels, installed, info.markers)
-            if not specs:
-                break
-        else:
+        if specs:
             raise FixFailed(f"requirements still unresolved after 6 rounds: {' '.join(specs)}")
         names = {parse_wheel_filename(w.name)[0]: w for w in wheels}
         if not allow_torch and action.kind != "torch":
@@ -267,7 +278,7 @@ def run_imports(python: str, statements: list[str], timeout: float = 300) -> lis
     return failures
 
 
-def verify(plan: Plan, after: Report, python: str, timeout: float) -> list[str]:
+def verify(plan: Plan, after: Report, python: str, timeout: float, echo: Echo = _quiet) -> list[str]:
     failures: list[str] = []
     for a in plan.runnable:
         for comp in a.verify.components_ok:
@@ -285,6 +296,13 @@ def verify(plan: Plan, after: Report, python: str, timeout: float) -> list[str]:
             if norm_name(dist) in after.packages:
                 failures.append(f"{dist} is still installed")
         failures += run_imports(python, a.verify.imports, timeout)
+        if a.verify.ops:
+            from envdoctor.probe.ops_verify import verify_ops
+
+            ops = verify_ops(python, a.verify.ops, a.verify.ops_device, timeout=max(timeout, 300.0))
+            failures += ops.failures
+            if not ops.failures:
+                echo(f"  verified with the compiled {ops.ext_file}: {', '.join(a.verify.ops)} ran on {ops.device}")
     return failures
 
 
@@ -392,7 +410,7 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
         j.step("verify")
         echo("  verifying: probing the environment again")
         after = probe()
-        failures = verify(plan, after, info.python, timeout)
+        failures = verify(plan, after, info.python, timeout, echo)
         if failures:
             j.step("verify", "end", failures=failures)
             result.failures = failures

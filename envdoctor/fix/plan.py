@@ -29,7 +29,7 @@ from envdoctor.fix.wheels import norm_name
 from envdoctor import commandline as shell
 from envdoctor.compat.errors import SERVED_SUMMARY
 
-STRATEGIES = ("auto", "wheel", "compat")
+STRATEGIES = ("auto", "wheel", "compat", "build")
 BAD = ("missing", *FAILED)
 PIP_INSTALL = ("--no-cache-dir", "--only-binary=:all:")
 
@@ -42,6 +42,7 @@ class PlanOptions:
     pins: dict[str, str] = field(default_factory=dict)  # normalised dist name -> version
     compat_unavailable: Optional[str] = None  # why the compat layer cannot be installed (None = it can)
     site_writable: Optional[bool] = None  # the target's site-packages, as the caller observed it (fix/user_site.py)
+    build: Any = None  # envdoctor.build.choice.BuildChoice for --strategy build (gathered before planning)
 
 
 @dataclass
@@ -51,11 +52,13 @@ class Verify:
     imports: list[str] = field(default_factory=list)  # statements run in the target, must succeed
     present: dict[str, str] = field(default_factory=dict)  # dist -> exact version ("" = any)
     absent: list[str] = field(default_factory=list)  # dists that must be gone
+    ops: list[str] = field(default_factory=list)  # mmcv ops run with the compiled _ext (probe/ops_verify.py)
+    ops_device: str = "auto"  # "auto": the GPU when torch sees one; "cpu": CPU kernels only were built (--cpu)
 
 
 @dataclass
 class Action:
-    kind: str  # wheel | compat | torch
+    kind: str  # wheel | compat | build | torch
     component: str  # what it repairs: mmcv | torchvision
     title: str
     why: str
@@ -70,6 +73,8 @@ class Action:
     not_applied_because: str = ""
     user_site: bool = False  # pip runs with the user site visible and --user (fix/user_site.py)
     coverage: list[str] = field(default_factory=list)  # compat: what it serves of _ext and of each consumer's ops
+    details: list[str] = field(default_factory=list)  # what will be built and why (the build strategy)
+    build: dict[str, Any] = field(default_factory=dict)  # the build strategy's spec, cache hit and source
 
 
 @dataclass
@@ -161,16 +166,34 @@ def _plan_mmcv(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> No
     if not installed:
         return
     broken = mmcv_state in BAD or ext_state != "ok"
-    if not broken and len(mm_dists) <= 1:
+    served = False
+    if opts.strategy == "build" and not broken:
+        from envdoctor.fix.plan_build import compat_serving
+
+        served = compat_serving(report)  # what loads is the compat layer; the build replaces it
+    if not broken and not served and len(mm_dists) <= 1:
         return
-    status = mmcv_state if mmcv_state in BAD else ext_state
+    status = mmcv_state if mmcv_state in BAD else ("compat" if served else ext_state)
     msg = load_message(report, "mmcv" if mmcv_state in BAD else "mmcv._ext", last=True, limit=300)
+    if served:
+        msg = "served by envdoctor's compat layer (a part of the kernels, in PyTorch), not a compiled library"
     if len(mm_dists) > 1:
         msg = (msg + "; " if msg else "") + f"{' and '.join(mm_dists)} are installed over each other"
     plan.problems.append(Problem("mmcv._ext" if mmcv_state not in BAD else "mmcv", status, msg,
                                  _finding_ids(report, "mmcv")))
-    order = {"auto": ("wheel", "compat"), "wheel": ("wheel",), "compat": ("compat",)}[opts.strategy]
+    order = {"auto": ("wheel", "compat"), "wheel": ("wheel",), "compat": ("compat",),
+             "build": ("build",)}[opts.strategy]
     for strategy in order:
+        if strategy == "build":
+            from envdoctor.fix.plan_build import build_action
+
+            if opts.build is None:
+                plan.notes.append("build: nothing was decided (no build facts were gathered)")
+                return
+            action = build_action(report, opts.build, opts.index_url, mm_dists, plan.notes, mmcv_dist_names(tables))
+            if action is not None:
+                plan.actions.append(action)
+            return
         if strategy == "wheel":
             choice: Optional[matrix.WheelChoice]
             pin = next(((d, opts.pins[d]) for d in ("mmcv", "mmcv-full") if d in opts.pins), None)
@@ -231,7 +254,15 @@ def _plan_mmcv(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> No
                     imports=["from mmcv.ops import ModulatedDeformConv2dPack"],
                     present={COMPAT_DIST: ""}),
             ))
+            if opts.strategy == "auto":
+                from envdoctor.fix.plan_build import build_note
+
+                plan.notes.append(build_note(report))
             return
+    if opts.strategy in ("auto", "compat"):
+        from envdoctor.fix.plan_build import build_note
+
+        plan.notes.append(build_note(report))
     _plan_torch(report, tables, opts, plan, "mmcv")
 
 

@@ -27,6 +27,8 @@ def plan_text(plan: Plan, applying: bool) -> str:
         flag = "" if a.applies else f"   [not applied: {a.not_applied_because}]"
         out.append(f"  {i}. [{a.kind}] {a.title}{flag}")
         out.append(f"     why:      {a.why}")
+        for j, line in enumerate(a.details):
+            out.append(f"     {'build:' if j == 0 else '':<9} {line}")
         for k, label in ((a.changes, "changes:"), (a.commands, "commands:")):
             for j, line in enumerate(k):
                 out.append(f"     {label if j == 0 else '':<9} {line}")

@@ -3,7 +3,8 @@ Formats only; decides nothing."""
 
 from __future__ import annotations
 
-from typing import Optional
+import time
+from typing import Any, Callable, Optional
 
 from envdoctor.build.runner import BuildOutcome, BuildProgress
 from envdoctor.build.spec import BuildSpec
@@ -53,3 +54,35 @@ def outcome_lines(o: BuildOutcome) -> list[str]:
     if o.errors:
         out += ["  first errors:"] + [f"    {ln}" for ln in o.errors]
     return out + ["  last lines:"] + [f"    {ln}" for ln in o.tail[-12:]]
+
+
+class ProgressPrinter:
+    """The live `building 3m12s [17/77]  22%` line: rewritten in place on a terminal; on a pipe or a
+    log, one line per tenth of the units (or per minute), so a CI log stays short."""
+
+    def __init__(self, stream: Any, echo: Callable[[str], None]) -> None:
+        self.stream = stream
+        self.echo = echo
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.shown = False
+        self.last_step = -1
+        self.last_time = 0.0
+
+    def update(self, p: BuildProgress) -> None:
+        now = time.monotonic()
+        if self.tty:
+            if now - self.last_time >= 0.5 or p.done == p.total:
+                self.stream.write("\r  " + progress_line(p) + "\033[K")
+                self.stream.flush()
+                self.shown, self.last_time = True, now
+            return
+        step = 10 * p.done // p.total if p.total else 0
+        if step != self.last_step or now - self.last_time >= 60:
+            self.echo("  " + progress_line(p))
+            self.last_step, self.last_time = step, now
+
+    def done(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.shown = False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import sys
 from typing import IO, Any, Optional
 
@@ -95,6 +97,10 @@ def _fmt_version(name: str, comp: Component) -> str:
     imported = runtime.get("version")
     if isinstance(imported, str) and comp.version and imported != comp.version:
         ver += f" (imported {imported})"
+    ext_file = comp.facts.get("ext_file") if name == "mmcv._ext" and comp.load and comp.load.status == "ok" else None
+    if isinstance(ext_file, str):
+        # which library answered `import mmcv._ext`: mmcv's compiled one, or envdoctor's compat layer
+        ver += " (compat layer)" if "_envdoctor_compat" in ext_file else f" (compiled {os.path.basename(ext_file)})"
     dirs = comp.facts.get("package_dirs") or []
     if len(dirs) > 1:
         ver += f" ({len(dirs)} copies on sys.path, first wins: {dirs[0].get('path', '')})"
