@@ -76,10 +76,11 @@ SPECS: dict[str, EnvSpec] = {
         base="mmcv172-tv291", installs=(("mmdet==2.28.2",),), link_base=True,
         notes="mmdet 2.28.2 on mmcv 1.7.2 without ops: real mmdet 2.x models on the compat layer",
     ),
-    "mmrotate": EnvSpec(
-        base="torch213", installs=(("mmcv-lite==2.0.1", "mmdet==3.1.0", "mmrotate==1.0.0rc1"),), link_base=True,
-        notes="mmrotate 1.0.0rc1 (asserts mmcv <= 2.1.0, mmdet <= 3.1.0; mmdet 3.1.0 asserts mmcv < 2.1.0) on "
-        "mmcv-lite 2.0.1, no mmcv._ext: a real rotated detector on the compat layer",
+    "mmrotate034": EnvSpec(
+        base="mmdet228", installs=(("--no-deps", "mmrotate==0.3.4"), ("e2cnn",)), link_base=True,
+        notes="mmrotate 0.3.4 on mmdet 2.28.2 + mmcv 1.7.2 without ops (--no-deps: its requirement "
+        "`mmcv-full` would build mmcv with ops), no mmcv._ext: a real rotated detector on the compat layer. "
+        "mmrotate 1.0.0rc1 cannot run on Python >= 3.10 (`from collections import Sequence`)",
     ),
     "mmcv-conflict": EnvSpec(
         base="mmcv172-pure", installs=(("mmcv-lite==2.2.0",),),

@@ -1,13 +1,14 @@
-"""Real OpenMMLab detectors on the compat layer: mmdet 3.3 (mmcv-lite 2.1.0) and mmdet 2.28 (mmcv 1.7.2).
+"""Real OpenMMLab models on the compat layer: mmdet 3.3 (mmcv-lite 2.1.0), mmdet 2.28 and mmrotate 0.3.4 (mmcv 1.7.2).
 
-Each env (tests/envs.py: `mmdet33`, `mmdet228`; no compiled mmcv._ext in either) gets the compat
+Each env (tests/envs.py: `mmdet33`, `mmdet228`, `mmrotate034`; no compiled mmcv._ext in any) gets the compat
 layer enabled; one subprocess per env then builds the models from the configs shipped inside the
 mmdet wheel with random weights (nothing downloaded), runs one training step and one inference on
 a 128x128 image (tests/compat/models/*.py), and counts the calls into the stand-in `mmcv._ext`.
 A model that ran without the kernels it needs, or whose kernels raised, fails here.
 
 What CPU runs call (measured, and asserted below): the two-stage detectors call nms and
-roi_align forward/backward, the DCN config the three deform_conv kernels. RetinaNet's focal
+roi_align forward/backward, the DCN config the three deform_conv kernels, Oriented R-CNN the
+rotated IoU, RoIAlign and NMS kernels. RetinaNet's focal
 loss and Deformable DETR's attention take pure-PyTorch paths on CPU (mmdet/mmcv use the
 kernels only for CUDA tensors); their training step is repeated with that path routed through
 the `_ext` kernels and must give the same loss and gradients. `basicvsr_align` is a
@@ -44,11 +45,16 @@ EXPECTED = {
     "deformable_detr": (set(), set(), {"ms_deform_attn_forward", "ms_deform_attn_backward"}),
     "basicvsr_align": ({"modulated_deform_conv_forward", "modulated_deform_conv_backward"},
                        {"modulated_deform_conv_forward"}, None),
+    # mmrotate 0.3.4: horizontal NMS on the oriented RPN's proposals, rotated IoU in the R-CNN
+    # assigner, rotated RoIAlign; rotated NMS on the final boxes
+    "oriented_rcnn": (NMS | {"box_iou_rotated", "roi_align_rotated_forward", "roi_align_rotated_backward"},
+                      NMS | {"roi_align_rotated_forward", "nms_rotated"}, None),
 }
 ENVS = {
     "mmdet33": ("mmdet3_models.py", ["faster_rcnn", "retinanet", "mask_rcnn", "faster_rcnn_dcn",
                                      "deformable_detr", "basicvsr_align"]),
     "mmdet228": ("mmdet2_models.py", ["faster_rcnn", "retinanet", "faster_rcnn_dcn", "basicvsr_align"]),
+    "mmrotate034": ("mmrotate0_models.py", ["oriented_rcnn"]),
 }
 
 

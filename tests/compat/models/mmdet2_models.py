@@ -29,14 +29,13 @@ ALIGNMENT = "basicvsr_align"  # alignment.py: not an mmdet model, run in the sam
 SIZE = 128
 
 
-def batch():
+def batch(boxes=((10.0, 12.0, 70.0, 90.0), (40.0, 30.0, 120.0, 100.0))):
     g = torch.Generator().manual_seed(1)
     img = torch.randn(1, 3, SIZE, SIZE, generator=g)
     shape = (SIZE, SIZE, 3)
     meta = dict(img_shape=shape, ori_shape=shape, pad_shape=shape, batch_input_shape=(SIZE, SIZE),
                 scale_factor=np.ones(4, dtype=np.float32), flip=False, flip_direction=None)
-    boxes = torch.tensor([[10.0, 12.0, 70.0, 90.0], [40.0, 30.0, 120.0, 100.0]])
-    return img, meta, [boxes], [torch.tensor([1, 5])]
+    return img, meta, [torch.tensor(boxes)], [torch.tensor([1, 5])]
 
 
 def train_step(model, data, seed):
@@ -56,13 +55,17 @@ def run(name, calls):
     from mmdet.models import build_detector
 
     cfg = mmcv.Config.fromfile(os.path.join(os.path.dirname(mmdet.__file__), ".mim", "configs", MODELS[name]))
-    no_pretrained(cfg.model)
-    lighten(cfg.model)
+    return run_model(name, MODELS[name], cfg.model, build_detector, batch(), calls)
+
+
+def run_model(name, config, model_cfg, build, data, calls):
+    """Build (random weights), one training step, the routed step where there is one, one inference."""
+    no_pretrained(model_cfg)
+    lighten(model_cfg)
     torch.manual_seed(0)
-    model = build_detector(cfg.model)
+    model = build(model_cfg)
     model.init_weights()
-    data = batch()
-    out = {"config": MODELS[name]}
+    out = {"config": config}
     routed = copy.deepcopy(model) if name in ROUTES else None
 
     calls.clear()
