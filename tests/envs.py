@@ -20,7 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -39,6 +39,11 @@ class EnvSpec:
     # each entry is one `pip install` argument list, run in order
     installs: tuple[tuple[str, ...], ...] = ()
     build_constraints: bool = False
+    # derive by hard-linking the base's files (saves GBs: torch, CUDA libs) instead of copying; only
+    # for envs whose installs add packages (pip unlinks before it writes a file, so the base keeps its
+    # own) and whose tests never modify an installed file in place
+    # (not in repr: the cache key is the repr, and how a copy is made does not change the env)
+    link_base: bool = field(default=False, repr=False)
     notes: str = ""
 
 
@@ -61,6 +66,21 @@ SPECS: dict[str, EnvSpec] = {
         installs=(("torch==2.14.1", "torchvision==0.29.1", "mmcv==1.7.2"),), build_constraints=True,
         notes="mmcv 1.7.2 without ops beside a torch/torchvision pair whose ops load (mmcv 1.x's mmcv.ops "
         "imports torchvision): the compat layer's end-to-end env for mmcv 1.x",
+    ),
+    "mmdet33": EnvSpec(
+        base="torch213", installs=(("mmcv-lite==2.1.0", "mmdet==3.3.0"),), link_base=True,
+        notes="mmdet 3.3.0 on mmcv-lite 2.1.0 (mmdet 3.3.0 asserts mmcv < 2.2.0 at import, so not "
+        "mmcv-lite 2.2.0), no mmcv._ext: real mmdet models on the compat layer",
+    ),
+    "mmdet228": EnvSpec(
+        base="mmcv172-tv291", installs=(("mmdet==2.28.2",),), link_base=True,
+        notes="mmdet 2.28.2 on mmcv 1.7.2 without ops: real mmdet 2.x models on the compat layer",
+    ),
+    "mmrotate034": EnvSpec(
+        base="mmdet228", installs=(("--no-deps", "mmrotate==0.3.4"), ("e2cnn",)), link_base=True,
+        notes="mmrotate 0.3.4 on mmdet 2.28.2 + mmcv 1.7.2 without ops (--no-deps: its requirement "
+        "`mmcv-full` would build mmcv with ops), no mmcv._ext: a real rotated detector on the compat layer. "
+        "mmrotate 1.0.0rc1 cannot run on Python >= 3.10 (`from collections import Sequence`)",
     ),
     "mmcv-conflict": EnvSpec(
         base="mmcv172-pure", installs=(("mmcv-lite==2.2.0",),),
@@ -114,9 +134,9 @@ def _pip(prefix: Path, args: tuple[str, ...], constraints: Optional[Path]) -> No
         raise EnvBuildError(f"pip install {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
 
-def copy_venv(src: Path, dest: Path) -> None:
-    """A working copy of a venv: files copied, scripts' shebangs are not used (we call python -m)."""
-    shutil.copytree(src, dest, symlinks=True)
+def copy_venv(src: Path, dest: Path, link: bool = False) -> None:
+    """A working copy of a venv: files copied (or hard-linked), scripts' shebangs are not used (we call python -m)."""
+    shutil.copytree(src, dest, symlinks=True, copy_function=os.link if link else shutil.copy2)
     (dest / ".ready").unlink(missing_ok=True)
 
 
@@ -135,7 +155,7 @@ def get_env(name: str) -> Path:
         if target.exists():
             shutil.rmtree(target)
         if base_dir is not None:
-            copy_venv(base_dir, target)
+            copy_venv(base_dir, target, link=spec.link_base)
         else:
             subprocess.run([_base_python(spec.python), "-m", "venv", str(target)], check=True)
         constraints = None

@@ -1,0 +1,119 @@
+"""Real OpenMMLab models on the compat layer: mmdet 3.3 (mmcv-lite 2.1.0), mmdet 2.28 and mmrotate 0.3.4 (mmcv 1.7.2).
+
+Each env (tests/envs.py: `mmdet33`, `mmdet228`, `mmrotate034`; no compiled mmcv._ext in any) gets the compat
+layer enabled; one subprocess per env then builds the models from the configs shipped inside the
+mmdet wheel with random weights (nothing downloaded), runs one training step and one inference on
+a 128x128 image (tests/compat/models/*.py), and counts the calls into the stand-in `mmcv._ext`.
+A model that ran without the kernels it needs, or whose kernels raised, fails here.
+
+What CPU runs call (measured, and asserted below): the two-stage detectors call nms and
+roi_align forward/backward, the DCN config the three deform_conv kernels, Oriented R-CNN the
+rotated IoU, RoIAlign and NMS kernels. RetinaNet's focal
+loss and Deformable DETR's attention take pure-PyTorch paths on CPU (mmdet/mmcv use the
+kernels only for CUDA tensors); their training step is repeated with that path routed through
+the `_ext` kernels and must give the same loss and gradients. `basicvsr_align` is a
+BasicVSR++/E2FGVI-style network on mmcv's ModulatedDeformConv2d (models/alignment.py).
+See docs/compat-models.md.
+"""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import site_packages
+from envdoctor.compat import hook
+from tests.conftest import real_env
+
+SCRIPTS = Path(__file__).resolve().parent / "models"
+
+NMS = {"nms"}
+ROI = {"roi_align_forward"}
+ROI_GRAD = {"roi_align_forward", "roi_align_backward"}
+DCN = {"deform_conv_forward"}
+DCN_GRAD = {"deform_conv_forward", "deform_conv_backward_input", "deform_conv_backward_parameters"}
+
+# model -> (kernels its training step must call, kernels its inference must call,
+#           kernels the routed training step must call)
+EXPECTED = {
+    "faster_rcnn": (NMS | ROI_GRAD, NMS | ROI, None),
+    "retinanet": (set(), NMS, {"sigmoid_focal_loss_forward", "sigmoid_focal_loss_backward"}),
+    "mask_rcnn": (NMS | ROI_GRAD, NMS | ROI, None),
+    "faster_rcnn_dcn": (NMS | ROI_GRAD | DCN_GRAD, NMS | ROI | DCN, None),
+    "deformable_detr": (set(), set(), {"ms_deform_attn_forward", "ms_deform_attn_backward"}),
+    "basicvsr_align": ({"modulated_deform_conv_forward", "modulated_deform_conv_backward"},
+                       {"modulated_deform_conv_forward"}, None),
+    # mmrotate 0.3.4: horizontal NMS on the oriented RPN's proposals, rotated IoU in the R-CNN
+    # assigner, rotated RoIAlign; rotated NMS on the final boxes
+    "oriented_rcnn": (NMS | {"box_iou_rotated", "roi_align_rotated_forward", "roi_align_rotated_backward"},
+                      NMS | {"roi_align_rotated_forward", "nms_rotated"}, None),
+}
+ENVS = {
+    "mmdet33": ("mmdet3_models.py", ["faster_rcnn", "retinanet", "mask_rcnn", "faster_rcnn_dcn",
+                                     "deformable_detr", "basicvsr_align"]),
+    "mmdet228": ("mmdet2_models.py", ["faster_rcnn", "retinanet", "faster_rcnn_dcn", "basicvsr_align"]),
+    "mmrotate034": ("mmrotate0_models.py", ["oriented_rcnn"]),
+}
+
+
+def _run(venv, args, env_extra=None):
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    env.pop("ENVDOCTOR_COMPAT", None)
+    env.update(env_extra or {})
+    return subprocess.run([str(venv / "bin" / "python"), *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, env=env, timeout=1800,
+                          cwd=str(SCRIPTS))
+
+
+_RESULTS: dict = {}
+
+
+def results_for(name):
+    """{model: facts} from one run of the env's model script on the compat layer (once per env)."""
+    if name in _RESULTS:
+        return _RESULTS[name]
+    venv = real_env(name)
+    site = site_packages(venv)
+    hook.disable(site)
+    created = hook.enable(site)
+    try:
+        # precondition: without the stand-in mmdet's models do not even import
+        off = _run(venv, ["-c", "import mmdet.models"], {"ENVDOCTOR_COMPAT": "0"})
+        assert off.returncode != 0 and "No module named 'mmcv._ext'" in off.stderr, off.stderr[-2000:]
+        script, models = ENVS[name]
+        p = _run(venv, [script, *models])
+    finally:
+        hook.disable(site)
+    assert not any(path.exists() for path in created)
+    assert p.returncode == 0, p.stderr[-6000:]
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    _RESULTS[name] = json.loads(line[len("RESULT "):])
+    return _RESULTS[name]
+
+
+@pytest.mark.parametrize("env,model", [(e, m) for e in sorted(ENVS) for m in ENVS[e][1]])
+def test_model_trains_and_infers_on_the_compat_kernels(env, model):
+    results = results_for(env)
+    facts = results[model]
+    train, infer, routed = EXPECTED[model]
+    # exactly these kernels: none missing, and none that the model would not call on CPU
+    assert set(facts["train_calls"]) == train, facts["train_calls"]
+    assert set(facts["infer_calls"]) == infer, facts["infer_calls"]
+    assert all(n > 0 for n in facts["train_calls"].values())
+    # one training step: a finite loss, finite gradients, and the optimizer moved those parameters
+    assert facts["loss"] == facts["loss"] and 0 < facts["loss"] < 1e4, facts["loss"]
+    assert facts["grads_finite"]
+    assert facts["params_with_grad"] >= 8, facts
+    # a gradient below half an ulp of its parameter may leave it unchanged (one of RetinaNet's 71)
+    assert facts["params_moved"] >= facts["params_with_grad"] - 1, facts
+    assert facts["pred_finite"]
+    if model == "basicvsr_align":
+        assert facts["offset_head_grad"] > 0 and facts["pred_shape"] == [1, 4, 3, 48, 48], facts
+    if routed is not None:
+        assert set(facts["routed_calls"]) == routed, facts["routed_calls"]
+        assert facts["routed_same_params"]
+        assert facts["routed_loss_diff"] <= 1e-5, facts["routed_loss_diff"]
+        assert facts["routed_grad_diff"] <= 1e-4, facts["routed_grad_diff"]
