@@ -20,6 +20,7 @@ from envdoctor.build import cache
 from envdoctor.build.overlay import make_overlay
 from envdoctor.build.runner import BuildOutcome, Progress, fetch_sdist, run_build
 from envdoctor.build.spec import BuildSpec
+from envdoctor.probe.buildhost import msvc_environment, vcvars_script
 
 
 @dataclass
@@ -68,7 +69,16 @@ def build(spec: BuildSpec, *, source: Optional[Path] = None, work_dir: Optional[
         if source is None:
             source = fetch_sdist(spec.python, f"{spec.package}=={spec.version}", overlay, work / "sdist",
                                  list(pip_sources), log)
-        outcome = run_build(spec.python, source, overlay, spec.build_env(), work / "build", log, progress)
+        build_env = spec.build_env()
+        if spec.msvc_install:  # Windows: the compiler's own environment, as a Developer prompt would have it
+            msvc = msvc_environment(spec.msvc_install)
+            if msvc is None:
+                return BuildResult("failed", None, None,
+                                   message=f"ED806: {vcvars_script(spec.msvc_install)} did not set up an MSVC x64 "
+                                   "environment (INCLUDE/LIB missing); repair the Visual Studio C++ build tools, or "
+                                   "run from an 'x64 Native Tools' prompt")
+            build_env = {**msvc, **build_env}
+        outcome = run_build(spec.python, source, overlay, build_env, work / "build", log, progress)
         if outcome.ok and outcome.wheel is not None:
             wheel = cache.store(spec, outcome.wheel, log, cache_root, outcome.seconds)
             return BuildResult("built", wheel, wheel.parent / "build.log", outcome)

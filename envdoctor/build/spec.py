@@ -51,6 +51,7 @@ class BuildSpec:
     cuda_home: Optional[str] = None
     nvcc_version: Optional[str] = None
     compiler: Optional[str] = None
+    msvc_install: Optional[str] = None  # Windows: the Visual Studio install whose vcvars64.bat the build runs in
     max_jobs: int = 1
     units: int = DEFAULT_UNITS
     estimated_seconds: int = 0
@@ -193,6 +194,10 @@ def decide(report: Report, tables: Any, host: BuildHost, *, cpu: bool = False, v
     spec.why["time"] = (f"{spec.units} compile units x ~{per_unit:g} core-seconds / {spec.max_jobs} jobs"
                         + ("" if units else " (unit count of mmcv 2.2.0's CPU build; the source is not read yet)"))
     if report.host.os.lower() == "windows":
+        if host.msvc is not None and not host.msvc.lower().endswith("cl.exe"):
+            # cl.exe is not on PATH, vswhere found an install: the build runs in that install's x64 environment
+            spec.msvc_install = host.msvc
+            spec.why["compiler"] = f"MSVC of {host.msvc} (vswhere), in the environment its vcvars64.bat sets up"
         if host.msvc is None:
             spec.blockers.append("MSVC is missing: no cl.exe on PATH and vswhere finds no Visual Studio with the C++ "
                                  "build tools; install Visual Studio Build Tools with the 'Desktop development "

@@ -297,7 +297,7 @@ def verify(plan: Plan, after: Report, python: str, timeout: float, echo: Echo = 
                 failures.append(f"{dist} is still installed")
         failures += run_imports(python, a.verify.imports, timeout)
         if a.verify.ops:
-            from envdoctor.probe.ops_verify import verify_ops
+            from envdoctor.probe import verify_ops
 
             ops = verify_ops(python, a.verify.ops, a.verify.ops_device, timeout=max(timeout, 300.0))
             failures += ops.failures

@@ -20,6 +20,7 @@ from envdoctor.probe.host import newest_glibcxx, probe_host
 from envdoctor.probe.pip_cache import probe_pip_cache
 from envdoctor.probe.loads import LOAD_SOURCES, LoadRun, apply_loads, load_module  # noqa: F401 - public
 from envdoctor.probe.target import OLD_PYTHON_EXIT, Target
+from envdoctor.probe.ops_verify import verify_ops  # noqa: F401 - public (fix's verification)
 from envdoctor.probe.toolkit import probe_toolkit
 
 # Environment variables that matter for deep-learning set-ups. Nothing else is read

@@ -3,6 +3,7 @@ the C++ compiler. Judges nothing; stdlib only."""
 
 from __future__ import annotations
 
+import ntpath
 import os
 import re
 import shutil
@@ -66,6 +67,60 @@ def find_msvc() -> Optional[str]:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.splitlines()[0] if out else None
+
+
+# The x64 developer environment of a Visual Studio install (what the "x64 Native Tools" prompt runs).
+VCVARS = ("VC", "Auxiliary", "Build", "vcvars64.bat")
+
+
+def vcvars_script(install: str) -> str:
+    """vcvars64.bat of the Visual Studio install vswhere reported (a Windows path on every host)."""
+    return ntpath.join(install, *VCVARS)
+
+
+def parse_set_output(text: str) -> dict[str, str]:
+    """cmd.exe's `set` listing as an environment. Names are upper-cased: Windows treats them without case,
+    and a dict holding both `Path` and `PATH` would leave it to chance which one a child sees. cmd's hidden
+    per-drive directories (`=C:=C:\\…`) are not variables and are dropped."""
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name and not name.startswith("=") and " " not in name.strip():
+            env[name.strip().upper()] = value
+    return env
+
+
+def msvc_build_env(install: str, set_output: str) -> Optional[dict[str, str]]:
+    """The variables a build must run with, from the `set` listing taken after vcvars64.bat; None when the
+    script did not set up a compiler (no INCLUDE/LIB: a broken or partial install)."""
+    env = parse_set_output(set_output)
+    if not env.get("INCLUDE") or not env.get("LIB") or not env.get("PATH"):
+        return None
+    keep = {k: env[k] for k in env if k in MSVC_VARS or k.startswith(("VS", "VC", "WINDOWSSDK", "UCRT"))}
+    # torch's cpp_extension and setuptools then take cl.exe from this environment instead of looking for
+    # Visual Studio themselves (and warn when the variable is missing while a VC environment is active)
+    keep["DISTUTILS_USE_SDK"] = "1"
+    keep["MSSDK"] = "1"
+    return keep
+
+
+MSVC_VARS = ("PATH", "INCLUDE", "LIB", "LIBPATH", "PLATFORM", "EXTENSION_SDK_DIRECTORIES", "FRAMEWORKDIR",
+             "FRAMEWORKDIR64", "FRAMEWORKVERSION", "FRAMEWORKVERSION64", "NETFXSDKDIR", "COMMANDPROMPTTYPE",
+             "DEVENVDIR")
+
+
+def msvc_environment(install: str, timeout: float = 120.0) -> Optional[dict[str, str]]:
+    """Windows only (not run on Windows yet): run vcvars64.bat in cmd.exe and read the environment it leaves.
+    None when there is no such script or it fails."""
+    script = vcvars_script(install)
+    if os.name != "nt" or not os.path.isfile(script):
+        return None
+    try:
+        proc = subprocess.run(["cmd.exe", "/d", "/s", "/c", f'"call "{script}" >nul 2>&1 && set"'],
+                              capture_output=True, text=True, timeout=timeout, errors="replace")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return msvc_build_env(install, proc.stdout) if proc.returncode == 0 else None
 
 
 def probe_build_host(work_dir: str = ".") -> BuildHost:
