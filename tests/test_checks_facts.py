@@ -37,7 +37,7 @@ def test_fact_sets_validate_and_checks_keep_them_valid(path):
 
 
 EXPECTED = {
-    "seed_windows_py312_torch251_mmcvfull172.json": {"ED402", "ED405", "ED407"},
+    "seed_windows_py312_torch251_mmcvfull172.json": {"ED402", "ED405", "ED407", "ED702"},
     "linux_rtx5090_torch251_cu124.json": {"ED103"},
     "linux_driver470_torch212_cu121.json": {"ED102"},
     "linux_rtx3090_torch213_cpu.json": {"ED202"},
@@ -73,6 +73,9 @@ def test_seed_is_diagnosed_exactly():
     assert [fx.strategy for fx in f.fixes] == ["compat"]
     assert f.fixes[0].commands == ["envdoctor fix --apply --strategy compat --python "
                                    "C:\\Users\\user\\E2FGVI\\venv\\Scripts\\python.exe"]
+    # the binary facts name the procedure WinError 127 leaves out: a c10 symbol of another torch, read readable
+    sym = by["ED702"]
+    assert sym.explained_by == "ED402" and "127" in sym.detail and "c10::Warning::warn" in sym.detail
     nw = by["ED405"]
     assert "torch 2.5" in nw.detail and "Python 3.12" in nw.detail
     assert nw.fixes[0].strategy == "compat"
