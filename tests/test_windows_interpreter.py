@@ -136,3 +136,37 @@ def test_python_given_as_a_pyenv_win_shim_probes_the_version_it_stands_for(tmp_p
 
     proc = run_cli("check", "--quick", "--python", str(root / "shims" / "python.bat"), env=NO_ACTIVE)
     assert proc.returncode == 2 and "version 3.9.0, which is not installed" in proc.stderr
+
+
+STORE_PY = (r"C:\Program Files\WindowsApps\PythonSoftwareFoundation.Python.3.12_3.12.2032.0_x64__qbz5n2kfra8p0"
+            r"\python.exe")
+
+
+def test_a_store_pythons_probe_results_do_not_go_through_temp():
+    """Store Python's writes under AppData (where %TEMP% is) are redirected per package: its probe writes
+    under %USERPROFILE%\\.envdoctor\\tmp instead, for the install and for its alias alike."""
+    from envdoctor.probe.target import scratch_root
+
+    env = {"USERPROFILE": r"C:\Users\张三", "TEMP": r"C:\Users\张三\AppData\Local\Temp"}
+    want = r"C:\Users\张三\.envdoctor\tmp"
+    assert scratch_root(STORE_PY, env, "win32") == want
+    assert scratch_root(r"C:\Users\张三\AppData\Local\Microsoft\WindowsApps\python3.12.exe", env, "win32") == want
+    assert scratch_root(r"C:\Python312\python.exe", env, "win32") is None  # python.org's: %TEMP% is fine
+    assert scratch_root(STORE_PY, env, "linux") is None
+
+
+def test_the_probe_scratch_directory_goes_where_scratch_root_says(tmp_path, monkeypatch):
+    """The wiring, with a real probe: the scratch directory (bootstrap, results) is created under the root."""
+    from envdoctor.probe import target as target_mod
+
+    root = tmp_path / "profile" / ".envdoctor" / "tmp"
+    monkeypatch.setattr(target_mod, "scratch_root", lambda exe: str(root))
+    (tmp_path / "quickmod.py").write_text("VALUE = 1\n")
+    run = RunningScript(Target(sys.executable, "--python"), "load_probe.py",
+                        ["module", "quickmod", "30", str(tmp_path)], 40, out_is_dir=True)
+    try:
+        assert Path(run.scratch).parent == root and (Path(run.scratch) / "bootstrap.py").is_file()
+    finally:
+        finished = run.wait()
+    assert (finished.files.get("module.json") or {}).get("done")
+    assert list(root.iterdir()) == []  # removed afterwards, like any scratch directory

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import ntpath
 import os
 import shutil
 import signal
@@ -21,7 +22,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from envdoctor.errors import UsageError
 from envdoctor.probe import choose
@@ -50,6 +51,21 @@ class Target:
     executable: str
     selected_by: str  # --python | VIRTUAL_ENV | CONDA_PREFIX | PATH | self
     notes: list[str] = field(default_factory=list)  # candidates passed over, and why
+
+
+def scratch_root(executable: str, environ: Optional[Mapping[str, str]] = None,
+                 platform: str = sys.platform) -> Optional[str]:
+    r"""Where a probe's scratch directory goes; None: the system's temporary directory.
+
+    A Microsoft Store (MSIX-packaged) Python, started from `C:\Program Files\WindowsApps\…` or through its
+    alias in `%LOCALAPPDATA%\Microsoft\WindowsApps`, has its new files under AppData redirected to a private
+    per-package folder. %TEMP% is under AppData, so its results would land where envdoctor never looks: the
+    probe writes under %USERPROFILE%\.envdoctor\tmp instead (the state root fix/lock.py uses for such a target).
+    """
+    if not platform.startswith("win") or "\\windowsapps\\" not in executable.lower().replace("/", "\\"):
+        return None
+    env = os.environ if environ is None else environ
+    return ntpath.join(env.get("USERPROFILE") or os.path.expanduser("~"), ".envdoctor", "tmp")
 
 
 @dataclass
@@ -216,7 +232,10 @@ class RunningScript:
                env: Optional[dict[str, str]]) -> None:
         self.target = target
         self.timeout = timeout
-        self.scratch = tempfile.mkdtemp(prefix="envdoctor-")
+        root = scratch_root(target.executable)
+        if root:
+            os.makedirs(root, exist_ok=True)
+        self.scratch = tempfile.mkdtemp(prefix="envdoctor-", dir=root)
         _LIVE.append(self)
         self.out_dir = os.path.join(self.scratch, "out")
         os.mkdir(self.out_dir)
