@@ -399,8 +399,11 @@ def test_killed_compiler_job_is_an_oom_finding(torch213: Path, overlay: Overlay,
 
 
 DRIVER = """
+import signal
 import sys
 from pathlib import Path
+# as in a terminal: a suite started in the background by a non-interactive shell inherits SIGINT ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from envdoctor.build.overlay import Overlay
 from envdoctor.build.runner import run_build
 from envdoctor.render.build import outcome_lines

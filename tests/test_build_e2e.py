@@ -38,7 +38,7 @@ def test_build_strategy_installs_verifies_and_undoes(tmp_path: Path) -> None:
     compat = run_cli("fix", "--python", str(env), "--strategy", "compat", "--apply", "--yes", timeout=600)
     assert compat.returncode == 0, compat.stdout + compat.stderr
     check = run_cli("check", "--python", str(env), timeout=600)
-    assert "mmcv._ext" in check.stdout and "(compat layer)" in check.stdout, check.stdout
+    assert "mmcv._ext" in check.stdout and "served by envdoctor's compat layer" in check.stdout, check.stdout
     with_compat = tree_hash(site)
 
     plan = run_cli("fix", "--python", str(env), "--strategy", "build", "--cpu", env=cache_env, timeout=600)
@@ -69,4 +69,4 @@ def test_build_strategy_installs_verifies_and_undoes(tmp_path: Path) -> None:
     assert undo.returncode == 0, undo.stdout + undo.stderr
     assert tree_hash(site) == with_compat
     again = run_cli("check", "--python", str(env), timeout=600)
-    assert "(compat layer)" in again.stdout, again.stdout
+    assert "served by envdoctor's compat layer" in again.stdout, again.stdout

@@ -305,3 +305,17 @@ def test_a_refused_undo_says_read_only_not_changed(nops, tmp_path):
     assert "read-only file system" in ro.stdout and "changed after" not in ro.stdout
     assert hash_of(tree_listing(site)) == fixed
     assert run_cli("fix", "--undo", "--python", str(env)).returncode == 0
+
+
+def test_a_pip_temp_file_beside_a_file_the_transaction_wrote_is_the_transactions():
+    """pip dies with envdoctor now (kill -9 during install), possibly between writing `INSTALLER<8 chars>.tmp`
+    and renaming it: that file is the transaction's to remove; other .tmp files are not."""
+    from envdoctor.fix.recover import _pip_temp_file
+
+    d = os.path.join(os.sep, "site", "pkg-1.0.dist-info")
+    written = {os.path.join(d, "INSTALLER"), os.path.join(d, "RECORD")}
+    assert _pip_temp_file(os.path.join(d, "INSTALLERa79duagi.tmp"), written)
+    assert _pip_temp_file(os.path.join(d, "RECORDx2k9q1zz.tmp"), written)
+    assert not _pip_temp_file(os.path.join(d, "notes.tmp"), written)  # not pip's naming: the user's
+    assert not _pip_temp_file(os.path.join(d, "INSTALLERa79duagi"), written)
+    assert not _pip_temp_file(os.path.join(os.sep, "site", "other", "INSTALLERa79duagi.tmp"), written)

@@ -157,6 +157,16 @@ def _derived_bytecode(path: str, gone: set[str]) -> bool:
     return os.path.join(os.path.dirname(d), name.split(".", 1)[0] + ".py") in gone
 
 
+def _pip_temp_file(path: str, written: set[str]) -> bool:
+    """pip writes some files of a wheel (INSTALLER, RECORD, REQUESTED) through a temporary file beside them,
+    `<name>` + 8 random characters + `.tmp`, then renames it. A pip killed in between (it dies with
+    envdoctor) leaves that file next to a file the transaction was writing: it is the transaction's."""
+    d, name = os.path.split(path)
+    if not name.endswith(".tmp"):
+        return False
+    return any(name[:-12] == os.path.basename(w) and os.path.dirname(w) == d for w in written) and len(name) > 12
+
+
 def assess(j: Journal, on_conflict: Optional[str] = None) -> Assessment:
     """What rolling `j` back would do now. Reads only."""
     a = Assessment()
@@ -186,7 +196,7 @@ def assess(j: Journal, on_conflict: Optional[str] = None) -> Assessment:
         if p in states:
             continue
         if p not in before:
-            if _derived_bytecode(p, gone):
+            if _derived_bytecode(p, gone) or _pip_temp_file(p, set(states)):
                 a.delete.append(p)
                 continue
         elif bk._same(before[p], e):
