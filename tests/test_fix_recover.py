@@ -319,3 +319,10 @@ def test_a_pip_temp_file_beside_a_file_the_transaction_wrote_is_the_transactions
     assert not _pip_temp_file(os.path.join(d, "notes.tmp"), written)  # not pip's naming: the user's
     assert not _pip_temp_file(os.path.join(d, "INSTALLERa79duagi"), written)
     assert not _pip_temp_file(os.path.join(os.sep, "site", "other", "INSTALLERa79duagi.tmp"), written)
+    cache = os.path.join(os.sep, "site", "pkg", "__pycache__")
+    pyc = os.path.join(cache, "part_05.cpython-311.pyc")  # a pip killed while compiling (seen in CI)
+    assert _pip_temp_file(pyc + ".139721552491776", written | {pyc})
+    assert not _pip_temp_file(pyc + ".139721552491776", written)  # a pyc the transaction did not write
+    assert not _pip_temp_file(pyc + ".bak", written | {pyc})
+    module = os.path.join(os.sep, "site", "pkg", "part_05.py")  # pip's RECORD lists the module, not its pyc
+    assert _pip_temp_file(pyc + ".139721552491776", written | {module})

@@ -162,6 +162,10 @@ def _pip_temp_file(path: str, written: set[str]) -> bool:
     `<name>` + 8 random characters + `.tmp`, then renames it. A pip killed in between (it dies with
     envdoctor) leaves that file next to a file the transaction was writing: it is the transaction's."""
     d, name = os.path.split(path)
+    stem, dot, digits = name.rpartition(".")
+    if stem.endswith(".pyc") and dot and digits.isdigit():
+        # byte-code pip was compiling: Python writes `<name>.pyc.<number>` first, then renames it
+        return os.path.join(d, stem) in written or _derived_bytecode(os.path.join(d, stem), written)
     if not name.endswith(".tmp"):
         return False
     return any(name[:-12] == os.path.basename(w) and os.path.dirname(w) == d for w in written) and len(name) > 12
