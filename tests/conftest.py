@@ -61,6 +61,14 @@ def validate():
     return validate_report
 
 
+def journals(env: Path) -> list[dict[str, Any]]:
+    """The fix transactions' journals in `env`, oldest first. Tests poll this while a fix runs, and a
+    transaction directory exists a moment before its journal does: such a directory is not listed yet."""
+    d = env / ".envdoctor" / "txn"
+    return [json.loads((p / "journal.json").read_text()) for p in sorted(d.iterdir())
+            if (p / "journal.json").exists()] if d.is_dir() else []
+
+
 def real_env(name: str) -> "Path":
     """A cached real test environment (tests/envs.py); fails in CI, skips locally, if it cannot be built."""
     from tests import envs

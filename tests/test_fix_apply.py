@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import real_env, run_cli, validate_report
+from tests.conftest import journals, real_env, run_cli, validate_report
 from tests.envs import site_packages
 from tests.wheelfactory import build_all, hash_of, tree_hash, tree_listing
 
@@ -87,11 +87,6 @@ def assert_same_tree(site: Path, before_hash: str, before_list: dict[str, str]) 
     if hash_of(now) != before_hash:
         diff = sorted(k for k in set(now) | set(before_list) if now.get(k) != before_list.get(k))
         pytest.fail(f"site-packages differs from before in {len(diff)} paths: {diff[:15]}")
-
-
-def journals(env: Path) -> list[dict]:
-    d = env / ".envdoctor" / "txn"
-    return [json.loads((p / "journal.json").read_text()) for p in sorted(d.iterdir())] if d.is_dir() else []
 
 
 def wheel_args(wheels, which: str = "index") -> tuple[str, ...]:

@@ -20,19 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli, validate_report
+from tests.conftest import ROOT, journals, run_cli, validate_report
 from tests.envs import site_packages
 from tests.wheelfactory import hash_of, tree_listing
 
 ISOLATED_PIP = {"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 COMPAT_FILES = ("_envdoctor_compat", "_envdoctor_compat.pth")
-
-
-def journals(env: Path) -> list[dict]:
-    d = env / ".envdoctor" / "txn"
-    # a transaction directory exists a moment before its journal does
-    return [json.loads((p / "journal.json").read_text()) for p in sorted(d.iterdir())
-            if (p / "journal.json").exists()] if d.is_dir() else []
 
 
 def wait_for(env: Path, step: str, proc: subprocess.Popen, timeout: float = 240, count: int = 1) -> None:

@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.envs import site_packages
-from tests.test_fix_recover import journals, light_clone, start_fix
+from tests.conftest import journals
+from tests.test_fix_recover import light_clone, start_fix
 from tests.wheelfactory import hash_of, tree_listing
 
 
