@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 from urllib.parse import quote
 
 from envdoctor.facts import Redaction, Report
-from envdoctor.redact_secrets import Scrubber, collect, is_secret_key
+from envdoctor.redact_secrets import cut_credentials, Scrubber, collect, is_secret_key
 
 MASK = "***"
 USER = "<user>"
@@ -283,6 +283,9 @@ class Redactor:
                 self.counts["host" if own else "url_host"] += 1
                 host = HOST if own else PRIVATE_HOST
             netloc = f"{MASK}@{host}{colon}{port}"
+        elif cut_credentials(netloc):
+            self.counts["url_credentials"] += 1
+            netloc = MASK
         else:
             host, colon, port = netloc.partition(":")
             if host and self._is_own_host(host):

@@ -206,6 +206,19 @@ CLI_SECRET = re.compile(
     r"(?P<pre>(?<![\w\-])--?[A-Za-z0-9_\-]*?(?:password|passwd|passphrase|secret|token|api-?key|apikey"
     r"|access-key|private-key|auth)(?:=|\s+))(?P<value>(?!-)[^\s\"']+)", re.I)
 URL_CRED_MASK = re.compile(r"(?P<pre>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<value>[^/\s@?#'\"<>]+)(?=@)")
+# A URL's authority with no `@` left: `user:pass` once a message was shortened inside the password
+# (checks cut titles at a fixed length before the report is redacted). host:port has digits after the colon.
+URL_AUTHORITY = re.compile(r"(?P<pre>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<value>[^/\s@?#'\"<>\\|`]+)")
+
+
+def cut_credentials(netloc: str) -> bool:
+    """Whether a URL authority without `@` is credentials cut short, not a host and port."""
+    if "@" in netloc or netloc.startswith("["):
+        return False
+    _host, colon, port = netloc.partition(":")
+    return bool(colon and port) and not port.isdigit()
+
+
 
 
 class Scrubber:
@@ -234,6 +247,12 @@ class Scrubber:
             return m.group("pre") + MASK
         return repl
 
+    def _cut_credentials(self, m: re.Match[str]) -> str:
+        if m.group("value") == MASK or not cut_credentials(m.group("value")):
+            return m.group(0)
+        self.counts["url_credentials"] += 1
+        return m.group("pre") + MASK
+
     def values(self, s: str) -> str:
         if self._pattern is None or not s:
             return s
@@ -256,6 +275,7 @@ class Scrubber:
             self.counts["private_key"] += n
         if urls:
             s = URL_CRED_MASK.sub(self._mask("url_credentials"), s)
+            s = URL_AUTHORITY.sub(self._cut_credentials, s)
         s, n = TOKEN_SHAPES.subn(lambda m: m.group(0) if m.group(0) == MASK else MASK, s)
         self.counts["token"] += n
         s = BEARER.sub(self._mask("token"), s)

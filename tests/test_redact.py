@@ -15,6 +15,7 @@ import pytest
 
 from envdoctor.facts import Component, Finding, LoadError, LoadResult, Report
 from envdoctor.redact import Redactor, machine_identity, redact_report
+from envdoctor.redact_secrets import Scrubber
 from envdoctor.report_io import load_report
 from tests.conftest import validate_report
 
@@ -68,6 +69,26 @@ def test_secrets_in_urls_and_messages(raw, leaked):
     for s in leaked:
         assert s not in out, out
     assert "***" in out or "<private-host>" in out
+
+
+URL = "pip: 401 for https://zoe.quill:pIpT0kenXYZ123@pypi.corp.example.com/simple/torch/"
+
+
+@pytest.mark.parametrize("cut", range(URL.index("quill:") + 8, URL.index("@")))
+@pytest.mark.parametrize("tail", ["", "...", "\u2026"])
+def test_a_credential_url_cut_before_its_at_sign_is_still_masked(cut, tail):
+    # messages are shortened (title[:160]) before the report is redacted: the cut can fall inside the
+    # password, and without its `@` the rest no longer looks like a URL credential
+    text = URL[:cut] + tail
+    secret = URL[URL.index("quill:") + 6:cut]
+    for out in (red(text), Scrubber().text(text)):
+        assert secret not in out and "***" in out, out
+
+
+@pytest.mark.parametrize("raw", ["http://localhost:8080", "see https://example.org:443", "http://[::1]:80",
+                                 "https://pypi.org", "file://C:"])
+def test_a_host_and_port_at_the_end_is_not_taken_for_a_credential(raw):
+    assert red(raw) == raw and Scrubber().text(raw) == raw
 
 
 def test_private_index_host_and_own_host():
