@@ -40,16 +40,14 @@ PLACEHOLDER = "NODEPLACEHOLDER"
 
 
 def recorded() -> list[dict]:
-    from envdoctor.checks import run_checks
     from envdoctor.facts import Report
     from envdoctor.rules import load_tables
+    from tests.diagnosed import diagnosed
 
     out = [json.loads(p.read_text()) for p in sorted((ROOT / "tests/data/reports").glob("*.json"))]
     tables = load_tables()
     for p in sorted((ROOT / "tests/data/facts").glob("*.json")):
-        r = Report.from_dict(json.loads(p.read_text()))
-        r.findings = run_checks(r, tables)
-        out.append(r.to_dict())
+        out.append(diagnosed(Report.from_dict(json.loads(p.read_text())), tables).to_dict())
     return out
 
 

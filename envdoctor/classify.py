@@ -1,8 +1,8 @@
 """Classify a load failure: which cause, and which library / symbol / version it names.
 
-The probe records what happened; this module (run at the start of the checks
-stage) reads the error text against the [[load_error]], [[winerror]] and
-[[win_message]] tables. Windows errors are keyed on the number; a localized
+The probe records what happened; this module (`classified`, the last step of
+building the facts, before any check runs) reads the error text against the
+[[load_error]], [[winerror]] and [[win_message]] tables. Windows errors are keyed on the number; a localized
 message without a number ("DLL load failed while importing _ext: 找不到指定的程序。")
 is matched against the known translations.
 """
@@ -10,7 +10,7 @@ is matched against the known translations.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Optional
 
 from envdoctor.facts import Component, LoadError, LoadResult, Report
@@ -161,38 +161,39 @@ def _dist_key(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def mark_damaged(report: Report) -> None:
-    """A package that imports but is damaged did not really import: its load becomes an import_error with
-    cause damaged_package (the probe's own status is kept in facts["damage"]["probe_status"])."""
-    for comp in report.components.values():
-        problems = package_damage(comp, report)
-        if not problems:
-            continue
-        load = comp.load
-        comp.facts["damage"] = {"problems": problems, "probe_status": load.status if load else None}
+def classified(report: Report, tables: Any) -> Report:
+    """The facts as the checks read them: the probe's report with every load failure classified (a new Report;
+    the one given is left as it is). The last step of building the facts, before any check runs.
+
+    Per component: a package damaged on disk that still imported did not really import (its load becomes an
+    import_error with cause damaged_package, the probe's own status kept in facts["damage"]); every other
+    failed load gets LoadResult.cause and facts["load_cause"] with the details; torchvision's hidden loader
+    error (facts["loader_error"] of torchvision.ops) gets facts["loader_cause"]."""
+    return replace(report, components={name: _classified(comp, report, tables)
+                                       for name, comp in report.components.items()})
+
+
+def _classified(comp: Component, report: Report, tables: Any) -> Component:
+    facts = dict(comp.facts)
+    load = replace(comp.load) if comp.load is not None else None
+    problems = package_damage(comp, report)
+    if problems:
+        earlier = facts.get("damage")  # classified before: keep what the probe itself saw
+        probe_status = earlier.get("probe_status") if isinstance(earlier, dict) else load.status if load else None
+        facts["damage"] = {"problems": problems, "probe_status": probe_status}
         if load is not None and load.status == "ok" and any(p["kind"] != "record_missing" for p in problems):
-            load.status = "import_error"
-            load.error = LoadError(type="DamagedPackage", message=problems[0]["detail"])
-            load.cause = DAMAGED
-
-
-def classify_report(report: Report, tables: Any) -> None:
-    """Fill LoadResult.cause (and facts["load_cause"] with the details) for every component.
-
-    Also classifies torchvision's hidden loader error (facts["loader_error"] of
-    torchvision.ops) into facts["loader_cause"], and marks damaged packages (mark_damaged).
-    """
-    mark_damaged(report)
-    for comp in report.components.values():
-        if comp.load is not None and comp.load.cause == DAMAGED:
-            comp.facts["load_cause"] = {"kind": DAMAGED, "title": "the package is damaged on disk"}
-            continue
-        cause = classify(comp.load, tables)
-        if cause is not None and comp.load is not None:
-            comp.load.cause = cause.kind
-            comp.facts["load_cause"] = cause.to_dict()
-        loader_error = comp.facts.get("loader_error")
-        if isinstance(loader_error, str) and loader_error.strip():
-            lc = classify_text(loader_error, tables)
-            if lc is not None:
-                comp.facts["loader_cause"] = lc.to_dict()
+            load = replace(load, status="import_error", cause=DAMAGED,
+                           error=LoadError(type="DamagedPackage", message=problems[0]["detail"]))
+    if load is not None and load.cause == DAMAGED:
+        facts["load_cause"] = {"kind": DAMAGED, "title": "the package is damaged on disk"}
+        return replace(comp, facts=facts, load=load)
+    cause = classify(load, tables)
+    if cause is not None and load is not None:
+        load = replace(load, cause=cause.kind)
+        facts["load_cause"] = cause.to_dict()
+    loader_error = facts.get("loader_error")
+    if isinstance(loader_error, str) and loader_error.strip():
+        lc = classify_text(loader_error, tables)
+        if lc is not None:
+            facts["loader_cause"] = lc.to_dict()
+    return replace(comp, facts=facts, load=load)

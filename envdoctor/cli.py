@@ -180,7 +180,7 @@ def fix(
     pin: Optional[List[str]] = typer.Option(None, "--pin", help="Use this version instead of the table's choice, "
                                             "e.g. --pin mmcv==2.1.0 (repeatable)."),
     rules: Optional[List[str]] = RulesOpt,
-    fmt: str = typer.Option("text", "--format", "-f", help="text | json (the report with extra.fix)"),
+    fmt: str = typer.Option("text", "--format", "-f", help="text | json (the report with its `fix` field)"),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the JSON result to this file."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds each isolated import may take."),
     no_redact: bool = typer.Option(False, "--no-redact", help="Keep home, user and host names and credentials "

@@ -65,7 +65,7 @@ class Diff:
 
 def _side(report: Report, label: str) -> Side:
     return Side(label=label, created=report.created, envdoctor=report.envdoctor, mode=report.mode,
-                python=report.python.executable, trimmed=list(report.extra.get("trimmed") or []))
+                python=report.python.executable, trimmed=[str(t) for t in report.trimmed or []])
 
 
 def _rank(status: Optional[str]) -> int:
@@ -104,7 +104,7 @@ def _devices(r: Report) -> list[str]:
 
 def _package_versions(r: Report) -> dict[str, str]:
     out = {name: p.version for name, p in r.packages.items()}
-    trimmed = r.extra.get("packages_trimmed")
+    trimmed = r.packages_trimmed
     if isinstance(trimmed, dict):  # a report trimmed to fit an issue still has every name and version
         out.update({str(k): str(v) for k, v in trimmed.items() if k not in out})
     return out
@@ -185,7 +185,7 @@ def compare(a: Report, b: Report, label_a: str = "A", label_b: str = "B") -> Dif
     # packages
     pa, pb = _package_versions(a), _package_versions(b)
     for r, lbl in ((a, label_a), (b, label_b)):
-        if r.extra.get("packages_trimmed_count"):
+        if r.packages_trimmed_count:
             diff.not_compared.append(f"packages: {lbl} lists only {len(r.packages)} of its packages "
                                      "(trimmed to fit an issue)")
     pkg_changes = []

@@ -158,8 +158,10 @@ class Fix:
     strategy: Optional[str] = None  # what `envdoctor fix` would do: wheel | compat | torch
 
 
-@dataclass
+@dataclass(frozen=True)
 class Finding:
+    """Immutable: a post-pass (checks.grouping) builds new findings instead of changing these."""
+
     id: str
     name: str
     severity: str
@@ -167,9 +169,13 @@ class Finding:
     title: str
     detail: str = ""
     evidence: dict[str, Any] = field(default_factory=dict)
-    fixes: list[Fix] = field(default_factory=list)
+    fixes: tuple[Fix, ...] = ()
     # the id of the finding that states this one's root cause (set by checks.grouping; None = primary)
     explained_by: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.fixes, tuple):  # callers build them as lists
+            object.__setattr__(self, "fixes", tuple(self.fixes))
 
 
 @dataclass
@@ -179,7 +185,37 @@ class Redaction:
 
 
 @dataclass
+class LoadProbes:
+    """How the isolated imports ran: in forked children of one `import torch`, how many at a time."""
+
+    fork: bool = False
+    parallel: int = 1
+
+
+@dataclass
+class FleetTag:
+    """The node of `envdoctor fleet run` that wrote the report."""
+
+    run: str = ""
+    node: str = ""
+    task: Optional[str] = None  # the launcher's task number, as it gave it
+
+
+# What a run of envdoctor adds beside the facts. Reports of envdoctor <= 0.1.0 kept these under `extra`;
+# loading such a report moves each to its field (when it has the field's JSON type).
+MOVED_FROM_EXTRA: dict[str, tuple[type, ...]] = {
+    "load_probes": (dict,), "pip_cache": (dict,), "fix_pending": (dict,), "fix_recovery": (dict,), "fix": (dict,),
+    "build": (dict,), "fleet": (dict,), "redacted": (bool,), "trimmed": (list,), "packages_trimmed": (dict,),
+    "packages_trimmed_count": (int,),
+}
+
+
+@dataclass(frozen=True)
 class Report:
+    """Immutable once built (the probe's results become one in probe.collect and classify.classified): a
+    later stage that adds something (findings, a fix's result, redaction) builds a new Report with
+    dataclasses.replace."""
+
     schema: str = SCHEMA
     envdoctor: str = ""
     created: str = ""
@@ -191,17 +227,56 @@ class Report:
     environment: dict[str, str] = field(default_factory=dict)  # allow-listed variables only
     packages: dict[str, Package] = field(default_factory=dict)
     components: dict[str, Component] = field(default_factory=dict)
-    findings: list[Finding] = field(default_factory=list)
+    findings: tuple[Finding, ...] = ()
     probe_errors: list[str] = field(default_factory=list)  # a probe that could not finish: facts are incomplete
     redactions: list[Redaction] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the result of a fix
+    load_probes: Optional[LoadProbes] = None  # None: no import was tried (--quick)
+    pip_cache: Optional[dict[str, Any]] = None  # locally built wheels in pip's cache (probe/pip_cache.py)
+    fix_pending: Optional[dict[str, Any]] = None  # an interrupted fix, read by `check` (fix/recover.py)
+    fix_recovery: Optional[dict[str, Any]] = None  # what `fix` recovered before it planned
+    fix: Optional[dict[str, Any]] = None  # `fix --format json`: the plan and its result
+    build: Optional[dict[str, Any]] = None  # a build of `fix --strategy build` (build.BuildResult.report_extra)
+    fleet: Optional[FleetTag] = None
+    redacted: bool = False
+    trimmed: list[str] = field(default_factory=list)  # what was cut to fit an issue or a fleet (render/markdown)
+    packages_trimmed: Optional[dict[str, str]] = None  # name -> version of packages reduced to that
+    packages_trimmed_count: Optional[int] = None  # how many packages were dropped altogether
+    # kept for reports of envdoctor <= 0.1.0: what they held here that no field above took over
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.findings, tuple):  # callers build them as lists
+            object.__setattr__(self, "findings", tuple(self.findings))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return _plain(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Report":
-        return _build(cls, data)
+        return _build(cls, _from_extra(data))
+
+
+def _plain(value: Any) -> Any:
+    """JSON's shapes: the immutable tuples of the model become lists (redaction and the schema walk lists)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _from_extra(data: Any) -> Any:
+    """An old report's `extra` entries moved to the fields that hold them now."""
+    extra = data.get("extra") if isinstance(data, dict) else None
+    if not isinstance(extra, dict) or not any(k in MOVED_FROM_EXTRA for k in extra):
+        return data
+    data, extra = dict(data), dict(extra)
+    for key, types in MOVED_FROM_EXTRA.items():
+        value = extra.get(key)
+        if key not in data and isinstance(value, types) and not (isinstance(value, bool) and bool not in types):
+            data[key] = extra.pop(key)
+    data["extra"] = extra
+    return data
 
 
 def _build(cls: Any, data: Any) -> Any:
@@ -241,6 +316,8 @@ _FIELD_TYPES: dict[tuple[str, str], tuple[str, Any]] = {
     ("Report", "components"): ("dict", Component),
     ("Report", "findings"): ("list", Finding),
     ("Report", "redactions"): ("list", Redaction),
+    ("Report", "load_probes"): ("one", LoadProbes),
+    ("Report", "fleet"): ("one", FleetTag),
     ("Gpu", "devices"): ("list", GpuDevice),
     ("Component", "load"): ("one", LoadResult),
     ("LoadResult", "error"): ("one", LoadError),

@@ -33,7 +33,7 @@ import platform
 import re
 import socket
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 from urllib.parse import quote
@@ -387,8 +387,6 @@ def redact_report(report: Report, redactor: Optional[Redactor] = None) -> Report
     previous = Counter({x["kind"]: x["count"] for x in data.pop("redactions", []) or []})
     before = Counter(r.counts)  # a redactor shared by several reports counts for each one apart
     clean = r.value(data)
-    out = Report.from_dict(clean)
     counts = previous + (r.counts - before)
-    out.redactions = [Redaction(kind=k, count=v) for k, v in sorted(counts.items()) if v]
-    out.extra["redacted"] = True
-    return out
+    return replace(Report.from_dict(clean), redacted=True,
+                   redactions=[Redaction(kind=k, count=v) for k, v in sorted(counts.items()) if v])

@@ -16,6 +16,7 @@ import sys
 import textwrap
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -184,12 +185,12 @@ def test_spec_for_a_recorded_gpu_machine(tables) -> None:
     report = _recorded("linux_rtx5090_torch251_cu124.json")
     no_nvcc = decide(report, tables, HOST)
     assert no_nvcc.device == "cuda" and any("no nvcc" in b and "--cpu" in b for b in no_nvcc.blockers)
-    report.cuda_toolkit = CudaToolkit(nvcc="/usr/local/cuda-11.8/bin/nvcc", version="11.8",
-                                      cuda_home="/usr/local/cuda-11.8", cuda_home_source="CUDA_HOME")
+    report = replace(report, cuda_toolkit=CudaToolkit(nvcc="/usr/local/cuda-11.8/bin/nvcc", version="11.8",
+                                                      cuda_home="/usr/local/cuda-11.8", cuda_home_source="CUDA_HOME"))
     wrong = decide(report, tables, HOST)
     assert any("another CUDA major" in b for b in wrong.blockers)
-    report.cuda_toolkit = CudaToolkit(nvcc="/usr/local/cuda-12.4/bin/nvcc", version="12.4",
-                                      cuda_home="/usr/local/cuda-12.4", cuda_home_source="CUDA_HOME")
+    report = replace(report, cuda_toolkit=CudaToolkit(nvcc="/usr/local/cuda-12.4/bin/nvcc", version="12.4",
+                                                      cuda_home="/usr/local/cuda-12.4", cuda_home_source="CUDA_HOME"))
     spec = decide(report, tables, HOST)
     assert not spec.blockers, spec.blockers
     assert spec.arch_list == ["12.0"]
@@ -213,8 +214,8 @@ def test_spec_keeps_inside_the_consumers_range(tables) -> None:
 
 def test_spec_refuses_a_host_compiler_nvcc_rejects(tables) -> None:
     report = _recorded("linux_driver470_torch212_cu121.json")  # Tesla T4, torch 2.1.2+cu121
-    report.cuda_toolkit = CudaToolkit(nvcc="/usr/local/cuda-12.1/bin/nvcc", version="12.1",
-                                      cuda_home="/usr/local/cuda-12.1", cuda_home_source="PATH")
+    report = replace(report, cuda_toolkit=CudaToolkit(nvcc="/usr/local/cuda-12.1/bin/nvcc", version="12.1",
+                                                      cuda_home="/usr/local/cuda-12.1", cuda_home_source="PATH"))
     ok = decide(report, tables, HOST)  # GCC 12.2.0
     assert not ok.blockers and ok.arch_list == ["7.5"]
     new_gcc = BuildHost(**{**HOST.__dict__, "cxx_version": "GCC 13.2.0"})
@@ -333,8 +334,7 @@ def test_without_the_overlays_setuptools(torch213: Path, requirement_wheels: Pat
     assert res.status == "failed" and res.wheel is None
     assert res.log is not None and res.log.parent == tmp_path / "cache" / "failed" and res.log.is_file()
     assert cache.lookup(spec, tmp_path / "cache") is None
-    report = Report()
-    report.extra["build"] = res.report_extra()
+    report = Report(build=res.report_extra())
     from envdoctor.checks import run_checks
 
     found = run_checks(report, tables, select=["ED8"])

@@ -23,7 +23,7 @@ import pytest
 from envdoctor.build.choice import BuildChoice
 from envdoctor.build.spec import decide
 from envdoctor.fix.plan import PlanOptions, make_plan
-from envdoctor.fix.render import plan_text
+from envdoctor.render.fix import plan_text
 from envdoctor.probe.buildhost import BuildHost
 from tests.conftest import IN_CI, ROOT, run_cli
 from tests.envs import site_packages

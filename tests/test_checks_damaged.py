@@ -100,7 +100,7 @@ def test_torch_without_init_py(env):
     assert row.strip().startswith("✗"), row
     # the plan does not activate the compat layer for it
     assert fix.returncode in (0, 1), fix.stderr
-    plan = json.loads(fix.stdout)["extra"]["fix"]["plan"]
+    plan = json.loads(fix.stdout)["fix"]["plan"]
     assert all(a["kind"] != "compat" for a in plan["actions"]), plan["actions"]
     # --quick sees it from the files alone
     assert quick_code == 1

@@ -136,7 +136,7 @@ def test_every_family_kernel_and_consumer_row_names_real_ext_kernels():
 
 def test_the_compat_action_carries_its_coverage_through_the_journal_and_the_text():
     from envdoctor.fix.plan import Plan, PlanOptions, make_plan
-    from envdoctor.fix.render import plan_text
+    from envdoctor.render.fix import plan_text
     from tests.test_fix_plan import report
 
     r = report({"mmcv-lite": "2.2.0", "torch": "2.13.0+cpu", "mmdet": "3.3.0", "mmyolo": "0.6.0"},

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from envdoctor import fact_readers as fr
-from envdoctor.checks import run_checks
 from envdoctor.facts import Component, LoadError, LoadResult, Package, PythonEnv, Report
 from envdoctor.fix.plan import PlanOptions, make_plan
 from envdoctor.rules import load_tables
+from tests.diagnosed import diagnosed
 
 PY = "/envs/x/bin/python"
 
@@ -22,9 +22,8 @@ PY = "/envs/x/bin/python"
 def broken_ext(torch: str = "2.1.0+cu121", mmcv: tuple[str, str] = ("mmcv", "2.1.0"), os_name: str = "Linux",
                torch_runtime: str = "", extra: tuple[tuple[str, str], ...] = ()) -> Report:
     """A CUDA torch that imports; mmcv imports; mmcv._ext fails on an undefined torch symbol."""
-    r = Report()
+    r = Report(python=PythonEnv(executable=PY, version="3.10.12", prefix="/envs/x", platform_tag="linux_x86_64"))
     r.host.os = os_name
-    r.python = PythonEnv(executable=PY, version="3.10.12", prefix="/envs/x", platform_tag="linux_x86_64")
     dist, ver = mmcv
     for name, v in (("torch", torch), (dist, ver), ("pip", "23.2.1"), *extra):
         r.packages[name] = Package(name=name, version=v, top_level=["mmcv"] if name == dist else [])
@@ -39,13 +38,13 @@ def broken_ext(torch: str = "2.1.0+cu121", mmcv: tuple[str, str] = ("mmcv", "2.1
         status="import_error", error=LoadError(type="ImportError", message=(
             "/envs/x/lib/python3.10/site-packages/mmcv/_ext.cpython-310-x86_64-linux-gnu.so: undefined symbol: "
             "_ZN3c104cuda20CUDACachingAllocator9allocatorE"))))
-    r.components = {c.name: c for c in (t, m, e)}
+    r.components.update({c.name: c for c in (t, m, e)})
     return r
 
 
 def advised_and_planned(report: Report, tables) -> tuple[list[str], list[str]]:
     """(the requirement check's first wheel fix installs, the requirement fix's plan installs)."""
-    report.findings = run_checks(report, tables)
+    report = diagnosed(report, tables)
     advised = [fx for f in report.findings for fx in f.fixes if fx.strategy == "wheel"]
     assert advised, [f.id for f in report.findings]
     spec = next(tok.strip('"') for tok in advised[0].commands[-1].split() if "==" in tok)
@@ -139,7 +138,7 @@ def test_on_every_recorded_fact_set_fix_plans_what_check_advises_first(path: Pat
     (A regression guard: on these sets the old planner agreed; the cases above are where it did not.)"""
     tables = load_tables()
     r = Report.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    r.findings = run_checks(r, tables)
+    r = diagnosed(r, tables)
     plan = make_plan(r, tables, PlanOptions())
     for component in ("mmcv", "torchvision"):
         advice = next((fx for f in r.findings if f.component.split(".")[0] == component

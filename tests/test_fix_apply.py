@@ -160,9 +160,9 @@ def test_json_format_carries_the_fix_result(templates, wheels, tmp_path):
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     validate_report(data)
-    result = data["extra"]["fix"]["result"]
+    result = data["fix"]["result"]
     assert result["status"] == "verified" and result["changes"]["added"] > 0
-    assert data["extra"]["fix"]["plan"]["actions"][0]["install"] == ["mmcv==2.2.0"]
+    assert data["fix"]["plan"]["actions"][0]["install"] == ["mmcv==2.2.0"]
     assert data["components"]["mmcv._ext"]["load"]["status"] == "ok"  # the after-probe
     assert not [f for f in data["findings"] if f["id"] == "ED601"]  # its own journal is not "interrupted"
 

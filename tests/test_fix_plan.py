@@ -27,10 +27,9 @@ PY = "/envs/x/bin/python"
 def report(dists: dict[str, str], comps: dict[str, tuple[bool, str, str]], findings=(), os_name="Linux",
            python="3.11.7") -> Report:
     """dists: name -> version; comps: component -> (installed, load status, error message)."""
-    r = Report()
+    r = Report(python=PythonEnv(executable=PY, version=python, prefix="/envs/x"),
+               packages={n: Package(name=n, version=v) for n, v in dists.items()}, findings=tuple(findings))
     r.host.os = os_name
-    r.python = PythonEnv(executable=PY, version=python, prefix="/envs/x")
-    r.packages = {n: Package(name=n, version=v) for n, v in dists.items()}
     r.packages.setdefault("pip", Package(name="pip", version="23.2.1"))
     for name, (inst, status, msg) in comps.items():
         c = Component(name=name, installed=inst, version=dists.get(name.split(".")[0].replace("mmcv", "mmcv")))
@@ -39,7 +38,6 @@ def report(dists: dict[str, str], comps: dict[str, tuple[bool, str, str]], findi
     if "torch" in comps:
         r.components["torch"].version = "2.13.0+cpu"
         r.components["torch"].facts = {"version_py": {"__version__": "2.13.0+cpu", "cuda": None}}
-    r.findings = list(findings)
     return r
 
 

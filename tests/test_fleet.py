@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from envdoctor.checks import run_checks
 from envdoctor.facts import Report
 from envdoctor.fleet import record
 from envdoctor.fleet.collect import Assembler, Collected, Hints, Missing, expected_missing, member
@@ -29,6 +28,7 @@ from envdoctor.fleet.names import Pseudonyms
 from envdoctor.fleet.summary import build
 from envdoctor.rules import load_tables
 from tests.conftest import ROOT, run_cli
+from tests.diagnosed import diagnosed
 
 DATA = Path(__file__).resolve().parent / "data"
 REPORTS = DATA / "reports"
@@ -58,8 +58,7 @@ def gpu_report(driver: str) -> dict:
     r = Report.from_dict(json.loads((DATA / "facts" / "linux_driver470_torch212_cu121.json").read_text()))
     r.gpu.driver_version = driver
     r.gpu.cuda_driver_version = None  # derived from the driver branch by the checks, as on a real probe
-    r.findings = run_checks(r, load_tables())
-    return r.to_dict()
+    return diagnosed(r, load_tables()).to_dict()
 
 
 def lines_of(members: list[tuple[str, str | None, dict]], run: str = "r1") -> list[list[str]]:

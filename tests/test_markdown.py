@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -52,11 +53,11 @@ def test_check_markdown_of_a_broken_env():
 
 def test_findings_show_their_one_line_fix_and_escape_markdown():
     report = load_report(REPORTS / "torch213-tv291.json")
-    report.findings = [Finding(
+    report = replace(report, findings=[Finding(
         id="ED210", name="tv-abi", severity="error", component="torchvision",
         title="torchvision `0.29.1` needs torch 2.14 | installed *2.13* <user>",
         fixes=[Fix(description="Install the torchvision that matches torch 2.13.\nSecond line.",
-                   commands=["pip install 'torchvision==0.28.0' --index-url https://download.pytorch.org/whl/cpu"])])]
+                   commands=["pip install 'torchvision==0.28.0' --index-url https://download.pytorch.org/whl/cpu"])])])
     report.components["torchvision"].load.error = LoadError(type="RuntimeError", message="a|b `c` <d>\nline 2")
     md = render_markdown(report)
     summary = md.split("<details>")[0]
@@ -75,7 +76,7 @@ def test_code_spans(s, expected):
 
 def test_json_with_backtick_fences_inside_keeps_its_block():
     report = load_report(REPORTS / "torch213.json")
-    report.probe_errors = ["output:\n```\nboom\n```"]
+    report = replace(report, probe_errors=["output:\n```\nboom\n```"])
     md = render_markdown(report)
     assert embedded_json(md)["probe_errors"] == report.probe_errors
     assert parse_report(embedded_json(md)).probe_errors == report.probe_errors
@@ -102,12 +103,12 @@ def test_a_large_report_is_trimmed_under_githubs_limit_and_stays_a_report():
     data = embedded_json(md)
     validate_report(data)
     assert "Trimmed to fit GitHub's 65,536-character limit" in md
-    assert data["extra"]["trimmed"][0].startswith("1 traceback(s) shortened")
+    assert data["trimmed"][0].startswith("1 traceback(s) shortened")
     # torch/mmcv packages stay in full, the others keep name and version
     assert {"torch", "torchvision", "mmcv"} <= set(data["packages"])
     assert "some-package-7" not in data["packages"]
-    trimmed = data["extra"].get("packages_trimmed") or {}
-    assert trimmed.get("some-package-7") == "1.7.0" or data["extra"].get("packages_trimmed_count") == 1500 + len(
+    trimmed = data.get("packages_trimmed") or {}
+    assert trimmed.get("some-package-7") == "1.7.0" or data.get("packages_trimmed_count") == 1500 + len(
         [n for n in load_report(REPORTS / "torch213-tv291.json").packages if n not in data["packages"]])
     tb = data["components"]["torchvision"]["load"]["error"]["traceback"]
     assert tb is None or tb.startswith("[") and tb.count("\n") <= 13
@@ -116,7 +117,7 @@ def test_a_large_report_is_trimmed_under_githubs_limit_and_stays_a_report():
 def test_only_as_much_is_trimmed_as_needed():
     md = render_markdown(_huge(0, 3000))
     data = embedded_json(md)
-    assert len(data["extra"]["trimmed"]) == 1 and "some-package" not in md
+    assert len(data["trimmed"]) == 1 and "some-package" not in md
     assert set(data["packages"]) == set(load_report(REPORTS / "torch213-tv291.json").packages) | {"mmcv"}
 
 

@@ -26,7 +26,7 @@ def test_check_no_fork_end_to_end():
     assert proc.returncode in (0, 1), proc.stderr
     data = json.loads(proc.stdout)
     validate_report(data)
-    probes = data["extra"]["load_probes"]
+    probes = data["load_probes"]
     assert probes["fork"] is False and 1 <= probes["parallel"] <= 3
     comps = data["components"]
     assert comps["torch"]["load"]["status"] == "ok"

@@ -76,10 +76,10 @@ def test_user_site_copy_shadowing_the_env_is_visible(shadowed_torch):
     assert comp.load.status == "ok"
     assert rt["version"] == "2.13.0+cpu" and rt["file"].startswith(str(user_sp))
     # and the diagnosis sees the shadowing in these real facts (not only in recorded ones)
-    from envdoctor.checks import run_checks
     from envdoctor.rules import load_tables
+    from tests.diagnosed import findings_of
 
-    shadow = [f for f in run_checks(report, load_tables()) if f.id == "ED203"]
+    shadow = [f for f in findings_of(report, load_tables()) if f.id == "ED203"]
     assert shadow and shadow[0].evidence["package_dirs"] == [str(user_sp / "torch"), str(env_sp / "torch")]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -152,10 +153,10 @@ def test_keys_values_and_protected_fields():
     report.gpu.source = "nvml"
     report.components["torch"] = Component(name="torch", installed=True, load=LoadResult(
         status="import_error", error=LoadError(type="ImportError", message="error in /home/error/x: nvml")))
-    report.findings.append(Finding(id="ED001", name="import-fails", severity="error", component="torch",
-                                   title="error", evidence={"/home/error/site/x.so": "missing",
-                                                            "GITHUB_TOKEN": "abc", "MAX_JOBS": "4"}))
-    report.environment = {"MAX_JOBS": "4", "PIP_INDEX_URL": "https://u:p@idx.example.com/simple"}
+    report = replace(report, findings=[Finding(id="ED001", name="import-fails", severity="error", component="torch",
+                                               title="error", evidence={"/home/error/site/x.so": "missing",
+                                                                        "GITHUB_TOKEN": "abc", "MAX_JOBS": "4"})],
+                     environment={"MAX_JOBS": "4", "PIP_INDEX_URL": "https://u:p@idx.example.com/simple"})
     out = redact_report(report, Redactor(home="/home/error", user="error", host="nvml"))
     validate_report(out.to_dict())
     assert out.gpu.source == "nvml" and out.components["torch"].load.status == "import_error"
@@ -173,8 +174,7 @@ def test_two_keys_that_redact_alike_both_survive():
 
 
 def test_no_value_in_redactions():
-    report = Report()
-    report.environment = {"PIP_INDEX_URL": "https://alice:tok3n@idx.example.com/simple"}
+    report = Report(environment={"PIP_INDEX_URL": "https://alice:tok3n@idx.example.com/simple"})
     out = redact_report(report, Redactor(home="/home/alice", user="alice", host="h"))
     assert "tok3n" not in json.dumps(out.to_dict())
     assert all(set(vars(r)) == {"kind", "count"} for r in out.redactions)

@@ -142,5 +142,5 @@ def test_markdown_report_embeds_the_redacted_json(seeded, tmp_path):
 
 def test_no_redact_keeps_everything(seeded):
     data = json.loads(seeded["out"]["raw"])
-    assert data["redactions"] == [] and "redacted" not in data["extra"]
+    assert data["redactions"] == [] and data["redacted"] is False and data["extra"] == {}
     assert data["python"]["executable"] == f"{seeded['home']}/venvs/det/bin/python"

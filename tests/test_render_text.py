@@ -9,18 +9,20 @@ import json
 import math
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from rich.cells import cell_len
 
-from envdoctor.checks import load_all, run_checks
+from envdoctor.checks import load_all
 from envdoctor.checks.grouping import FOLDS, folds, group_findings
 from envdoctor.facts import Finding, Fix, Report
 from envdoctor.render.markdown import render_markdown
 from envdoctor.render.text import bound, render_text
 from envdoctor.rules import load_tables
 from tests.conftest import real_env, run_cli, validate_report
+from tests.diagnosed import diagnosed
 
 FACTS = Path(__file__).resolve().parent / "data" / "facts"
 T = load_tables()
@@ -31,9 +33,7 @@ FOLDED = re.compile(r"^    also: [✗!·✓] (ED\d{3}) ")
 
 
 def checked(name: str) -> Report:
-    report = Report.from_dict(json.loads((FACTS / name).read_text(encoding="utf-8")))
-    report.findings = run_checks(report, T)
-    return report
+    return diagnosed(Report.from_dict(json.loads((FACTS / name).read_text(encoding="utf-8"))), T)
 
 
 def text_of(report: Report, verbose: bool = False) -> str:
@@ -241,10 +241,8 @@ def test_markdown_folds_and_keeps_the_json_complete():
 
 def test_old_reports_without_explained_by_render_every_finding_as_primary():
     data = json.loads((FACTS / "real_torch213-tv291.json").read_text(encoding="utf-8"))
-    report = Report.from_dict(data)
-    report.findings = run_checks(report, T)
-    for x in report.findings:
-        x.explained_by = None
+    report = diagnosed(Report.from_dict(data), T)
+    report = replace(report, findings=[replace(x, explained_by=None) for x in report.findings])
     primaries, folded = structure(text_of(report))
     assert primaries == ["ED301", "ED302", "ED303"] and folded == {}
 
@@ -310,8 +308,8 @@ def test_a_command_shared_by_two_causes_is_printed_once():
     report = checked("real_torch213-tv291.json")
     same = Fix(description="reinstall", commands=["python -m pip install --force-reinstall torch==2.13.0"])
     a, b = f("ED302"), f("ED402", component="mmcv", about="mmcv._ext")
-    a.fixes, b.fixes = [same], [Fix(description="reinstall too", commands=list(same.commands))]
-    report.findings = group_findings([a, b])
+    a, b = replace(a, fixes=[same]), replace(b, fixes=[Fix(description="reinstall too", commands=list(same.commands))])
+    report = replace(report, findings=group_findings([a, b]))
     out = text_of(report)
     assert structure(out) == (["ED302", "ED402"], {})
     assert out.count("$ python -m pip install --force-reinstall torch==2.13.0") == 1

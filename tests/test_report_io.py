@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from envdoctor.errors import ReportError
-from envdoctor.facts import SCHEMA, Report
+from envdoctor.facts import MOVED_FROM_EXTRA, SCHEMA, Report
 from envdoctor.report_io import CURRENT_MAJOR, load_report, parse_report, schema_major
 from tests.conftest import SCHEMA as JSON_SCHEMA
 from tests.conftest import validate_report
@@ -26,9 +26,19 @@ def test_recorded_reports_of_this_major_validate(path):
     # fails here: make new fields optional, or bump the schema major (docs/report.md).
     validate_report(data)
     report = load_report(path)
-    # Nothing recorded is lost on load; fields added since (optional, with defaults) may appear.
-    missing = _lost(data, report.to_dict())
+    # Nothing recorded is lost on load; fields added since (optional, with defaults) may appear, and what
+    # envdoctor <= 0.1.0 kept under `extra` is found in its own field (facts.MOVED_FROM_EXTRA).
+    missing = _lost(moved_from_extra(data), report.to_dict())
     assert not missing, f"a report must survive load -> to_dict: lost {missing[:5]}"
+
+
+def moved_from_extra(data: dict) -> dict:
+    """The report as this envdoctor writes the same content: `extra`'s known entries at the top level."""
+    out = dict(data, extra=dict(data.get("extra") or {}))
+    for key in MOVED_FROM_EXTRA:
+        if key in out["extra"]:
+            out[key] = out["extra"].pop(key)
+    return out
 
 
 def _lost(old, new, where="$"):
@@ -103,3 +113,36 @@ def test_markdown_without_a_report_block_is_refused(tmp_path):
     p.write_text("# notes\n\n```json\n{\"a\": 1}\n```\n")
     with pytest.raises(ReportError, match="is not an envdoctor report"):
         load_report(p)
+
+
+def test_a_report_of_envdoctor_0_1_0_with_extra_loads_into_the_typed_fields():
+    """mmcv-lite-fix-extra.json: `envdoctor fix --format json` (dry run) of the mmcv-lite test environment,
+    written by envdoctor 0.1.0 (main 38025bb) before `extra` became typed fields."""
+    path = REPORTS / "mmcv-lite-fix-extra.json"
+    data = json.loads(path.read_text())
+    assert set(data["extra"]) == {"load_probes", "pip_cache", "fix", "redacted"}
+    report = load_report(path)
+    assert report.extra == {}
+    assert report.redacted is True and report.load_probes is not None
+    assert (report.load_probes.fork, report.load_probes.parallel) == (data["extra"]["load_probes"]["fork"],
+                                                                      data["extra"]["load_probes"]["parallel"])
+    assert report.pip_cache == data["extra"]["pip_cache"]
+    assert report.fix == data["extra"]["fix"] and report.fix["plan"]["actions"][0]["kind"] == "compat"
+    written = report.to_dict()
+    validate_report(written)
+    assert written["extra"] == {} and written["fix"] == data["extra"]["fix"]
+    # and what it writes now reads back the same
+    assert parse_report(written).to_dict() == written
+
+
+def test_extra_entries_of_another_type_stay_in_extra():
+    """An old report's `extra` is free-form: an entry that is not of its field's JSON type is not moved
+    (the typed field would then hold, say, a number where readers expect an object)."""
+    data = json.loads((REPORTS / "torch213.json").read_text())
+    data["extra"] = {"redacted": "yes", "pip_cache": 5, "packages_trimmed_count": True, "trimmed": ["x"],
+                     "mine": {"a": 1}}
+    report = parse_report(data)
+    assert report.redacted is False and report.pip_cache is None and report.packages_trimmed_count is None
+    assert report.trimmed == ["x"]
+    assert report.extra == {"redacted": "yes", "pip_cache": 5, "packages_trimmed_count": True, "mine": {"a": 1}}
+    validate_report(report.to_dict())

@@ -94,7 +94,7 @@ def test_pips_stash_folders_are_pips_not_yours(tmp_path):
     (site / "six.py").write_text("# the user's\n")
     a = recover.assess(j)
     assert a.pip_leftovers == ["~kg"] and a.yours == ["six.py"]
-    from envdoctor.fix.render import recovery_text
+    from envdoctor.render.fix import recovery_text
 
     text = recovery_text({"status": "rolled_back", "assessment": a.to_dict(), "kind": "fix", "txn": j.id})
     assert "pip's leftover folders" in text and "~kg" in text and "six.py" in text

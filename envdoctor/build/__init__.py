@@ -36,7 +36,7 @@ class BuildResult:
         return self.status in ("cached", "built")
 
     def report_extra(self) -> dict[str, object]:
-        """What `report.extra["build"]` holds for the ED8xx checks (the log's text included)."""
+        """What `report.build` holds for the ED8xx checks (the log's text included)."""
         text = ""
         if self.log is not None and self.log.is_file():
             text = self.log.read_text(encoding="utf-8", errors="replace")[-200_000:]

@@ -31,10 +31,10 @@ _SUMMARY = {
 
 RULES: dict[str, Rule] = {
     rid: Rule(id=rid, name=name, severity="error", component="mmcv", summary=summary,
-              rationale="Read from the log of `envdoctor fix --strategy build` (report.extra.build): the "
+              rationale="Read from the log of `envdoctor fix --strategy build` (report.build): the "
               "[[build_failure]] rows are tried by priority against it; each matching row is one finding with "
               "the row's title and fix, quoting the matching log line.",
-              evidence=("extra.build.log_text", "extra.build.status"), tables=("build_failure",),
+              evidence=("build.log_text", "build.status"), tables=("build_failure",),
               fixes=("the fix of the matching [[build_failure]] row",) if rid != "ED800" else
               ("read the log's last lines; report the message so a [[build_failure]] row can be added",),
               explains=("mmcv._ext",))

@@ -2,7 +2,8 @@
 
 Each check has a stable id (ED###), a name, a severity and a component. Checks
 never run subprocesses or touch the disk: everything they read is in the Report
-or the tables. A check that raises becomes a finding (ED000), never a crash.
+or the tables, and they change neither (Report and Finding are immutable). A
+check that raises becomes a finding (ED000), never a crash.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def finding(rule: Rule, title: str, detail: str = "", evidence: Optional[dict[st
             component: Optional[str] = None) -> Finding:
     return Finding(id=rule.id, name=rule.name, severity=severity or rule.severity,
                    component=component or rule.component, title=title, detail=detail,
-                   evidence=evidence or {}, fixes=list(fixes or []))
+                   evidence=evidence or {}, fixes=tuple(fixes or ()))
 
 
 def load_all() -> Registry:
@@ -105,13 +106,10 @@ def dedupe(findings: list[Finding], reg: Optional[Registry] = None) -> list[Find
 
 def run_checks(report: Report, tables: Any, select: Optional[list[str]] = None,
                ignore: Optional[list[str]] = None) -> list[Finding]:
-    """Classify load failures (fills LoadResult.cause), run every selected check, dedupe, then mark which
-    finding explains which (Finding.explained_by) and put each root cause before the findings it explains."""
+    """Run every selected check over the built facts (load failures already classified: classify.classified),
+    dedupe, then mark which finding explains which (Finding.explained_by) and put each root cause before the
+    findings it explains. The report is only read."""
     reg = load_all()
-    if hasattr(tables, "rows"):
-        from envdoctor.classify import classify_report
-
-        classify_report(report, tables)
     out: list[Finding] = []
     for rule_id in sorted(reg.rules):
         if select and not _matches(rule_id, select):

@@ -1,6 +1,6 @@
 """ED8xx: why a source build failed, read from its log against the [[build_failure]] table.
 
-`envdoctor fix --strategy build` records a failed build in `report.extra["build"]`
+`envdoctor fix --strategy build` records a failed build in `report.build`
 ({"status", "log", "tail", "log_text"}); these checks turn it into findings. Pure: the log's
 text is in the report; nothing is read from disk here.
 """
@@ -15,7 +15,7 @@ from envdoctor.facts import Finding, Report
 
 
 def _build_failures(report: Report, tables: Any) -> list[Finding]:
-    rec = report.extra.get("build")
+    rec = report.build
     if not isinstance(rec, dict) or rec.get("status") in (None, "built", "interrupted"):
         return []
     return classify(str(rec.get("log_text") or "\n".join(rec.get("tail") or [])), tables,

@@ -1,8 +1,8 @@
 """ED6xx: the state of `envdoctor fix` transactions on this environment.
 
 `check` never recovers anything: it reads the journals (envdoctor.fix.recover.pending_report, no lock,
-no write) into `report.extra["fix_pending"]`. `fix` recovers before it plans and puts what it did in
-`report.extra["fix_recovery"]`. These checks turn both into findings. Pure: they read the report only.
+no write) into `report.fix_pending`. `fix` recovers before it plans and puts what it did in
+`report.fix_recovery`. These checks turn both into findings. Pure: they read the report only.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ INTERRUPTED_FIX = Rule(
               "recovery would do; `envdoctor fix --recover` (or the next `fix --apply`) does it, touching only "
               "paths still exactly as the fix left them. Whatever was installed or changed since is left alone; "
               "a path the fix wrote and someone changed since is a conflict the user decides.",
-    evidence=("extra.fix_pending", "extra.fix_recovery"),
+    evidence=("fix_pending", "fix_recovery"),
     fixes=("`envdoctor fix --recover --python PY`",
            "on a conflict: `--on-conflict keep` (keep your version) or `--on-conflict restore` (the backup)",
            "when a directory is read-only: make it writable (or remount it), then `envdoctor fix --recover`"),
@@ -80,11 +80,11 @@ def _pending(rec: dict[str, Any]) -> Iterable[Finding]:
 
 @check(INTERRUPTED_FIX)
 def interrupted_fix(report: Report, tables: Any) -> Iterable[Finding]:
-    pending = report.extra.get("fix_pending")
+    pending = report.fix_pending
     if isinstance(pending, dict):
         yield from _pending(pending)
         return
-    rec = report.extra.get("fix_recovery")
+    rec = report.fix_recovery
     if not isinstance(rec, dict):
         return
     evidence = {k: rec.get(k) for k in ("status", "txn", "kind", "interrupted_at", "pid", "state_dir")

@@ -3,7 +3,8 @@
 One broken install often fires several rules at once: torchvision 0.29.1+cu130 beside torch 2.13.0+cpu gives
 ED301 (wrong pairing), ED303 (CUDA build vs CPU torch), ED302 (its ops do not load) and ED703 (the binary needs
 libc10_cuda.so), all fixed by the same command. This post-pass marks one finding per root cause as primary and
-sets ``Finding.explained_by`` on the others, so renderers can fold them without judging anything themselves.
+gives the others ``Finding.explained_by`` (as new findings: a Finding is immutable), so renderers can fold them
+without judging anything themselves.
 
 The relation is data (``FOLDS``), read from the real outputs of the test environments and recorded fact sets:
 
@@ -22,6 +23,7 @@ breaks (its evidence["breaks"]: a torch without __init__.py is why mmcv._ext doe
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 from envdoctor.facts import Finding
@@ -86,8 +88,8 @@ def _group_rank(group: str) -> tuple[int, str]:
 
 
 def group_findings(findings: list[Finding]) -> list[Finding]:
-    """Set ``explained_by`` on every finding another one explains; return all findings in display order:
-    primaries by (severity, component group, id), each followed by the findings it explains."""
+    """All findings in display order, ``explained_by`` set on every one another one explains (new findings: the
+    given ones are left alone): primaries by (severity, component group, id), each followed by what it explains."""
     n = len(findings)
     parent: list[Optional[int]] = [None] * n
     for i, f in enumerate(findings):
@@ -106,8 +108,8 @@ def group_findings(findings: list[Finding]) -> list[Finding]:
             seen.add(nxt)
             j = nxt
         root.append(j)
-    for i, f in enumerate(findings):
-        f.explained_by = None if root[i] == i else findings[root[i]].id
+    by = [None if root[i] == i else findings[root[i]].id for i in range(n)]
+    findings = [f if f.explained_by == by[i] else replace(f, explained_by=by[i]) for i, f in enumerate(findings)]
 
     def key(i: int) -> tuple:
         f = findings[i]

@@ -85,7 +85,7 @@ STALE_CACHE = Rule(
     rationale="pip caches a wheel it built from an sdist under a key made from the sdist URL only. The torch it "
     "was built against is not part of the key (nor of the file name: cp311-cp311-linux_x86_64), so a later "
     "install in an environment with another torch reuses it silently and fails with undefined symbols.",
-    evidence=("extra.pip_cache.wheels", "components.mmcv._ext.load"),
+    evidence=("pip_cache.wheels", "components.mmcv._ext.load"),
     fixes=("`pip cache remove mmcv`, and install with --no-cache-dir",),
 )
 
@@ -398,7 +398,7 @@ def _cache_matches(wheel: dict[str, Any], abi: Optional[str]) -> bool:
 
 @check(STALE_CACHE)
 def mmcv_stale_wheel_cache(report: Report, tables: Any) -> Iterable[Finding]:
-    cache = report.extra.get("pip_cache") if isinstance(report.extra, dict) else None
+    cache = report.pip_cache
     if not isinstance(cache, dict):
         return
     wheels = [w for w in cache.get("wheels") or [] if isinstance(w, dict) and _cache_matches(w, report.python.abi_tag)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
+from dataclasses import replace
 from typing import Any, Optional
 
 from envdoctor.errors import UsageError
@@ -70,8 +71,10 @@ def check_selectors(option: str, patterns: Optional[list[str]]) -> None:
 
 def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: list[str],
              select: Optional[list[str]], ignore: Optional[list[str]], show_progress: bool = False,
-             extra: Optional[dict] = None, read_pending: bool = True, fork: Optional[bool] = None) -> Report:
-    """probe -> facts -> checks -> findings. `read_pending=False`: the caller's own fix is the pending one."""
+             fix_recovery: Optional[dict] = None, read_pending: bool = True, fork: Optional[bool] = None
+             ) -> Report:
+    """probe -> facts -> checks -> findings. `fix_recovery`: what the calling fix recovered first (for ED601);
+    `read_pending=False`: the caller's own fix is the pending one."""
     if show_progress:  # before the thread, which imports rich too: two threads importing one package's
         from rich.console import Console  # modules in different orders can deadlock
     imports, loaded = start_imports(quick, rules_dirs)
@@ -90,17 +93,15 @@ def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: lis
         raise loaded["error"]
     tables = loaded["tables"]
     from envdoctor.checks import run_checks
+    from envdoctor.classify import classified
     from envdoctor.fix.lock import state_dir
     from envdoctor.fix.recover import pending_report
 
     # an interrupted fix, for ED601: read only (check never recovers, never writes to the target)
     pending = (pending_report(state_dir(report.python.prefix), not quick)
                if read_pending and report.python.prefix else None)
-    if pending:
-        report.extra["fix_pending"] = pending
-    report.extra.update(extra or {})  # e.g. a recovered fix, for ED601
-    report.findings = run_checks(report, tables, select, ignore)
-    return report
+    facts = replace(classified(report, tables), fix_pending=pending or None, fix_recovery=fix_recovery)
+    return replace(facts, findings=tuple(run_checks(facts, tables, select, ignore)))
 
 
 def exit_code(report: Report) -> int:

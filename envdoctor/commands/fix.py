@@ -8,6 +8,7 @@ to decide, a read-only directory); 2 usage or internal error; 130 interrupted (a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -25,7 +26,7 @@ from envdoctor.fix.user_site import site_writable
 from envdoctor.fix.pip_runner import target_info
 from envdoctor.fix.plan import STRATEGIES, PlanOptions, make_plan
 from envdoctor.fix.recover import CONFLICT_CHOICES, DONE, pending_report
-from envdoctor.fix.render import pending_text, plan_text, recovery_text, summary_text
+from envdoctor.render.fix import pending_text, plan_text, recovery_text, summary_text
 from envdoctor.fix.wheels import norm_name
 from envdoctor.probe import collect
 from envdoctor.probe.target import resolve
@@ -147,11 +148,11 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
             echo("Nothing applied: the interrupted fix above must be recovered first.")
             return 1
         report = diagnose(python, False, timeout, rules_dirs, None, None, show_progress=sys.stderr.isatty(),
-                          extra={"fix_recovery": recs[-1]} if recs else None)
+                          fix_recovery=recs[-1] if recs else None)
         if redactor is not None:
             redact_report(report, redactor)  # learns secrets that only the whole facts show (a key's lines)
-        if "fix_pending" in report.extra:  # a dry run recovers nothing; it says what --apply would do first
-            out.write(pending_text(report.extra["fix_pending"]))
+        if report.fix_pending is not None:  # a dry run recovers nothing; it says what --apply would do first
+            out.write(pending_text(report.fix_pending))
         tables = load_tables(rules_dirs)
         build_choice = None
         if strategy == "build":
@@ -189,7 +190,7 @@ def run(python: Optional[str], apply: bool, strategy: str, index_url: Optional[s
                 out.write(summary_text(fix["result"], report, after))
                 code = 0 if result.status == "verified" else 1
         final = after if after is not None and fix.get("result", {}).get("status") == "verified" else report
-        final.extra["fix"] = fix
+        final = dataclasses.replace(final, fix=fix)
         if fmt == "json":
             emit(render_json(redact_report(final, redactor) if redactor is not None else final), output)
         elif output:

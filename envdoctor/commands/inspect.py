@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from typing import Any, Optional
 
 from envdoctor.binary import Context, analyse_file, context_for
@@ -50,10 +51,10 @@ def build_context(path: str, python: Optional[str], search_dirs: list[str]) -> t
         from envdoctor.probe import collect
 
         target = collect(python, quick=True)  # static facts only: where torch is, which version
-        report.python, report.packages, report.host = target.python, target.packages, target.host
         torch = target.components.get("torch")
+        report = Report(envdoctor="", mode="inspect", python=target.python, packages=target.packages,
+                        host=target.host, components={"torch": torch} if torch is not None else {})
         if torch is not None:
-            report.components["torch"] = torch
             if torch.installed and package_dir_paths(torch):
                 ctx.torch_dir = package_dir_paths(torch)[0]
         ctx.interpreter = target.python.executable
@@ -104,8 +105,7 @@ def inspect_file(path: str, python: Optional[str] = None, search_dirs: Optional[
     report.components[name] = Component(name=name, installed=True, facts={"binary": analysis},
                                         distribution=name.split(".")[0] if "." in name else None,
                                         load=LoadResult(status="skipped"))
-    report.findings = run_checks(report, None, select=["ED7"])
-    return analysis, report
+    return analysis, replace(report, findings=tuple(run_checks(report, None, select=["ED7"])))
 
 
 def run(path: str, python: Optional[str], search_dirs: list[str], fmt: str, no_redact: bool = False) -> int:

@@ -376,7 +376,9 @@ def from_files(inputs: list[str], stdin: Optional[IO[str]] = None) -> Collected:
             bad.append(Missing(stem, None, "not_a_report",
                                f"{name} is neither an envdoctor report nor launcher output with fleet records"))
             continue
-        tag = (data.get("extra") or {}).get("fleet") or {}
+        # envdoctor <= 0.1.0 wrote the tag under extra
+        tag = data.get("fleet") or (data.get("extra") or {}).get("fleet") or {}
+        tag = tag if isinstance(tag, dict) else {}
         node = str(tag["node"]) if isinstance(tag.get("node"), str) else stem
         task = tag.get("task")
         plain.append(member(node, None if task is None else str(task), data, name))

@@ -9,6 +9,7 @@ node in one run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import sys
 from typing import Any, Callable, Optional
 
 from envdoctor import __version__
+from envdoctor.facts import FleetTag
 from envdoctor.fleet import record
 
 _NODE_VARS = ("ENVDOCTOR_FLEET_NODE", "SLURMD_NODENAME")
@@ -53,16 +55,16 @@ def trim_for_fleet(data: dict[str, Any]) -> dict[str, Any]:
 
     They are most of a report's bytes (a real environment has hundreds of packages) and of the time
     to decode 10,000 of them (bench/bench_fleet.py); the summary compares neither. What was left out
-    is said in extra.trimmed, as in a report trimmed for an issue. `check --format json` on the node
+    is said in `trimmed`, as in a report trimmed for an issue. `check --format json` on the node
     still gives the whole report."""
     from envdoctor.compare import KEY_PACKAGES
 
     packages = data.get("packages") or {}
     keep = {k: v for k, v in packages.items() if KEY_PACKAGES.match(k)}
-    trimmed = list(data["extra"].get("trimmed") or [])
+    trimmed = list(data.get("trimmed") or [])
     if len(keep) < len(packages):
         data["packages"] = keep
-        data["extra"]["packages_trimmed_count"] = len(packages) - len(keep)
+        data["packages_trimmed_count"] = len(packages) - len(keep)
         trimmed.append(f"packages: {len(packages) - len(keep)} not judged by the checks (envdoctor fleet)")
     tracebacks = 0
     for comp in (data.get("components") or {}).values():
@@ -73,7 +75,7 @@ def trim_for_fleet(data: dict[str, Any]) -> dict[str, Any]:
     if tracebacks:
         trimmed.append(f"load tracebacks: {tracebacks} (envdoctor fleet)")
     if trimmed:
-        data["extra"]["trimmed"] = trimmed
+        data["trimmed"] = trimmed
     return data
 
 
@@ -112,8 +114,8 @@ def run_as_member(run: str, python: Optional[str], build: Callable[[Optional[str
         _write(record.error_line(run, node, task, why, 2))
         raise
     code = 1 if any(f.severity == "error" for f in report.findings) else 0
-    report.extra["fleet"] = {"run": run, "node": node, "task": task}
-    for line in record.report_lines(run, node, task, trim_for_fleet(report.to_dict())):
+    tagged = dataclasses.replace(report, fleet=FleetTag(run=run, node=node, task=task))
+    for line in record.report_lines(run, node, task, trim_for_fleet(tagged.to_dict())):
         _write(line)
     _write(record.bye_line(run, node, task, code))
     return code

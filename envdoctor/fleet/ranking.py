@@ -8,7 +8,7 @@ error-level finding, is "worse"; that is what makes an outlier matter (exit 1).
 from __future__ import annotations
 
 from envdoctor.compare import Change, compare
-from envdoctor.facts import Component, Finding, Gpu, GpuDevice, LoadError, LoadResult, Package, Report
+from envdoctor.facts import Component, Finding, Gpu, GpuDevice, LoadError, LoadResult, Package, PythonEnv, Report
 from envdoctor.fleet.fingerprint import NodeFacts
 
 
@@ -18,26 +18,27 @@ def _none(v: str) -> "str | None":
 
 def as_report(nf: NodeFacts) -> Report:
     f = nf.fields
-    r = Report(mode=nf.mode)
-    r.gpu = Gpu(driver_version=_none(f.get("driver", "none")), cuda_driver_version=_none(f.get("cuda_driver", "none")),
-                devices=[GpuDevice(index=i, name=d.get("name", "?"), compute_capability=_none(d.get(
-                    "compute_capability", "?"))) for i, d in enumerate(nf.devices)])
-    r.python.version = f.get("python", "?")
+    gpu = Gpu(driver_version=_none(f.get("driver", "none")), cuda_driver_version=_none(f.get("cuda_driver", "none")),
+              devices=[GpuDevice(index=i, name=d.get("name", "?"), compute_capability=_none(d.get(
+                  "compute_capability", "?"))) for i, d in enumerate(nf.devices)])
+    components: dict[str, Component] = {}
+    packages: dict[str, Package] = {}
     torch = f.get("torch", "not installed")
     if torch != "not installed":
-        r.components["torch"] = Component("torch", installed=True, version=torch)
+        components["torch"] = Component("torch", installed=True, version=torch)
     for name in ("torchvision", "mmcv"):
         if f.get(name, "not installed") != "not installed":
-            r.packages[name] = Package(name, version=f[name])
+            packages[name] = Package(name, version=f[name])
     if nf.mode != "quick":
         for item in f.get("loads", "").split():
             name, _, status = item.partition("=")
-            comp = r.components.setdefault(name, Component(name, installed=True))
+            comp = components.setdefault(name, Component(name, installed=True))
             err = nf.load_errors.get(name)
             comp.load = LoadResult(status=status, error=LoadError(message=err) if err else None)
-    r.findings = [Finding(id=x["id"], name="", severity=x["severity"], component=x["component"], title=x["title"])
-                  for x in nf.findings]
-    return r
+    findings = [Finding(id=x["id"], name="", severity=x["severity"], component=x["component"], title=x["title"])
+                for x in nf.findings]
+    return Report(mode=nf.mode, gpu=gpu, python=PythonEnv(version=f.get("python", "?")), components=components,
+                  packages=packages, findings=tuple(findings))
 
 
 def differences(base: NodeFacts, other: NodeFacts) -> tuple[list[Change], bool]:

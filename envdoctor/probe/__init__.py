@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 
 from envdoctor import __version__
 from envdoctor.errors import UsageError
-from envdoctor.facts import Component, CudaToolkit, Gpu, LoadResult, Package, PythonEnv, Report
+from envdoctor.facts import Component, CudaToolkit, Gpu, Host, LoadProbes, LoadResult, Package, PythonEnv, Report
 from envdoctor.probe import target as target_mod
 from envdoctor.probe.exitcodes import describe_exit
 from envdoctor.probe.gpu import probe_gpu
@@ -239,11 +239,7 @@ def collect(python: Optional[str] = None, quick: bool = False, timeout: float = 
 
 def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progress], fork: Optional[bool]
              ) -> Report:
-    report = Report(
-        envdoctor=__version__,
-        created=datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
-        mode="quick" if quick else "full",
-    )
+    created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
     errors: list[str] = []
     loads = None if quick else LoadRun(tgt, timeout, fork=fork)
     if not quick:
@@ -253,26 +249,26 @@ def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progre
         # locally built mmcv wheels pip would reuse (ED406): a walk of pip's cache, beside the loads
         cache_get = _in_thread(probe_pip_cache, None, SIDE_PROBE_TIMEOUT, errors, "pip cache")
     static = probe_static(tgt, timeout)  # a bad target raises; collect() then ends the load probes
-    report.python = python_env(tgt, static)
-    report.packages = packages(static)
-    report.components = static_components(static, report.packages)
-    report.environment = environment_facts()
-    report.host = probe_host(report.python.prefix)
+    python = python_env(tgt, static)
+    pkgs = packages(static)
+    components = static_components(static, pkgs)
+    host = probe_host(python.prefix)
     if quick:
-        for comp in report.components.values():
+        for comp in components.values():
             comp.load = LoadResult(status="skipped", note="not tried: --quick")
+        report = Report(envdoctor=__version__, created=created, mode="quick", host=host, python=python,
+                        environment=environment_facts(), packages=pkgs, components=components,
+                        probe_errors=path_notes(static) + errors)
     else:
         assert loads is not None
         outcomes = loads.wait(progress)
-        report.extra["load_probes"] = {"fork": loads.fork, "parallel": loads.parallel}
-        apply_loads(report.components, outcomes)
-        _libstdcxx_in_use(report)
-        report.gpu = gpu_get()
-        report.cuda_toolkit = tk_get()
-        pip_cache = cache_get()
-        if pip_cache is not None:
-            report.extra["pip_cache"] = pip_cache
-    report.probe_errors = path_notes(static) + errors
+        apply_loads(components, outcomes)
+        _libstdcxx_in_use(host, components)
+        gpu, toolkit, pip_cache = gpu_get(), tk_get(), cache_get()
+        report = Report(envdoctor=__version__, created=created, mode="full", host=host, gpu=gpu,
+                        cuda_toolkit=toolkit, python=python, environment=environment_facts(), packages=pkgs,
+                        components=components, probe_errors=path_notes(static) + errors,
+                        load_probes=LoadProbes(fork=loads.fork, parallel=loads.parallel), pip_cache=pip_cache)
     if not quick:
         # imported here: pyelftools/pefile are not needed to start the probes (check imports them meanwhile)
         from envdoctor.binary import attach_analysis
@@ -281,11 +277,11 @@ def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progre
     return report
 
 
-def _libstdcxx_in_use(report: Report) -> None:
+def _libstdcxx_in_use(host: Host, components: dict[str, Component]) -> None:
     """The libstdc++ that `import torch` actually mapped beats the one resolved from the search path."""
-    runtime = report.components.get("torch", Component(name="torch")).facts.get("runtime") or {}
+    runtime = components.get("torch", Component(name="torch")).facts.get("runtime") or {}
     mapped = [p for p in runtime.get("libstdcxx") or [] if isinstance(p, str)]
-    if mapped and report.host.os == "Linux":
-        report.host.libstdcxx = mapped[0]
-        report.host.libstdcxx_source = "loaded by import torch"
-        report.host.glibcxx = newest_glibcxx(mapped[0]) or report.host.glibcxx
+    if mapped and host.os == "Linux":
+        host.libstdcxx = mapped[0]
+        host.libstdcxx_source = "loaded by import torch"
+        host.glibcxx = newest_glibcxx(mapped[0]) or host.glibcxx

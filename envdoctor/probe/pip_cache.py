@@ -2,7 +2,7 @@
 
 pip caches a wheel it built from an sdist under <cache>/wheels/<hash path>/, keyed
 by the sdist's URL only, so a later `pip install mmcv==X` reuses it whatever torch
-is installed. Stdlib only. Result goes to report.extra["pip_cache"].
+is installed. Stdlib only. Result goes to report.pip_cache.
 """
 
 from __future__ import annotations

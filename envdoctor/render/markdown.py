@@ -3,7 +3,7 @@
 GitHub refuses an issue body or comment over 65,536 characters. The whole output is
 kept under ``BUDGET`` (leaving room for the user's own words): when the JSON is too
 large, its bulkiest parts are trimmed step by step (tracebacks, then the package
-list), the JSON stays a valid report, and both the block and ``extra.trimmed`` say
+list), the JSON stays a valid report, and both the block and its ``trimmed`` field say
 what was cut. Everything outside code blocks is escaped, so a path like ``<user>``
 or a message with ``|`` or ``__init__`` shows as written.
 """
@@ -152,7 +152,7 @@ def summary(report: Report) -> list[str]:
     if report.redactions:
         kinds = ", ".join(f"{text(r.kind)} ×{r.count}" for r in report.redactions)
         lines.append(f"Redacted before sharing: {kinds} (values are never listed).")
-    elif not report.extra.get("redacted"):
+    elif not report.redacted:
         lines.append("**Not redacted** (`--no-redact`): check the report for personal data before posting it.")
     else:
         lines.append("Redacted before sharing: nothing personal found.")
@@ -211,10 +211,10 @@ def _fewer_packages(d: dict[str, Any]) -> Optional[str]:
     drop = [n for n in pk if n not in keep]
     if not drop:
         return None
-    d.setdefault("extra", {})["packages_trimmed"] = {n: pk[n].get("version", "") for n in drop}
+    d["packages_trimmed"] = {n: pk[n].get("version", "") for n in drop}
     d["packages"] = {n: v for n, v in pk.items() if n in keep}
     return (f"{len(drop)} package(s) other than torch/mmcv/NVIDIA ones reduced to name and version "
-            "(extra.packages_trimmed)")
+            "(packages_trimmed)")
 
 
 def _no_tracebacks(d: dict[str, Any]) -> Optional[str]:
@@ -227,10 +227,11 @@ def _no_tracebacks(d: dict[str, Any]) -> Optional[str]:
 
 
 def _no_package_names(d: dict[str, Any]) -> Optional[str]:
-    names = (d.get("extra") or {}).pop("packages_trimmed", None)
+    names = d.get("packages_trimmed")
     if not names:
         return None
-    d["extra"]["packages_trimmed_count"] = len(names)
+    d["packages_trimmed"] = None
+    d["packages_trimmed_count"] = len(names)
     return f"the names of {len(names)} trimmed package(s) removed"
 
 
@@ -254,7 +255,7 @@ def render_markdown(report: Report, budget: int = BUDGET) -> str:
         note = step(data)
         if note:
             trimmed.append(note)
-            data.setdefault("extra", {})["trimmed"] = list(trimmed)
+            data["trimmed"] = list(trimmed)
             body = dump(data)
     lines = head + ["", f"<details><summary>Full report (JSON, {text(report.schema)})</summary>", ""]
     if trimmed:

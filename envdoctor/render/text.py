@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import sys
-from typing import IO, Any, Optional
+from typing import IO, Any, Optional, Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -138,7 +138,7 @@ class Block:
         self.folded: list[Finding] = []
 
 
-def blocks(findings: list[Finding]) -> list[Block]:
+def blocks(findings: Sequence[Finding]) -> list[Block]:
     """Group by Finding.explained_by (set by the checks; the report lists each primary before what it
     explains). A finding whose primary is not in the list stays a block of its own."""
     out: list[Block] = []

@@ -1,4 +1,7 @@
-"""Plain-text rendering of a fix plan and its result. Formats only; decides nothing."""
+"""Plain-text rendering of a fix plan and its result. Formats only; decides nothing.
+
+The plan arrives as an `envdoctor.fix.plan.Plan`, read by its attributes and not imported: render
+imports no fix (tests/test_import_direction.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +9,11 @@ from typing import Any, Optional
 
 from envdoctor.fact_readers import state
 from envdoctor.facts import Report
-from envdoctor.fix.plan import Plan
 
 COMPONENTS = ("torch", "torchvision", "torchvision.ops", "mmcv", "mmcv._ext")
 
 
-def plan_text(plan: Plan, applying: bool) -> str:
+def plan_text(plan: Any, applying: bool) -> str:
     out = [f"envdoctor fix: {plan.python}  (prefix {plan.prefix})"]
     if not plan.problems:
         out.append("✓ nothing to fix: torch, torchvision and mmcv load as they should.")
