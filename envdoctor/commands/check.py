@@ -23,6 +23,8 @@ FORMATS = ("text", "json", "markdown")
 # imported while the probes run, what is needed first, first (binary forensics only after a full probe)
 AFTER_PROBE = ("envdoctor.checks", "envdoctor.classify", "envdoctor.fix.lock", "envdoctor.fix.recover",
                "envdoctor.redact")
+# before all: the main thread reads the host's memory with psutil as soon as the static probe is back
+FIRST = ("psutil",)
 # the renderer of each format: only the one asked for is imported (rich only for text and markdown)
 RENDERERS = {"text": ("envdoctor.render.text",), "json": ("envdoctor.render.json_",),
              "markdown": ("envdoctor.render.markdown",)}
@@ -30,6 +32,11 @@ ALL_RENDERERS = tuple(m for ms in RENDERERS.values() for m in ms)
 
 
 def _after_probe(quick: bool, rules_dirs: list[str], renderers: tuple[str, ...], out: dict[str, Any]) -> None:
+    for name in FIRST:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - its user falls back without it (probe/host.py)
+            pass
     try:
         from envdoctor.rules import load_tables
 
