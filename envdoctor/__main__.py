@@ -10,7 +10,7 @@ def _interrupted(signum, frame):  # Ctrl-C before the CLI is imported: one line,
 
 signal.signal(signal.SIGINT, _interrupted)
 
-from envdoctor.cli import main  # noqa: E402
+from envdoctor.entry import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

@@ -6,16 +6,10 @@ failed and rolled back; 2 usage or internal error (one line, never a traceback).
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 
-
-def _interrupted_while_starting(signum: int, frame: object) -> None:
-    # Ctrl-C while the CLI's own modules import (typer, rich): one line, not an import traceback.
-    sys.stderr.write("envdoctor: interrupted\n")
-    os._exit(130)
-
+from envdoctor.command_run import interrupted_while_starting as _interrupted_while_starting
 
 # Only for the imports below; restored right after them, so importing this module leaves no trace.
 try:
@@ -23,15 +17,17 @@ try:
 except ValueError:  # not the main thread (imported by a test or an embedding program)
     _previous_sigint = None
 
-import importlib  # noqa: E402
-import math  # noqa: E402
 from types import ModuleType  # noqa: E402
 from typing import Callable, List, Optional  # noqa: E402
 
 import typer  # noqa: E402
 
-from envdoctor import __version__  # noqa: E402
-from envdoctor.errors import UsageError  # noqa: E402
+from envdoctor import __version__, command_run  # noqa: E402
+from envdoctor.command_run import quiet_stdout as _quiet_stdout  # noqa: E402
+from envdoctor.command_run import run_command  # noqa: E402
+from envdoctor.command_run import set_sigint as _set_sigint  # noqa: E402
+from envdoctor.command_run import split as _split  # noqa: E402, F401 - fleet's options use it
+from envdoctor.command_run import timeout_seconds as _timeout  # noqa: E402
 
 if _previous_sigint is not None:
     signal.signal(signal.SIGINT, _previous_sigint)
@@ -48,76 +44,9 @@ PythonOpt = typer.Option(None, "--python", help="Interpreter or venv/conda prefi
 RulesOpt = typer.Option(None, "--rules", help="Extra rule-table directory, layered over the shipped tables.")
 
 
-def _split(values: Optional[List[str]]) -> Optional[list[str]]:
-    if not values:
-        return None
-    return [p for v in values for p in v.split(",") if p.strip()]
-
-
-def _set_sigint(handler: "Callable[..., object] | signal.Handlers") -> None:
-    try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread
-        pass
-
-
-def _timeout(value: float) -> float:
-    if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"--timeout {value}: give a positive number of seconds")
-    return value
-
-
-def _quiet_stdout() -> None:
-    # The reader went away (`envdoctor check | head -1`): point stdout at /dev/null so the
-    # interpreter's final flush does not print "Exception ignored ... BrokenPipeError".
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-
-
-def _scrub(message: str) -> str:
-    # an error line quotes paths, URLs and messages: its secrets go (home, user and host stay, to be useful)
-    try:
-        from envdoctor.redact_secrets import scrub
-
-        return scrub(message)
-    except Exception:  # noqa: BLE001 - the error line itself must always be printed
-        return message
-
-
 def _run(command: str, fn: Callable[[ModuleType], int]) -> None:
-    """Import envdoctor.commands.COMMAND and call fn(module); errors become one line."""
-    try:
-        # From here on Ctrl-C is a KeyboardInterrupt again, so probes, locks and temp files clean up.
-        _set_sigint(signal.default_int_handler)
-        # imported in here so that Ctrl-C during the import is also one line and 130
-        code = fn(importlib.import_module(f"envdoctor.commands.{command}"))
-        # The command has written its output and cleaned up: a Ctrl-C from here on is too late to stop
-        # anything, and the interpreter's shutdown would turn it into a bare death by SIGINT (exit -2, no
-        # message). Ignore it, so the exit code is the command's answer. SIG_IGN survives finalization.
-        _set_sigint(signal.SIG_IGN)
-    except UsageError as exc:
-        typer.echo(f"envdoctor: error: {_scrub(str(exc))}", err=True)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        _set_sigint(signal.SIG_IGN)  # cleanup is done: a second Ctrl-C must not turn 130 into a death by SIGINT
-        typer.echo("envdoctor: interrupted", err=True)
-        raise typer.Exit(130) from None
-    except BrokenPipeError:
-        # exit 1 like rich does when its own print meets a closed pipe, so every command behaves alike
-        _quiet_stdout()
-        raise typer.Exit(1) from None
-    except typer.Exit:
-        raise
-    except Exception as exc:  # an internal error is still one line (set ENVDOCTOR_DEBUG=1 for the traceback)
-        if os.environ.get("ENVDOCTOR_DEBUG"):
-            raise
-        typer.echo(f"envdoctor: internal error: {type(exc).__name__}: {_scrub(str(exc))} (ENVDOCTOR_DEBUG=1 shows the "
-                   "traceback; please report it)", err=True)
-        raise typer.Exit(2) from None
-    raise typer.Exit(code)
+    """Import envdoctor.commands.COMMAND and call fn(module); errors become one line (command_run)."""
+    raise typer.Exit(run_command(command, fn, passthrough=(typer.Exit,)))
 
 
 def _version(value: bool) -> None:
@@ -155,9 +84,8 @@ def check(
                                  "and macOS), as many at once as free memory allows."),
 ) -> None:
     """Probe the machine and one Python environment; print findings with their fixes."""
-    _run("check", lambda cmd: cmd.run(python, fmt, output, quick, rules or [], _split(select), _split(ignore),
-                                      no_redact, _timeout(timeout), verbose=verbose, fleet_member=fleet_member,
-                                      no_fork=no_fork))
+    raise typer.Exit(command_run.check(python, fmt, output, quick, rules, select, ignore, no_redact, timeout,
+                                       verbose, fleet_member, no_fork, passthrough=(typer.Exit,)))
 
 
 @app.command()

@@ -73,7 +73,7 @@ def test_wheel_metadata_never_requires_torch(wheel):
         assert not any(b == name or b.startswith(name + " ") or b.startswith(name + "=") or b.startswith(name + ">")
                        or b.startswith(name + "<") for b in base), (name, requires)
     entry = next(n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt"))
-    assert "envdoctor = envdoctor.cli:main" in zf.read(entry).decode()
+    assert "envdoctor = envdoctor.entry:main" in zf.read(entry).decode()
 
 
 @pytest.fixture(scope="module")

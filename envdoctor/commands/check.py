@@ -12,7 +12,7 @@ import importlib
 import sys
 import threading
 from dataclasses import replace
-from typing import Any, Optional
+from typing import IO, Any, Optional
 
 from envdoctor.errors import UsageError
 from envdoctor.facts import Report
@@ -22,11 +22,22 @@ from envdoctor.render.output import emit as write
 
 FORMATS = ("text", "json", "markdown")
 # imported while the probes run, what is needed first, first (binary forensics only after a full probe)
-AFTER_PROBE = ("envdoctor.checks", "envdoctor.classify", "envdoctor.fix.recover", "envdoctor.redact",
-               "envdoctor.render.text", "envdoctor.render.json_", "envdoctor.render.markdown")
+AFTER_PROBE = ("envdoctor.checks", "envdoctor.classify", "envdoctor.fix.lock", "envdoctor.fix.recover",
+               "envdoctor.redact")
+# before all: the main thread reads the host's memory with psutil as soon as the static probe is back
+FIRST = ("psutil",)
+# the renderer of each format: only the one asked for is imported (rich only for text and markdown)
+RENDERERS = {"text": ("envdoctor.render.text",), "json": ("envdoctor.render.json_",),
+             "markdown": ("envdoctor.render.markdown",)}
+ALL_RENDERERS = tuple(m for ms in RENDERERS.values() for m in ms)
 
 
-def _after_probe(quick: bool, rules_dirs: list[str], out: dict[str, Any]) -> None:
+def _after_probe(quick: bool, rules_dirs: list[str], renderers: tuple[str, ...], out: dict[str, Any]) -> None:
+    for name in FIRST:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - its user falls back without it (probe/host.py)
+            pass
     try:
         from envdoctor.rules import load_tables
 
@@ -38,19 +49,22 @@ def _after_probe(quick: bool, rules_dirs: list[str], out: dict[str, Any]) -> Non
         from envdoctor.checks import load_all
 
         load_all()
-        for name in AFTER_PROBE + (() if quick else ("envdoctor.binary",)):
+        for name in AFTER_PROBE + renderers + (() if quick else ("envdoctor.binary",)):
             importlib.import_module(name)
     except Exception:  # noqa: BLE001 - the main thread imports it again and reports the error its own way
         pass
 
 
-def start_imports(quick: bool = False, rules_dirs: Optional[list[str]] = None
+def start_imports(quick: bool = False, rules_dirs: Optional[list[str]] = None,
+                  renderers: tuple[str, ...] = ALL_RENDERERS, start: bool = True
                   ) -> tuple[threading.Thread, dict[str, Any]]:
-    """Load the rule tables and import what comes after the probe, in a thread: (thread, its results)."""
+    """Load the rule tables and import what comes after the probe, in a thread: (thread, its results).
+    `start=False`: the caller starts the thread (when the probe processes are on their way)."""
     out: dict[str, Any] = {}
-    thread = threading.Thread(target=_after_probe, args=(quick, list(rules_dirs or []), out),
+    thread = threading.Thread(target=_after_probe, args=(quick, list(rules_dirs or []), renderers, out),
                               name="envdoctor-imports", daemon=True)
-    thread.start()
+    if start:
+        thread.start()
     return thread, out
 
 
@@ -71,24 +85,30 @@ def check_selectors(option: str, patterns: Optional[list[str]]) -> None:
 
 def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: list[str],
              select: Optional[list[str]], ignore: Optional[list[str]], show_progress: bool = False,
-             fix_recovery: Optional[dict] = None, read_pending: bool = True, fork: Optional[bool] = None
-             ) -> Report:
+             fix_recovery: Optional[dict] = None, read_pending: bool = True, fork: Optional[bool] = None,
+             renderers: tuple[str, ...] = ALL_RENDERERS) -> Report:
     """probe -> facts -> checks -> findings. `fix_recovery`: what the calling fix recovered first (for ED601);
     `read_pending=False`: the caller's own fix is the pending one."""
     if show_progress:  # before the thread, which imports rich too: two threads importing one package's
         from rich.console import Console  # modules in different orders can deadlock
-    imports, loaded = start_imports(quick, rules_dirs)
+    # started once the target is resolved and its processes are starting: resolving it (reading the
+    # interpreter's file) and starting them are the critical path, the thread's imports would slow them
+    imports, loaded = start_imports(quick, rules_dirs, renderers, start=False)
     try:
         if not show_progress:
-            report = collect(python, quick=quick, timeout=timeout, fork=fork)
+            report = collect(python, quick=quick, timeout=timeout, fork=fork, started=imports.start)
         else:
             # a spinner on stderr, only on a terminal; its text follows the probes as they finish
             with Console(stderr=True).status("probing: starting isolated imports of torch, torchvision, mmcv") \
                     as status:
-                report = collect(python, quick=quick, timeout=timeout, fork=fork,
+                report = collect(python, quick=quick, timeout=timeout, fork=fork, started=imports.start,
                                  progress=lambda text: status.update(f"probing: {text}"))
     finally:
-        imports.join()  # never two threads importing one module; none left importing at exit
+        if imports.ident is not None:
+            imports.join()  # never two threads importing one module; none left importing at exit
+    if imports.ident is None:  # not started by the probe (it failed before): load what comes next now
+        imports.start()
+        imports.join()
     if "error" in loaded:
         raise loaded["error"]
     tables = loaded["tables"]
@@ -109,12 +129,23 @@ def exit_code(report: Report) -> int:
 
 
 def write_output(report: Report, fmt: str, output: Optional[str], verbose: bool = False) -> None:
-    from envdoctor.render.json_ import render_json
-    from envdoctor.render.markdown import render_markdown
-    from envdoctor.render.text import render_text
+    # each renderer imported only when its format is written: rich is not needed for JSON
+    def text(stream: IO[str], color: Optional[bool]) -> None:
+        from envdoctor.render.text import render_text
 
-    write_formatted(fmt, output, lambda stream, color: render_text(report, stream, color=color, verbose=verbose),
-                    json=lambda: render_json(report), markdown=lambda: render_markdown(report))
+        render_text(report, stream, color=color, verbose=verbose)
+
+    def json() -> str:
+        from envdoctor.render.json_ import render_json
+
+        return render_json(report)
+
+    def markdown() -> str:
+        from envdoctor.render.markdown import render_markdown
+
+        return render_markdown(report)
+
+    write_formatted(fmt, output, text, json=json, markdown=markdown)
 
 
 def emit(text: str, output: Optional[str]) -> None:
@@ -133,17 +164,18 @@ def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rul
     check_format(fmt, FORMATS)
     check_output_path(output)
     report = _checked(python, quick, rules_dirs, select, ignore, no_redact, timeout, not quick and sys.stderr.isatty(),
-                      fork=False if no_fork else None)
+                      fork=False if no_fork else None, renderers=RENDERERS[fmt])
     write_output(report, fmt, output, verbose)
     return exit_code(report)
 
 
 def _checked(python: Optional[str], quick: bool, rules_dirs: list[str], select: Optional[list[str]],
              ignore: Optional[list[str]], no_redact: bool, timeout: float, progress: bool,
-             fork: Optional[bool] = None) -> Report:
+             fork: Optional[bool] = None, renderers: tuple[str, ...] = ALL_RENDERERS) -> Report:
     check_selectors("--select", select)
     check_selectors("--ignore", ignore)
-    report = diagnose(python, quick, timeout, rules_dirs, select, ignore, show_progress=progress, fork=fork)
+    report = diagnose(python, quick, timeout, rules_dirs, select, ignore, show_progress=progress, fork=fork,
+                      renderers=renderers)
     if not no_redact:
         from envdoctor.redact import redact_report
 

@@ -221,27 +221,32 @@ def _in_thread(fn: Callable[[], Any], default: Any, timeout: float, errors: list
 
 
 def collect(python: Optional[str] = None, quick: bool = False, timeout: float = 60.0,
-            progress: Optional[Progress] = None, fork: Optional[bool] = None) -> Report:
+            progress: Optional[Progress] = None, fork: Optional[bool] = None,
+            started: Optional[Callable[[], None]] = None) -> Report:
     """Probe the machine and the target environment; a Report without findings.
 
     The load probes start first and run while the static probe, the host, GPU and
     toolkit probes do their (short) work, so the wall time is about that of
-    `import torch` + the slowest dependent import.
+    `import torch` + the slowest dependent import. `started()` is called once the target is
+    resolved and its probe processes are starting: the caller's own work can begin then without
+    delaying them.
     """
     tgt = target_mod.resolve(python)
     try:
-        return _collect(tgt, quick, timeout, progress, fork)
+        return _collect(tgt, quick, timeout, progress, fork, started)
     except BaseException:
         # Ctrl-C (or any error) anywhere: no probe process may outlive us, no scratch directory may stay
         target_mod.abort_all()
         raise
 
 
-def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progress], fork: Optional[bool]
-             ) -> Report:
+def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progress], fork: Optional[bool],
+             started: Optional[Callable[[], None]] = None) -> Report:
     created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
     errors: list[str] = []
     loads = None if quick else LoadRun(tgt, timeout, fork=fork)
+    if started is not None:
+        started()
     if not quick:
         # NVML, nvidia-smi, nvcc: off the critical path (quick mode runs none of them)
         gpu_get = _in_thread(probe_gpu, Gpu(notes=["not probed: timed out"]), SIDE_PROBE_TIMEOUT, errors, "gpu")

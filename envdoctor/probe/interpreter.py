@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Optional
+
+# struct, not pyelftools: this runs before every probe starts, and pyelftools takes longer to import
+from envdoctor.probe.elfhead import ELFError, read_head
 
 HEAD = 4096
 SCAN_LIMIT = 64 << 20  # a statically linked interpreter without section headers: bytes searched for its symbols
@@ -56,21 +60,11 @@ def _script_interpreter(words: list[str]) -> str:
 
 
 def _elf(path: str, head: bytes) -> Verdict:
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.dynamic import DynamicSegment
-    from elftools.elf.elffile import ELFFile
-
     try:
         with open(path, "rb") as f:
-            elf = ELFFile(f)
-            is_exec = elf["e_type"] == "ET_EXEC" or any(s["p_type"] == "PT_INTERP" for s in elf.iter_segments())
-            needed: list[str] = []
-            for seg in elf.iter_segments():
-                if isinstance(seg, DynamicSegment):
-                    needed = [str(getattr(t, "needed", "")) for t in seg.iter_tags() if t.entry.d_tag == "DT_NEEDED"]
-            dynstr = elf.get_section_by_name(".dynstr")
-            names = dynstr.data() if dynstr is not None else None
-    except (ELFError, OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+            elf = read_head(f)
+        is_exec, needed, names = elf.is_exec, elf.needed, elf.dynstr
+    except (ELFError, OSError, ValueError, struct.error) as exc:
         return Verdict(False, f"an ELF file that cannot be read ({type(exc).__name__})")
     if not is_exec:
         return Verdict(False, "an ELF shared library, not a program")
