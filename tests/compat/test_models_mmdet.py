@@ -16,6 +16,8 @@ BasicVSR++/E2FGVI-style network on mmcv's ModulatedDeformConv2d (models/alignmen
 See docs/compat-models.md.
 """
 
+import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -50,9 +52,11 @@ EXPECTED = {
     "oriented_rcnn": (NMS | {"box_iou_rotated", "roi_align_rotated_forward", "roi_align_rotated_backward"},
                       NMS | {"roi_align_rotated_forward", "nms_rotated"}, None),
 }
+MMDET3 = ["faster_rcnn", "retinanet", "mask_rcnn", "faster_rcnn_dcn", "deformable_detr", "basicvsr_align"]
 ENVS = {
-    "mmdet33": ("mmdet3_models.py", ["faster_rcnn", "retinanet", "mask_rcnn", "faster_rcnn_dcn",
-                                     "deformable_detr", "basicvsr_align"]),
+    "mmdet33": ("mmdet3_models.py", MMDET3),
+    # mmcv-lite 2.2.0: mmdet 3.3.0's import-time cap raised by a patch of the env (tests/envs.py)
+    "mmdet33-mmcv22": ("mmdet3_models.py", MMDET3),
     "mmdet228": ("mmdet2_models.py", ["faster_rcnn", "retinanet", "faster_rcnn_dcn", "basicvsr_align"]),
     "mmrotate034": ("mmrotate0_models.py", ["oriented_rcnn"]),
 }
@@ -92,6 +96,25 @@ def results_for(name):
     line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1]
     _RESULTS[name] = json.loads(line[len("RESULT "):])
     return _RESULTS[name]
+
+
+def test_mmdet33_mmcv22_runs_mmcv_2_2_0_through_a_visible_patch_of_mmdets_cap():
+    """The env's one deviation from what pip installed: mmdet/__init__.py's mmcv cap, raised to < 2.3.0."""
+    from tests import envs
+
+    venv = real_env("mmdet33-mmcv22")
+    (patch,) = envs.SPECS["mmdet33-mmcv22"].patches
+    init = site_packages(venv) / patch.path
+    text = init.read_text()
+    assert patch.new in text and patch.old not in text
+    # pip's RECORD still holds the wheel's hash: the edit is visible to `pip` and to envdoctor
+    record = next(site_packages(venv).glob("mmdet-3.3.0.dist-info/RECORD")).read_text()
+    row = next(ln for ln in record.splitlines() if ln.startswith(patch.path + ","))
+    digest = base64.urlsafe_b64encode(hashlib.sha256(init.read_bytes()).digest()).rstrip(b"=").decode()
+    assert row.split(",")[1] != "sha256=" + digest
+    p = _run(venv, ["-c", "import mmcv, mmdet; print(mmcv.__version__, mmdet.mmcv_maximum_version)"],
+             {"ENVDOCTOR_COMPAT": "0"})
+    assert p.returncode == 0 and p.stdout.split() == ["2.2.0", "2.3.0"], p.stderr[-2000:]
 
 
 @pytest.mark.parametrize("env,model", [(e, m) for e in sorted(ENVS) for m in ENVS[e][1]])
