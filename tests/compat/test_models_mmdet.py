@@ -143,3 +143,11 @@ def test_model_trains_and_infers_on_the_compat_kernels(env, model):
         assert facts["routed_same_params"]
         assert facts["routed_loss_diff"] <= 1e-5, facts["routed_loss_diff"]
         assert facts["routed_grad_diff"] <= 1e-4, facts["routed_grad_diff"]
+
+
+@pytest.mark.parametrize("model", [m for m in MMDET3 if m != "basicvsr_align"])
+def test_mmdet33_models_train_the_same_on_mmcv_lite_2_1_0_and_2_2_0(model):
+    """Same weights, data and torch: mmcv-lite 2.2.0's Python code on the compat kernels changes nothing."""
+    old, new = results_for("mmdet33")[model], results_for("mmdet33-mmcv22")[model]
+    assert abs(new["loss"] - old["loss"]) <= 1e-5 * abs(old["loss"]), (old["loss"], new["loss"])
+    assert (new["params_with_grad"], new["pred_count"]) == (old["params_with_grad"], old["pred_count"])
