@@ -33,6 +33,20 @@ BUILD_CONSTRAINTS = "setuptools<81\ntorch<=2.14.1\ntorchvision<=0.29.1\n"
 
 
 @dataclass(frozen=True)
+class SourcePatch:
+    """One visible edit of an installed file, applied after the installs (the way users work around a guard).
+
+    `old` must occur exactly once in `path` (relative to site-packages), or the build fails: a
+    patch that silently did not apply would test the unpatched package.
+    """
+
+    path: str
+    old: str
+    new: str
+    why: str
+
+
+@dataclass(frozen=True)
 class EnvSpec:
     base: Optional[str] = None
     python: str = "3.11"
@@ -45,6 +59,9 @@ class EnvSpec:
     # (not in repr: the cache key is the repr, and how a copy is made does not change the env)
     link_base: bool = field(default=False, repr=False)
     notes: str = ""
+    # edits of installed files after the installs (not in repr: the cache key adds them only when
+    # present, so the keys of the envs without patches stay as they were)
+    patches: tuple[SourcePatch, ...] = field(default=(), repr=False)
 
 
 SPECS: dict[str, EnvSpec] = {
@@ -72,6 +89,15 @@ SPECS: dict[str, EnvSpec] = {
         notes="mmdet 3.3.0 on mmcv-lite 2.1.0 (mmdet 3.3.0 asserts mmcv < 2.2.0 at import, so not "
         "mmcv-lite 2.2.0), no mmcv._ext: real mmdet models on the compat layer",
     ),
+    "mmdet33-mmcv22": EnvSpec(
+        base="mmcv-lite", installs=(("mmdet==3.3.0",),), link_base=True,
+        patches=(SourcePatch(
+            "mmdet/__init__.py", "mmcv_maximum_version = '2.2.0'", "mmcv_maximum_version = '2.3.0'",
+            why="mmdet 3.3.0 asserts mmcv < 2.2.0 at import; relaxing that bound is the common user-side "
+            "workaround for running it on mmcv 2.2.0 (the last mmcv release)"),),
+        notes="mmdet 3.3.0 on mmcv-lite 2.2.0 with mmdet's import-time mmcv cap raised to < 2.3.0 (patch "
+        "below, asserted by the test), no mmcv._ext: the mmdet 3.3 models on the mmcv 2.2.0 line",
+    ),
     "mmdet228": EnvSpec(
         base="mmcv172-tv291", installs=(("mmdet==2.28.2",),), link_base=True,
         notes="mmdet 2.28.2 on mmcv 1.7.2 without ops: real mmdet 2.x models on the compat layer",
@@ -92,6 +118,8 @@ SPECS: dict[str, EnvSpec] = {
 def _key(name: str) -> str:
     spec = SPECS[name]
     parts = [repr(spec)]
+    if spec.patches:
+        parts.append(repr(spec.patches))
     if spec.base:
         parts.append(_key(spec.base))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
@@ -134,6 +162,19 @@ def _pip(prefix: Path, args: tuple[str, ...], constraints: Optional[Path]) -> No
         raise EnvBuildError(f"pip install {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
 
+def apply_patch(prefix: Path, patch: SourcePatch) -> None:
+    """Apply one SourcePatch; a new file replaces the old (a hard-linked base keeps its own copy)."""
+    target = site_packages(prefix) / patch.path
+    text = target.read_text()
+    if text.count(patch.old) != 1:
+        raise EnvBuildError(f"patch of {patch.path}: {patch.old!r} occurs {text.count(patch.old)} times, not once")
+    tmp = target.with_name(target.name + ".envpatch")
+    tmp.write_text(text.replace(patch.old, patch.new))
+    os.replace(tmp, target)
+    for stale in (target.parent / "__pycache__").glob(target.stem + ".*.pyc"):
+        stale.unlink()
+
+
 def copy_venv(src: Path, dest: Path, link: bool = False) -> None:
     """A working copy of a venv: files copied (or hard-linked), scripts' shebangs are not used (we call python -m)."""
     shutil.copytree(src, dest, symlinks=True, copy_function=os.link if link else shutil.copy2)
@@ -165,6 +206,8 @@ def get_env(name: str) -> Path:
         try:
             for args in spec.installs:
                 _pip(target, args, constraints)
+            for patch in spec.patches:
+                apply_patch(target, patch)
         except EnvBuildError:
             shutil.rmtree(target, ignore_errors=True)
             raise

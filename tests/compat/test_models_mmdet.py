@@ -1,6 +1,9 @@
-"""Real OpenMMLab models on the compat layer: mmdet 3.3 (mmcv-lite 2.1.0), mmdet 2.28 and mmrotate 0.3.4 (mmcv 1.7.2).
+"""Real OpenMMLab models on the compat layer, on both mmcv lines (2.1.0/2.2.0 and 1.7.2).
 
-Each env (tests/envs.py: `mmdet33`, `mmdet228`, `mmrotate034`; no compiled mmcv._ext in any) gets the compat
+mmdet 3.3 on mmcv-lite 2.1.0 and 2.2.0; mmdet 2.28 and mmrotate 0.3.4 on mmcv 1.7.2.
+
+Each env (tests/envs.py: `mmdet33`, `mmdet33-mmcv22`, `mmdet228`, `mmrotate034`; no compiled mmcv._ext
+in any; `mmdet33-mmcv22` with mmdet's import-time cap `mmcv < 2.2.0` raised by a declared patch) gets the compat
 layer enabled; one subprocess per env then builds the models from the configs shipped inside the
 mmdet wheel with random weights (nothing downloaded), runs one training step and one inference on
 a 128x128 image (tests/compat/models/*.py), and counts the calls into the stand-in `mmcv._ext`.
@@ -16,6 +19,8 @@ BasicVSR++/E2FGVI-style network on mmcv's ModulatedDeformConv2d (models/alignmen
 See docs/compat-models.md.
 """
 
+import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -50,10 +55,12 @@ EXPECTED = {
     "oriented_rcnn": (NMS | {"box_iou_rotated", "roi_align_rotated_forward", "roi_align_rotated_backward"},
                       NMS | {"roi_align_rotated_forward", "nms_rotated"}, None),
 }
+MMDET3 = ["faster_rcnn", "retinanet", "mask_rcnn", "faster_rcnn_dcn", "deformable_detr", "basicvsr_align"]
 ENVS = {
-    "mmdet33": ("mmdet3_models.py", ["faster_rcnn", "retinanet", "mask_rcnn", "faster_rcnn_dcn",
-                                     "deformable_detr", "basicvsr_align"]),
-    "mmdet228": ("mmdet2_models.py", ["faster_rcnn", "retinanet", "faster_rcnn_dcn", "basicvsr_align"]),
+    "mmdet33": ("mmdet3_models.py", MMDET3),
+    # mmcv-lite 2.2.0: mmdet 3.3.0's import-time cap raised by a patch of the env (tests/envs.py)
+    "mmdet33-mmcv22": ("mmdet3_models.py", MMDET3),
+    "mmdet228": ("mmdet2_models.py", MMDET3),  # the same models on mmdet 2.28 / mmcv 1.7.2
     "mmrotate034": ("mmrotate0_models.py", ["oriented_rcnn"]),
 }
 
@@ -94,6 +101,25 @@ def results_for(name):
     return _RESULTS[name]
 
 
+def test_mmdet33_mmcv22_runs_mmcv_2_2_0_through_a_visible_patch_of_mmdets_cap():
+    """The env's one deviation from what pip installed: mmdet/__init__.py's mmcv cap, raised to < 2.3.0."""
+    from tests import envs
+
+    venv = real_env("mmdet33-mmcv22")
+    (patch,) = envs.SPECS["mmdet33-mmcv22"].patches
+    init = site_packages(venv) / patch.path
+    text = init.read_text()
+    assert patch.new in text and patch.old not in text
+    # pip's RECORD still holds the wheel's hash: the edit is visible to `pip` and to envdoctor
+    record = next(site_packages(venv).glob("mmdet-3.3.0.dist-info/RECORD")).read_text()
+    row = next(ln for ln in record.splitlines() if ln.startswith(patch.path + ","))
+    digest = base64.urlsafe_b64encode(hashlib.sha256(init.read_bytes()).digest()).rstrip(b"=").decode()
+    assert row.split(",")[1] != "sha256=" + digest
+    p = _run(venv, ["-c", "import mmcv, mmdet; print(mmcv.__version__, mmdet.mmcv_maximum_version)"],
+             {"ENVDOCTOR_COMPAT": "0"})
+    assert p.returncode == 0 and p.stdout.split() == ["2.2.0", "2.3.0"], p.stderr[-2000:]
+
+
 @pytest.mark.parametrize("env,model", [(e, m) for e in sorted(ENVS) for m in ENVS[e][1]])
 def test_model_trains_and_infers_on_the_compat_kernels(env, model):
     results = results_for(env)
@@ -117,3 +143,11 @@ def test_model_trains_and_infers_on_the_compat_kernels(env, model):
         assert facts["routed_same_params"]
         assert facts["routed_loss_diff"] <= 1e-5, facts["routed_loss_diff"]
         assert facts["routed_grad_diff"] <= 1e-4, facts["routed_grad_diff"]
+
+
+@pytest.mark.parametrize("model", [m for m in MMDET3 if m != "basicvsr_align"])
+def test_mmdet33_models_train_the_same_on_mmcv_lite_2_1_0_and_2_2_0(model):
+    """Same weights, data and torch: mmcv-lite 2.2.0's Python code on the compat kernels changes nothing."""
+    old, new = results_for("mmdet33")[model], results_for("mmdet33-mmcv22")[model]
+    assert abs(new["loss"] - old["loss"]) <= 1e-5 * abs(old["loss"]), (old["loss"], new["loss"])
+    assert (new["params_with_grad"], new["pred_count"]) == (old["params_with_grad"], old["pred_count"])

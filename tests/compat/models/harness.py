@@ -11,6 +11,8 @@
 """
 
 import collections
+import copy
+import time
 
 import torch
 
@@ -147,3 +149,52 @@ def route_diff(loss, grads, loss_ext, grads_ext):
         "routed_grad_diff": max((grads[n] - grads_ext[n]).abs().max().item() for n in grads) / scale,
         "routed_same_params": sorted(grads) == sorted(grads_ext),
     }
+
+
+def run_model(name, config, model_cfg, build, train_step, predict, data, calls):
+    """Build (random weights), one training step, the routed step where there is one, one inference.
+
+    The sequence both mmdet APIs share; they differ only in how a model is built from its
+    config (``build``: mmdet 2's ``build_detector`` / mmdet 3's ``MODELS.build``), in how a
+    training step feeds the data (``train_step(model, data, seed) -> (loss, grads)``) and in what
+    an inference returns (``predict(model, data) -> facts``, run under ``no_grad`` in eval mode).
+    """
+    no_pretrained(model_cfg)
+    lighten(model_cfg)
+    torch.manual_seed(0)
+    model = build(model_cfg)
+    model.init_weights()
+    out = {"config": config}
+    if name == "deformable_detr":
+        off_the_kinks(model)
+    routed = copy.deepcopy(model) if name in ROUTES else None
+
+    calls.clear()
+    t0 = time.perf_counter()
+    loss, grads = train_step(model, data, seed=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt.step()
+    out["train_seconds"] = round(time.perf_counter() - t0, 3)
+    out["train_calls"] = dict(calls)
+    out.update(grad_summary(loss, grads, before, model))
+
+    if routed is not None:
+        undo = ROUTES[name]()
+        calls.clear()
+        try:
+            loss_ext, grads_ext = train_step(routed, data, seed=2)
+        finally:
+            undo()
+        out["routed_calls"] = dict(calls)
+        out.update(route_diff(loss, grads, loss_ext, grads_ext))
+
+    calls.clear()
+    model.eval()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        facts = predict(model, data)
+    out["infer_seconds"] = round(time.perf_counter() - t0, 3)
+    out["infer_calls"] = dict(calls)
+    out.update(facts)
+    return out

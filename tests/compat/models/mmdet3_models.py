@@ -17,13 +17,12 @@ import copy
 import json
 import os
 import sys
-import time
 
 import numpy as np
 import torch
 
 from alignment import run_alignment
-from harness import ROUTES, count_ext_calls, grad_summary, lighten, no_pretrained, off_the_kinks, quiet, route_diff
+from harness import count_ext_calls, quiet, run_model
 
 MODELS = {
     "faster_rcnn": "faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py",
@@ -70,6 +69,14 @@ def train_step(model, data, seed):
     return loss.item(), grads
 
 
+def predict(model, data):
+    prepared = model.data_preprocessor(copy.deepcopy(data), False)
+    pred = model(**prepared, mode="predict")[0].pred_instances
+    boxes = getattr(pred.bboxes, "tensor", pred.bboxes)  # mmrotate: RotatedBoxes
+    return {"pred_fields": sorted(pred.keys()), "pred_count": len(pred),
+            "pred_finite": bool(torch.isfinite(boxes).all()) if len(pred) else True}
+
+
 def run(name, calls):
     import mmdet
     from mmengine.config import Config
@@ -77,55 +84,8 @@ def run(name, calls):
     from mmdet.registry import MODELS as REGISTRY
 
     cfg = Config.fromfile(os.path.join(os.path.dirname(mmdet.__file__), ".mim", "configs", MODELS[name]))
-    return run_model(name, MODELS[name], cfg.model, REGISTRY, batch(with_masks=name == "mask_rcnn"), calls)
-
-
-def run_model(name, config, model_cfg, registry, data, calls):
-    """Build (random weights), one training step, the routed step where there is one, one inference."""
-    no_pretrained(model_cfg)
-    lighten(model_cfg)
-    torch.manual_seed(0)
-    model = registry.build(model_cfg)
-    model.init_weights()
-    out = {"config": config}
-    if name == "deformable_detr":
-        off_the_kinks(model)
-    routed = copy.deepcopy(model) if name in ROUTES else None
-
-    calls.clear()
-    t0 = time.perf_counter()
-    loss, grads = train_step(model, data, seed=2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    opt.step()
-    out["train_seconds"] = round(time.perf_counter() - t0, 3)
-    out["train_calls"] = dict(calls)
-    out.update(grad_summary(loss, grads, before, model))
-
-    if routed is not None:
-        undo = ROUTES[name]()
-        calls.clear()
-        try:
-            loss_ext, grads_ext = train_step(routed, data, seed=2)
-        finally:
-            undo()
-        out["routed_calls"] = dict(calls)
-        out.update(route_diff(loss, grads, loss_ext, grads_ext))
-
-    calls.clear()
-    model.eval()
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        prepared = model.data_preprocessor(copy.deepcopy(data), False)
-        results = model(**prepared, mode="predict")
-    out["infer_seconds"] = round(time.perf_counter() - t0, 3)
-    out["infer_calls"] = dict(calls)
-    pred = results[0].pred_instances
-    out["pred_fields"] = sorted(pred.keys())
-    out["pred_count"] = len(pred)
-    boxes = getattr(pred.bboxes, "tensor", pred.bboxes)  # mmrotate: RotatedBoxes
-    out["pred_finite"] = bool(torch.isfinite(boxes).all()) if len(pred) else True
-    return out
+    return run_model(name, MODELS[name], cfg.model, REGISTRY.build, train_step, predict,
+                     batch(with_masks=name == "mask_rcnn"), calls)
 
 
 def main(names):
