@@ -4,7 +4,7 @@
 problems (a Git LFS pointer, truncated, not a binary), each needed library and where the
 loader finds it, missing libraries, undefined symbols nothing provides (demangled),
 missing symbol versions (GLIBCXX_3.4.32 ...), and build hints (compiler, pybind11 ABI
-id, torch include paths). It judges nothing: ``checks/binary.py`` turns it into findings.
+id, torch include paths). It judges nothing: ``checks/linkage.py`` turns it into findings.
 
 ``attach_analysis(report)`` runs it, after the load probes, for each component whose
 import failed, and stores the result in ``components[name].facts["binary"]``. It reads
