@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from envdoctor import matrix
+from envdoctor import tables_query
 
 WAYS_OUT = "the build strategy (`envdoctor fix --apply --strategy build`) or an official wheel"
 
@@ -71,7 +71,7 @@ def bundled_served() -> Optional[list[str]]:
 
 def _kernel_row(tables: Any, mmcv_version: Optional[str]) -> Optional[dict[str, Any]]:
     for row in tables.rows("mmcv_ext_names"):
-        if mmcv_version and matrix.in_spec(mmcv_version, row["mmcv"]):
+        if mmcv_version and tables_query.in_spec(mmcv_version, row["mmcv"]):
             return row
     return None
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from envdoctor import matrix
+from envdoctor import tables_query
 from envdoctor.fact_readers import consumers, torch_cuda, torch_version
 from envdoctor.facts import Report
 from envdoctor.probe.buildhost import BuildHost
@@ -88,13 +88,13 @@ def _sm_to_arch(entry: str) -> Optional[str]:
 def arch_list(report: Report) -> tuple[list[str], str]:
     """TORCH_CUDA_ARCH_LIST: the GPUs NVML sees, else torch's own compiled list."""
     caps = sorted({d.compute_capability for d in report.gpu.devices if d.compute_capability},
-                  key=matrix.vkey)
+                  key=tables_query.vkey)
     if caps:
         return caps, f"the GPUs on this machine ({report.gpu.source}: {', '.join(caps)})"
     torch = report.components.get("torch")
     listed = (torch.facts.get("runtime") or {}).get("arch_list") if torch else None
     if isinstance(listed, list):
-        archs = sorted({a for a in (_sm_to_arch(str(e)) for e in listed) if a}, key=matrix.vkey)
+        archs = sorted({a for a in (_sm_to_arch(str(e)) for e in listed) if a}, key=tables_query.vkey)
         if archs:
             return archs, "no GPU visible: torch's own list (torch.cuda.get_arch_list())"
     return [], "no GPU visible and torch reports no arch list"
@@ -116,11 +116,11 @@ def _blocked_by_table(tables: Any, version: str, torch: str, python: str) -> lis
     for row in tables.rows("mmcv_build"):
         if row["kind"] in ("setuptools-no-pkg-resources", "isolated-build-no-torch"):
             continue  # the overlay (setuptools<81) and --no-build-isolation avoid these two
-        if "mmcv" in row and not matrix.in_spec(version, row["mmcv"]):
+        if "mmcv" in row and not tables_query.in_spec(version, row["mmcv"]):
             continue
-        if "torch" in row and not matrix.in_spec(torch, row["torch"]):
+        if "torch" in row and not tables_query.in_spec(torch, row["torch"]):
             continue
-        if "python" in row and not matrix.in_spec(python, row["python"]):
+        if "python" in row and not tables_query.in_spec(python, row["python"]):
             continue
         out.append(row)
     return out
@@ -136,13 +136,13 @@ def choose_version(report: Report, tables: Any, pinned: Optional[str] = None) ->
     known: set[str] = set()
     for row in tables.rows("mmcv_wheels"):
         known.update(row["mmcv"])
-    ranges = matrix.consumer_ranges(tables, consumers(report, tables))
+    ranges = tables_query.consumer_ranges(tables, consumers(report, tables))
     ok = []
     for ver in known:
-        v = matrix.parse_version(ver)
+        v = tables_query.parse_version(ver)
         if v is None or (series is not None and v.major != series) or (series is None and v.major < 2):
             continue
-        if not all(matrix.in_spec(ver, r["mmcv"]) for r in ranges):
+        if not all(tables_query.in_spec(ver, r["mmcv"]) for r in ranges):
             continue
         # versions whose source cannot compile against this torch at all (C++ standard) are skipped
         if any(r["kind"].startswith("cxx14") for r in _blocked_by_table(tables, ver, torch, report.python.version)):
@@ -151,7 +151,7 @@ def choose_version(report: Report, tables: Any, pinned: Optional[str] = None) ->
     if not ok:
         raise LookupError("no mmcv release fits the installed consumers' ranges and builds against torch "
                           f"{torch} ({', '.join(r['package'] + ' ' + r['mmcv'] for r in ranges) or 'no consumers'})")
-    best = max(ok, key=matrix.vkey)
+    best = max(ok, key=tables_query.vkey)
     why = "newest release" + (" inside " + ", ".join(f"{r['package']} {r['installed']} ({r['mmcv']})"
                                                      for r in ranges) if ranges else "")
     return ("mmcv-full" if best.startswith("1.") else "mmcv"), best, why
@@ -223,7 +223,7 @@ def _cuda_toolkit(report: Report, spec: BuildSpec, cuda: str) -> None:
         spec.blockers.append(f"nvcc {tk.version} ({tk.cuda_home}) is another CUDA major than torch's {cuda}: "
                              f"torch.utils.cpp_extension refuses it; install the CUDA {cuda} toolkit and point "
                              "CUDA_HOME at it, or build CPU kernels only with --cpu")
-    elif tk.version != matrix.minor_of(cuda):
+    elif tk.version != tables_query.minor_of(cuda):
         spec.notes.append(f"nvcc {tk.version} and torch's CUDA {cuda} differ in the minor version: torch only "
                           "warns, the build usually works")
     spec.why["cuda_home"] = f"nvcc {tk.version} from {tk.cuda_home_source or 'PATH'}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Optional
 
-from envdoctor import matrix
+from envdoctor import tables_query
 from envdoctor.checks import Rule, check, finding
 from envdoctor.checks._facts import pip
 from envdoctor.facts import Finding, Fix, Report
@@ -83,13 +83,13 @@ def glibc_too_old(report: Report, tables: Any) -> Iterable[Finding]:
     # (b) static: wheels whose manylinux tag needs a newer glibc than the host has
     if not host.glibc or (host.os or "").lower() != "linux":
         return
-    glibc = matrix.parse_version(host.glibc)
+    glibc = tables_query.parse_version(host.glibc)
     for _key, pkg in sorted(report.packages.items()):
         floors = [f for f in (_manylinux_floor(tables, t) for t in pkg.wheel_tags) if f]
         if not floors:
             continue
-        need = min(floors, key=matrix.vkey)
-        if glibc is not None and matrix.vkey(need) > glibc:
+        need = min(floors, key=tables_query.vkey)
+        if glibc is not None and tables_query.vkey(need) > glibc:
             yield finding(GLIBC, f"{pkg.name} {pkg.version} is a manylinux wheel for glibc >= {need}; this system "
                                  f"has glibc {host.glibc}",
                           evidence={"package": pkg.name, "wheel_tags": pkg.wheel_tags, "glibc": host.glibc},
@@ -97,11 +97,11 @@ def glibc_too_old(report: Report, tables: Any) -> Iterable[Finding]:
                                                  f"built for glibc {host.glibc}")])
     for row in tables.rows("glibc_floor"):
         floor_pkg = report.packages.get(row["package"])
-        if floor_pkg is None or not matrix.in_spec(floor_pkg.version, row["version"]):
+        if floor_pkg is None or not tables_query.in_spec(floor_pkg.version, row["version"]):
             continue
         pkg = floor_pkg
-        have_cxx = matrix.parse_version(host.glibcxx) if host.glibcxx else None
-        if row.get("glibcxx") and have_cxx is not None and have_cxx < matrix.vkey(row["glibcxx"]):
+        have_cxx = tables_query.parse_version(host.glibcxx) if host.glibcxx else None
+        if row.get("glibcxx") and have_cxx is not None and have_cxx < tables_query.vkey(row["glibcxx"]):
             yield finding(GLIBC, f"{pkg.name} {pkg.version} needs GLIBCXX_{row['glibcxx']}; the libstdc++ it loads "
                                  f"provides up to GLIBCXX_{host.glibcxx}",
                           evidence={"package": pkg.name, "required": row["glibcxx"], "libstdcxx": host.libstdcxx,
