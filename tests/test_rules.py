@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from envdoctor.checks import load_all
-from envdoctor.rules import SCHEMAS, RuleFileError, load_tables, shipped_dir
+from envdoctor.rules import RuleFileError, load_tables, shipped_dir
+from envdoctor.rules_schema import SCHEMAS
 from tests.conftest import ROOT, run_cli
 
 
