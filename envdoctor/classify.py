@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from envdoctor.facts import Component, LoadError, LoadResult, Report
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 _WINERROR = re.compile(r"\[WinError (\d+)\]")
 _ERROR_LOADING = re.compile(r'Error loading "([^"]+)"')
@@ -43,11 +46,11 @@ def _norm(text: str) -> str:
     return text.strip().rstrip(".。").strip()
 
 
-def _winerror_row(tables: Any, code: int) -> Optional[dict[str, Any]]:
+def _winerror_row(tables: Tables, code: int) -> Optional[dict[str, Any]]:
     return next((r for r in tables.rows("winerror") if r["code"] == code), None)
 
 
-def _from_winerror(tables: Any, code: int, text: str, language: Optional[str] = None) -> Optional[Cause]:
+def _from_winerror(tables: Tables, code: int, text: str, language: Optional[str] = None) -> Optional[Cause]:
     row = _winerror_row(tables, code)
     if row is None:
         return None
@@ -56,7 +59,7 @@ def _from_winerror(tables: Any, code: int, text: str, language: Optional[str] = 
                  library=m.group(1) if m else None, language=language, source=row["source"])
 
 
-def classify_text(text: str, tables: Any, winerror: Optional[int] = None) -> Optional[Cause]:
+def classify_text(text: str, tables: Tables, winerror: Optional[int] = None) -> Optional[Cause]:
     """The cause named by one error text (message or traceback), or None."""
     if not text and winerror is None:
         return None
@@ -92,7 +95,7 @@ def classify_text(text: str, tables: Any, winerror: Optional[int] = None) -> Opt
     return None
 
 
-def classify(load: Optional[LoadResult], tables: Any) -> Optional[Cause]:
+def classify(load: Optional[LoadResult], tables: Tables) -> Optional[Cause]:
     """The cause of one failed load (None when it did not fail)."""
     if load is None or load.status in ("ok", "skipped"):
         return None
@@ -176,7 +179,7 @@ def mark_damaged(report: Report) -> None:
             load.cause = DAMAGED
 
 
-def classify_report(report: Report, tables: Any) -> None:
+def classify_report(report: Report, tables: Tables) -> None:
     """Fill LoadResult.cause (and facts["load_cause"] with the details) for every component.
 
     Also classifies torchvision's hidden loader error (facts["loader_error"] of

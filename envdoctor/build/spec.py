@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from envdoctor import tables_query
 from envdoctor.fact_readers import consumers, torch_cuda, torch_version
 from envdoctor.facts import Report
 from envdoctor.probe.buildhost import BuildHost
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 # Memory budget of one compile job (MiB). CPU: in the real mmcv 2.2.0 build against torch 2.13 headers
 # (-O3 -g, bench/bench_build.py) the largest single process peaked at 2712 MiB, most units stay near 1 GiB;
@@ -110,7 +113,7 @@ def max_jobs(host: BuildHost, device: str) -> tuple[int, str]:
                   f"{device.upper()} compile job")
 
 
-def _blocked_by_table(tables: Any, version: str, torch: str, python: str) -> list[dict[str, Any]]:
+def _blocked_by_table(tables: Tables, version: str, torch: str, python: str) -> list[dict[str, Any]]:
     """[[mmcv_build]] rows that apply to this version and that the recipe does not already avoid."""
     out = []
     for row in tables.rows("mmcv_build"):
@@ -126,7 +129,7 @@ def _blocked_by_table(tables: Any, version: str, torch: str, python: str) -> lis
     return out
 
 
-def choose_version(report: Report, tables: Any, pinned: Optional[str] = None) -> tuple[str, str, str]:
+def choose_version(report: Report, tables: Tables, pinned: Optional[str] = None) -> tuple[str, str, str]:
     """(package, version, why): the newest mmcv inside every installed consumer's range whose
     source builds against this torch; the installed series (mmcv-full = 1.x) is kept."""
     torch = torch_version(report) or ""
@@ -157,7 +160,7 @@ def choose_version(report: Report, tables: Any, pinned: Optional[str] = None) ->
     return ("mmcv-full" if best.startswith("1.") else "mmcv"), best, why
 
 
-def decide(report: Report, tables: Any, host: BuildHost, *, cpu: bool = False, version: Optional[str] = None,
+def decide(report: Report, tables: Tables, host: BuildHost, *, cpu: bool = False, version: Optional[str] = None,
            units: Optional[int] = None) -> BuildSpec:
     """What `fix --strategy build` would build here; `blockers` says why it cannot, if it cannot."""
     torch = torch_version(report)
@@ -229,7 +232,7 @@ def _cuda_toolkit(report: Report, spec: BuildSpec, cuda: str) -> None:
     spec.why["cuda_home"] = f"nvcc {tk.version} from {tk.cuda_home_source or 'PATH'}"
 
 
-def _host_compiler(tables: Any, spec: BuildSpec) -> None:
+def _host_compiler(tables: Tables, spec: BuildSpec) -> None:
     """Refuse a gcc newer than this nvcc accepts ([[nvcc_host_compiler]]), before a build that would fail."""
     m = re.match(r"^GCC (\d+)", spec.compiler or "")
     if not m or not spec.nvcc_version:

@@ -4,12 +4,15 @@ libstdc++ floors of the wheels in use (ED503, start-up code that fails, is in st
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from envdoctor import tables_query
 from envdoctor.checks import Rule, check, finding
 from envdoctor.checks._facts import pip
 from envdoctor.facts import Finding, Fix, Report
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 NUMPY = Rule(
     id="ED501", name="numpy2-vs-numpy1-extension", severity="error", component="python",
@@ -36,7 +39,7 @@ GLIBC = Rule(
 
 
 @check(NUMPY)
-def numpy_abi(report: Report, tables: Any) -> Iterable[Finding]:
+def numpy_abi(report: Report, tables: Tables) -> Iterable[Finding]:
     numpy = report.packages.get("numpy")
     for name, comp in report.components.items():
         cause = comp.facts.get("load_cause") or {}
@@ -52,7 +55,7 @@ def numpy_abi(report: Report, tables: Any) -> Iterable[Finding]:
                              Fix(description=f"or upgrade {top} to a release built with NumPy 2")])
 
 
-def _manylinux_floor(tables: Any, tag: str) -> Optional[str]:
+def _manylinux_floor(tables: Tables, tag: str) -> Optional[str]:
     m = re.search(r"manylinux_(\d+)_(\d+)_", tag)
     if m:
         return f"{m.group(1)}.{m.group(2)}"
@@ -63,7 +66,7 @@ def _manylinux_floor(tables: Any, tag: str) -> Optional[str]:
 
 
 @check(GLIBC)
-def glibc_too_old(report: Report, tables: Any) -> Iterable[Finding]:
+def glibc_too_old(report: Report, tables: Tables) -> Iterable[Finding]:
     host = report.host
     # (a) a load failed on a versioned symbol
     for name, comp in report.components.items():

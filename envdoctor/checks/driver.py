@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from envdoctor import tables_query
 from envdoctor.checks import Rule, check, finding
 from envdoctor.checks._facts import pip
 from envdoctor.fact_readers import comp, os_name, runtime, torch_cuda, torch_version
 from envdoctor.facts import Finding, Fix, Report
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 NVIDIA_DOWNLOAD = "https://www.nvidia.com/Download/index.aspx"
 
@@ -50,7 +53,7 @@ ARCH = Rule(
 )
 
 
-def _driver_cuda(report: Report, tables: Any) -> tuple[Optional[str], str]:
+def _driver_cuda(report: Report, tables: Tables) -> tuple[Optional[str], str]:
     """The newest CUDA the driver supports, and where that came from."""
     gpu = report.gpu
     if gpu.cuda_driver_version:
@@ -59,7 +62,7 @@ def _driver_cuda(report: Report, tables: Any) -> tuple[Optional[str], str]:
     return derived, "derived from the driver branch"
 
 
-def _cuda_builds_for_driver(tables: Any, torch_ver: str, driver_cuda: Optional[str]) -> list[str]:
+def _cuda_builds_for_driver(tables: Tables, torch_ver: str, driver_cuda: Optional[str]) -> list[str]:
     """CUDA variants of this torch release that the driver can run, newest first."""
     rel = tables_query.torch_release(tables, torch_ver)
     if rel is None:
@@ -68,7 +71,7 @@ def _cuda_builds_for_driver(tables: Any, torch_ver: str, driver_cuda: Optional[s
     return sorted(builds, key=tables_query.vkey, reverse=True)
 
 
-def _torch_reinstall(report: Report, tables: Any, ver: str, cuda: Optional[str]) -> Fix:
+def _torch_reinstall(report: Report, tables: Tables, ver: str, cuda: Optional[str]) -> Fix:
     pub = tables_query.public(ver)
     idx = tables_query.pytorch_index(tables, pub, cuda)
     option, url = (idx[0], idx[1]) if idx else ("--index-url", f"https://download.pytorch.org/whl/{tables_query.cuda_tag(cuda)}")
@@ -80,7 +83,7 @@ def _torch_reinstall(report: Report, tables: Any, ver: str, cuda: Optional[str])
 
 
 @check(NO_DRIVER)
-def cuda_build_without_driver(report: Report, tables: Any) -> Iterable[Finding]:
+def cuda_build_without_driver(report: Report, tables: Tables) -> Iterable[Finding]:
     cuda = torch_cuda(report)
     ver = torch_version(report)
     if report.mode != "full" or not cuda or ver is None or report.gpu.source != "none":
@@ -99,7 +102,7 @@ def cuda_build_without_driver(report: Report, tables: Any) -> Iterable[Finding]:
                   fixes=fixes)
 
 
-def _floor_text(tables: Any, cuda: str, os_: str) -> str:
+def _floor_text(tables: Tables, cuda: str, os_: str) -> str:
     row = tables_query.compat_row(tables, cuda)
     col = "windows" if os_ == "windows" else "linux"
     exact = tables_query.driver_floor(tables, cuda, os_)
@@ -111,7 +114,7 @@ def _floor_text(tables: Any, cuda: str, os_: str) -> str:
 
 
 @check(DRIVER_TOO_OLD)
-def driver_too_old(report: Report, tables: Any) -> Iterable[Finding]:
+def driver_too_old(report: Report, tables: Tables) -> Iterable[Finding]:
     cuda = torch_cuda(report)
     ver = torch_version(report)
     gpu = report.gpu
@@ -161,7 +164,7 @@ def driver_too_old(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(ARCH)
-def gpu_arch_not_compiled(report: Report, tables: Any) -> Iterable[Finding]:
+def gpu_arch_not_compiled(report: Report, tables: Tables) -> Iterable[Finding]:
     cuda = torch_cuda(report)
     ver = torch_version(report)
     if not cuda or ver is None or not report.gpu.devices:
@@ -198,7 +201,7 @@ def gpu_arch_not_compiled(report: Report, tables: Any) -> Iterable[Finding]:
                       fixes=fixes)
 
 
-def _builds_with_arch(tables: Any, torch_ver: str, cc: str, os_: str, driver: Optional[str],
+def _builds_with_arch(tables: Tables, torch_ver: str, cc: str, os_: str, driver: Optional[str],
                       driver_cuda: Optional[str]) -> list[tuple[str, str]]:
     """(torch version, CUDA) of official builds that run on this GPU: this torch release first, then newer."""
     out = []

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from envdoctor.checks import Rule, check, finding
 from envdoctor.facts import Finding, Fix, Report
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 STARTUP = Rule(
     id="ED503", name="python-startup-code-fails", severity="warning", component="python",
@@ -39,7 +42,7 @@ def _disable(path: str) -> str:
 
 
 @check(STARTUP)
-def startup_code_fails(report: Report, tables: Any) -> Iterable[Finding]:
+def startup_code_fails(report: Report, tables: Tables) -> Iterable[Finding]:
     startup = report.python.startup if isinstance(report.python.startup, dict) else {}
     text = startup.get("stderr")
     if not isinstance(text, str) or not text.strip():

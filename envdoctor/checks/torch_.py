@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from envdoctor import tables_query
 from envdoctor.checks import Rule, check, finding
@@ -12,6 +12,9 @@ from envdoctor.fact_readers import (comp, load_cause, load_message, os_name, pyt
                                     torch_hip, torch_version)
 from envdoctor.facts import FAILED, Finding, Fix, Report
 from envdoctor.facts import package_dir_paths
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 VC_REDIST = "https://aka.ms/vs/17/release/vc_redist.x64.exe"
 
@@ -71,7 +74,7 @@ PYTHON = Rule(
 )
 
 
-def _reinstall(report: Report, tables: Any, ver: str, cuda: Any) -> Fix:
+def _reinstall(report: Report, tables: Tables, ver: str, cuda: Any) -> Fix:
     pub = tables_query.public(ver)
     idx = tables_query.pytorch_index(tables, pub, cuda)
     option, url = (idx[0], idx[1]) if idx else ("--index-url",
@@ -81,7 +84,7 @@ def _reinstall(report: Report, tables: Any, ver: str, cuda: Any) -> Fix:
 
 
 @check(IMPORT)
-def torch_import_fails(report: Report, tables: Any) -> Iterable[Finding]:
+def torch_import_fails(report: Report, tables: Tables) -> Iterable[Finding]:
     c = report.components.get("torch")
     if c is None or c.load is None or c.load.status not in FAILED:
         return
@@ -131,7 +134,7 @@ def torch_import_fails(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(CPU_BUILD)
-def torch_cpu_build_with_gpu(report: Report, tables: Any) -> Iterable[Finding]:
+def torch_cpu_build_with_gpu(report: Report, tables: Tables) -> Iterable[Finding]:
     ver = torch_version(report)
     if ver is None or torch_cuda(report) or torch_hip(report) or not report.gpu.devices:
         return
@@ -159,7 +162,7 @@ def torch_cpu_build_with_gpu(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(SHADOWED)
-def torch_shadowed(report: Report, tables: Any) -> Iterable[Finding]:
+def torch_shadowed(report: Report, tables: Tables) -> Iterable[Finding]:
     c = comp(report, "torch")
     if c is None:
         return
@@ -181,7 +184,7 @@ def torch_shadowed(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(VERSION_SKEW)
-def torch_version_skew(report: Report, tables: Any) -> Iterable[Finding]:
+def torch_version_skew(report: Report, tables: Tables) -> Iterable[Finding]:
     c = comp(report, "torch")
     if c is None:
         return
@@ -205,7 +208,7 @@ def torch_version_skew(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(PYTHON)
-def torch_python_unsupported(report: Report, tables: Any) -> Iterable[Finding]:
+def torch_python_unsupported(report: Report, tables: Tables) -> Iterable[Finding]:
     ver = torch_version(report)
     py = python_minor(report)
     if ver is None or not py:

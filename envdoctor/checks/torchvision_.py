@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from envdoctor import tables_query
 from envdoctor.checks import Rule, check, finding
 from envdoctor.checks._facts import envdoctor_fix, pip
 from envdoctor.fact_readers import comp, load_cause, load_message, torch_cuda, torch_version
 from envdoctor.facts import FAILED, Finding, Fix, Report
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 PAIR = Rule(
     id="ED301", name="torchvision-torch-mismatch", severity="error", component="torchvision",
@@ -50,7 +53,7 @@ VARIANT = Rule(
 )
 
 
-def _tv_fix(report: Report, tables: Any) -> list[Fix]:
+def _tv_fix(report: Report, tables: Tables) -> list[Fix]:
     ver = torch_version(report)
     if ver is None:
         return []
@@ -72,7 +75,7 @@ def _tv_version(report: Report) -> Optional[str]:
 
 
 @check(PAIR)
-def torchvision_torch_mismatch(report: Report, tables: Any) -> Iterable[Finding]:
+def torchvision_torch_mismatch(report: Report, tables: Tables) -> Iterable[Finding]:
     tv = _tv_version(report)
     ver = torch_version(report)
     if tv is None or ver is None:
@@ -101,7 +104,7 @@ def _explain_loader(cause: dict[str, Any], report: Report) -> str:
 
 
 @check(OPS)
-def torchvision_ops_fail(report: Report, tables: Any) -> Iterable[Finding]:
+def torchvision_ops_fail(report: Report, tables: Tables) -> Iterable[Finding]:
     tv_c = comp(report, "torchvision")
     if tv_c is None:
         return
@@ -133,7 +136,7 @@ def torchvision_ops_fail(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(VARIANT)
-def torchvision_cuda_variant(report: Report, tables: Any) -> Iterable[Finding]:
+def torchvision_cuda_variant(report: Report, tables: Tables) -> Iterable[Finding]:
     tv = _tv_version(report)
     ver = torch_version(report)
     if tv is None or ver is None:

@@ -104,7 +104,9 @@ def inspect_file(path: str, python: Optional[str] = None, search_dirs: Optional[
     report.components[name] = Component(name=name, installed=True, facts={"binary": analysis},
                                         distribution=name.split(".")[0] if "." in name else None,
                                         load=LoadResult(status="skipped"))
-    report.findings = run_checks(report, None, select=["ED7"])
+    from envdoctor.rules import Tables
+
+    report.findings = run_checks(report, Tables(), select=["ED7"])  # ED7xx read the analysis, no table
     return analysis, report
 
 

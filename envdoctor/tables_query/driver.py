@@ -4,9 +4,12 @@ newest CUDA a driver branch runs."""
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from envdoctor.tables_query.versions import minor_of, parse_version
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 
 def driver_version_tuple(text: Optional[str]) -> Optional[tuple[int, ...]]:
@@ -15,7 +18,7 @@ def driver_version_tuple(text: Optional[str]) -> Optional[tuple[int, ...]]:
     return tuple(int(p) for p in text.strip().split("."))
 
 
-def driver_floor(tables: Any, cuda: str, os_name: str) -> Optional[tuple[str, str]]:
+def driver_floor(tables: Tables, cuda: str, os_name: str) -> Optional[tuple[str, str]]:
     """(minimum driver, source) of the first release of this CUDA minor ("12.4" -> 12.4 GA's row)."""
     col = "windows" if os_name == "windows" else "linux"
     rows = [r for r in tables.rows("cuda_driver") if r["cuda"] == minor_of(cuda) and r.get(col)]
@@ -25,12 +28,12 @@ def driver_floor(tables: Any, cuda: str, os_name: str) -> Optional[tuple[str, st
     return row[col], row["source"]
 
 
-def compat_row(tables: Any, cuda: str) -> Optional[dict[str, Any]]:
+def compat_row(tables: Tables, cuda: str) -> Optional[dict[str, Any]]:
     major = int(cuda.split(".")[0])
     return next((r for r in tables.rows("cuda_compat") if r["major"] == major), None)
 
 
-def driver_runs(tables: Any, driver: Optional[str], driver_cuda: Optional[str], build_cuda: str,
+def driver_runs(tables: Tables, driver: Optional[str], driver_cuda: Optional[str], build_cuda: str,
                 os_name: str) -> bool:
     """Can this driver run a +cuXY build? Its own CUDA is new enough, or (CUDA >= 11) minor-version
     compatibility: same major and a driver at or above the family floor. Unknown driver: True."""
@@ -50,7 +53,7 @@ def driver_runs(tables: Any, driver: Optional[str], driver_cuda: Optional[str], 
     return bool(have and floor and have >= floor)
 
 
-def driver_cuda_from_branch(tables: Any, driver: Optional[str]) -> Optional[str]:
+def driver_cuda_from_branch(tables: Tables, driver: Optional[str]) -> Optional[str]:
     """The newest CUDA a driver branch supports (for drivers that do not report it)."""
     t = driver_version_tuple(driver)
     if not t:

@@ -7,7 +7,7 @@ arguments with defaults are added)."""
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from packaging.version import Version
 
@@ -15,8 +15,11 @@ from envdoctor.tables_query.choices import Combination, WheelChoice
 from envdoctor.tables_query.torch_builds import pytorch_index, torchvision_for
 from envdoctor.tables_query.versions import cuda_tag, in_spec, minor_of, parse_version
 
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
-def flavour(tables: Any, distribution: str, version: Optional[str]) -> Optional[dict[str, Any]]:
+
+def flavour(tables: Tables, distribution: str, version: Optional[str]) -> Optional[dict[str, Any]]:
     name = distribution.lower().replace("_", "-")
     for row in tables.rows("mmcv_flavour"):
         if row["distribution"] == name and (version is None or in_spec(version, row["mmcv"])):
@@ -24,7 +27,7 @@ def flavour(tables: Any, distribution: str, version: Optional[str]) -> Optional[
     return None
 
 
-def mmcv_index_url(tables: Any, torch_version: str, torch_cuda: Optional[str], kind: str = "mim") -> Optional[str]:
+def mmcv_index_url(tables: Tables, torch_version: str, torch_cuda: Optional[str], kind: str = "mim") -> Optional[str]:
     m = re.match(r"^(\d+)\.(\d+)", torch_version)
     row = next((r for r in tables.rows("mmcv_index") if r["kind"] == kind), None)
     if not m or row is None:
@@ -32,7 +35,7 @@ def mmcv_index_url(tables: Any, torch_version: str, torch_cuda: Optional[str], k
     return row["template"].format(cu=cuda_tag(torch_cuda), major=m.group(1), minor=m.group(2))
 
 
-def consumer_ranges(tables: Any, consumers: Optional[dict[str, str]]) -> list[dict[str, Any]]:
+def consumer_ranges(tables: Tables, consumers: Optional[dict[str, str]]) -> list[dict[str, Any]]:
     """The [[mmcv_consumer]] rows that apply to the installed consumers ({"mmdet": "3.3.0"})."""
     out = []
     for name, version in (consumers or {}).items():
@@ -44,7 +47,7 @@ def consumer_ranges(tables: Any, consumers: Optional[dict[str, str]]) -> list[di
     return out
 
 
-def _python_ok(tables: Any, row: dict[str, Any], torch_minor: str, python: str) -> bool:
+def _python_ok(tables: Tables, row: dict[str, Any], torch_minor: str, python: str) -> bool:
     if not in_spec(python, row["python"]):
         return False
     rel = next((r for r in tables.rows("torch_release") if r["torch"] == torch_minor), None)
@@ -52,7 +55,7 @@ def _python_ok(tables: Any, row: dict[str, Any], torch_minor: str, python: str) 
     return rel is None or in_spec(python, rel["python"])
 
 
-def _wheel_candidates(tables: Any, torch_minor: str, variant: str, python: str, os_name: str,
+def _wheel_candidates(tables: Tables, torch_minor: str, variant: str, python: str, os_name: str,
                       consumers: Optional[dict[str, str]],
                       mmcv_major: Optional[int]) -> list[tuple[Version, dict[str, Any]]]:
     ranges = consumer_ranges(tables, consumers)
@@ -71,7 +74,7 @@ def _wheel_candidates(tables: Any, torch_minor: str, variant: str, python: str, 
     return out
 
 
-def mmcv_wheel_for(tables: Any, torch_version: str, torch_cuda: Optional[str], python: str, os_name: str,
+def mmcv_wheel_for(tables: Tables, torch_version: str, torch_cuda: Optional[str], python: str, os_name: str,
                    consumers: Optional[dict[str, str]] = None, *,
                    mmcv_major: Optional[int] = None) -> Optional[WheelChoice]:
     """The newest official prebuilt mmcv wheel for this torch (+ its CUDA build, None = CPU), Python ("3.11"),
@@ -95,7 +98,7 @@ def mmcv_wheel_for(tables: Any, torch_version: str, torch_cuda: Optional[str], p
     )
 
 
-def why_no_mmcv_wheel(tables: Any, torch_version: str, torch_cuda: Optional[str], python: str,
+def why_no_mmcv_wheel(tables: Tables, torch_version: str, torch_cuda: Optional[str], python: str,
                       os_name: str) -> list[str]:
     """Plain reasons no official wheel exists (each one names the dimension that has none)."""
     torch_minor = minor_of(torch_version) or torch_version
@@ -123,7 +126,7 @@ def why_no_mmcv_wheel(tables: Any, torch_version: str, torch_cuda: Optional[str]
     return reasons
 
 
-def mmcv_alternatives(tables: Any, os_name: str, python: str, *, mmcv_major: Optional[int] = None,
+def mmcv_alternatives(tables: Tables, os_name: str, python: str, *, mmcv_major: Optional[int] = None,
                       consumers: Optional[dict[str, str]] = None, driver_cuda: Optional[str] = None,
                       cuda_wanted: Optional[bool] = None, limit: int = 2) -> list[Combination]:
     """The newest (torch, CUDA, Python, mmcv) combinations with official wheels on this OS, preferring
@@ -189,7 +192,7 @@ def _pythons(spec: str, rel: Optional[dict[str, Any]]) -> list[str]:
     return [p for p in cands if in_spec(p, spec) and (rel is None or in_spec(p, rel["python"]))]
 
 
-def torch_patch(tables: Any, torch_minor: str) -> str:
+def torch_patch(tables: Tables, torch_minor: str) -> str:
     """The newest torch patch release of a minor that the pair table knows ("2.3" -> "2.3.1")."""
     best = None
     for row in tables.rows("torch_pair"):

@@ -4,20 +4,23 @@ with a torch, the GPU architectures an official build was compiled for and wheth
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from packaging.version import Version
 
 from envdoctor.tables_query.choices import WheelChoice
 from envdoctor.tables_query.versions import cuda_tag, in_spec, minor_of, parse_version, public
 
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
-def torch_release(tables: Any, torch_version: str) -> Optional[dict[str, Any]]:
+
+def torch_release(tables: Tables, torch_version: str) -> Optional[dict[str, Any]]:
     m = minor_of(torch_version)
     return next((r for r in tables.rows("torch_release") if r["torch"] == m), None)
 
 
-def pytorch_index(tables: Any, torch_version: str, torch_cuda: Optional[str]) -> Optional[tuple[str, str, str]]:
+def pytorch_index(tables: Tables, torch_version: str, torch_cuda: Optional[str]) -> Optional[tuple[str, str, str]]:
     """(pip option, URL, source) for installing this torch build's family of wheels."""
     for row in tables.rows("pytorch_index"):
         if in_spec(torch_version, row["torch"]):
@@ -25,7 +28,7 @@ def pytorch_index(tables: Any, torch_version: str, torch_cuda: Optional[str]) ->
     return None
 
 
-def torch_pair_row(tables: Any, torchvision_version: str) -> Optional[dict[str, Any]]:
+def torch_pair_row(tables: Tables, torchvision_version: str) -> Optional[dict[str, Any]]:
     """The [[torch_pair]] row for this torchvision: its own, else the newest of its MAJOR.MINOR series."""
     pub = parse_version(public(torchvision_version))
     if pub is None:
@@ -46,7 +49,8 @@ def torch_pair_row(tables: Any, torchvision_version: str) -> Optional[dict[str, 
     return row
 
 
-def torchvision_for(tables: Any, torch_version: str, torch_cuda: Optional[str], python: str) -> Optional[WheelChoice]:
+def torchvision_for(tables: Tables, torch_version: str, torch_cuda: Optional[str],
+                    python: str) -> Optional[WheelChoice]:
     """The torchvision release that pairs with this torch, from the PyTorch index of torch's CUDA variant."""
     pub = public(torch_version)
     rows = [r for r in tables.rows("torch_pair") if in_spec(pub, r["torch"])]
@@ -76,7 +80,7 @@ def torchvision_for(tables: Any, torch_version: str, torch_cuda: Optional[str], 
                        source=best["source"])
 
 
-def arch_for(tables: Any, torch_version: str, torch_cuda: Optional[str], os_name: str) -> Optional[dict[str, Any]]:
+def arch_for(tables: Tables, torch_version: str, torch_cuda: Optional[str], os_name: str) -> Optional[dict[str, Any]]:
     """The [[torch_arch]] row of an official build (None for unknown builds)."""
     if not torch_cuda:
         return None
@@ -91,7 +95,7 @@ def _sm_number(entry: str) -> Optional[tuple[str, int]]:
     return (m.group(1), int(m.group(2))) if m else None
 
 
-def runs_on(tables: Any, capability: str, arch_list: Iterable[str]) -> bool:
+def runs_on(tables: Tables, capability: str, arch_list: Iterable[str]) -> bool:
     """Does code compiled for `arch_list` (sm_XY SASS, compute_XY PTX) run on a GPU of this capability?
 
     SASS runs on the same major with an equal or newer minor; PTX is JIT-compiled for any
