@@ -72,6 +72,8 @@ FORBIDDEN = {
     "fact_readers": ({"probe", "checks", "fix", "render", "commands", "cli"}, "the fact layer sits under all"),
     "facts": ({"probe", "checks", "fix", "render", "commands", "cli"}, "the fact model sits under all"),
     "build": ({"fix", "render", "commands", "cli"}, "fix runs builds: a build knows nothing of the transaction"),
+    "tables_query": ({"probe", "checks", "fix", "render", "commands", "cli", "build"},
+                     "questions to the rule tables: pure functions of the tables and a few facts"),
 }
 # Leaves shared by layers that must not import each other: they import nothing of envdoctor.
 LEAVES = {
