@@ -14,7 +14,8 @@ sys.path.insert(0, str(ROOT))
 
 from envdoctor.checks import load_all  # noqa: E402
 from envdoctor.checks.grouping import FOLDS, folds  # noqa: E402
-from envdoctor.rules import SCHEMAS, load_tables  # noqa: E402
+from envdoctor.rules import load_tables  # noqa: E402
+from envdoctor.rules_schema import SCHEMAS  # noqa: E402
 
 RANGES = [("ED0", "Generic"), ("ED1", "NVIDIA driver and GPU"), ("ED2", "torch"), ("ED3", "torchvision"),
           ("ED4", "mmcv"), ("ED5", "Python and packages"), ("ED6", "fix"), ("ED7", "binary forensics"),

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from envdoctor.facts import Component, LoadError, LoadResult, Report
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 _WINERROR = re.compile(r"\[WinError (\d+)\]")
 _ERROR_LOADING = re.compile(r'Error loading "([^"]+)"')
@@ -43,11 +46,11 @@ def _norm(text: str) -> str:
     return text.strip().rstrip(".。").strip()
 
 
-def _winerror_row(tables: Any, code: int) -> Optional[dict[str, Any]]:
+def _winerror_row(tables: Tables, code: int) -> Optional[dict[str, Any]]:
     return next((r for r in tables.rows("winerror") if r["code"] == code), None)
 
 
-def _from_winerror(tables: Any, code: int, text: str, language: Optional[str] = None) -> Optional[Cause]:
+def _from_winerror(tables: Tables, code: int, text: str, language: Optional[str] = None) -> Optional[Cause]:
     row = _winerror_row(tables, code)
     if row is None:
         return None
@@ -56,7 +59,7 @@ def _from_winerror(tables: Any, code: int, text: str, language: Optional[str] = 
                  library=m.group(1) if m else None, language=language, source=row["source"])
 
 
-def classify_text(text: str, tables: Any, winerror: Optional[int] = None) -> Optional[Cause]:
+def classify_text(text: str, tables: Tables, winerror: Optional[int] = None) -> Optional[Cause]:
     """The cause named by one error text (message or traceback), or None."""
     if not text and winerror is None:
         return None
@@ -92,7 +95,7 @@ def classify_text(text: str, tables: Any, winerror: Optional[int] = None) -> Opt
     return None
 
 
-def classify(load: Optional[LoadResult], tables: Any) -> Optional[Cause]:
+def classify(load: Optional[LoadResult], tables: Tables) -> Optional[Cause]:
     """The cause of one failed load (None when it did not fail)."""
     if load is None or load.status in ("ok", "skipped"):
         return None
@@ -161,7 +164,7 @@ def _dist_key(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def classified(report: Report, tables: Any) -> Report:
+def classified(report: Report, tables: Tables) -> Report:
     """The facts as the checks read them: the probe's report with every load failure classified (a new Report;
     the one given is left as it is). The last step of building the facts, before any check runs.
 
@@ -173,7 +176,7 @@ def classified(report: Report, tables: Any) -> Report:
                                        for name, comp in report.components.items()})
 
 
-def _classified(comp: Component, report: Report, tables: Any) -> Component:
+def _classified(comp: Component, report: Report, tables: Tables) -> Component:
     facts = dict(comp.facts)
     load = replace(comp.load) if comp.load is not None else None
     problems = package_damage(comp, report)

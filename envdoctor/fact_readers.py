@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Optional
 
-from envdoctor import matrix
+from envdoctor import tables_query
 from envdoctor.facts import FAILED, Component, Report
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def os_name(report: Report) -> str:
 
 
 def python_minor(report: Report) -> str:
-    return matrix.minor_of(report.python.version or "") or ""
+    return tables_query.minor_of(report.python.version or "") or ""
 
 
 def installed_version(report: Report, dist: str) -> Optional[str]:
@@ -158,7 +158,7 @@ def torch_cuda(report: Report) -> Optional[str]:
     vp = version_py(c)
     if "cuda" in vp:
         return vp["cuda"]
-    return matrix.local_cuda(torch_version(report))
+    return tables_query.local_cuda(torch_version(report))
 
 
 def torch_hip(report: Report) -> Optional[str]:
@@ -207,11 +207,11 @@ def mmcv_version(report: Report) -> Optional[str]:
 
 def mmcv_series(report: Report) -> Optional[int]:
     """The installed mmcv's major version (1 = the mmcv-full era): a replacement keeps the user's series."""
-    v = matrix.parse_version(mmcv_version(report))
+    v = tables_query.parse_version(mmcv_version(report))
     return v.major if v is not None else None
 
 
-def mmcv_wheel(report: Report, tables: "Tables", series: Optional[int] = None) -> Optional[matrix.WheelChoice]:
+def mmcv_wheel(report: Report, tables: "Tables", series: Optional[int] = None) -> Optional[tables_query.WheelChoice]:
     """The official prebuilt mmcv wheel for these facts (torch as imported, its CUDA build, Python, OS, the
     consumers' ranges), of `series` when one exists, else the newest that fits; None when no wheel exists.
     The checks' advice and the fix plan both ask this, so `fix` installs the wheel `check` recommends."""
@@ -219,5 +219,5 @@ def mmcv_wheel(report: Report, tables: "Tables", series: Optional[int] = None) -
     if ver is None:
         return None
     args = (tables, ver, torch_cuda(report), python_minor(report), os_name(report), consumers(report, tables))
-    choice = matrix.mmcv_wheel_for(*args, mmcv_major=series) if series else None
-    return choice or matrix.mmcv_wheel_for(*args)
+    choice = tables_query.mmcv_wheel_for(*args, mmcv_major=series) if series else None
+    return choice or tables_query.mmcv_wheel_for(*args)

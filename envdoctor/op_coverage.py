@@ -12,9 +12,12 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
-from envdoctor import matrix
+from envdoctor import tables_query
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 WAYS_OUT = "the build strategy (`envdoctor fix --apply --strategy build`) or an official wheel"
 
@@ -69,14 +72,14 @@ def bundled_served() -> Optional[list[str]]:
     return None
 
 
-def _kernel_row(tables: Any, mmcv_version: Optional[str]) -> Optional[dict[str, Any]]:
+def _kernel_row(tables: Tables, mmcv_version: Optional[str]) -> Optional[dict[str, Any]]:
     for row in tables.rows("mmcv_ext_names"):
-        if mmcv_version and matrix.in_spec(mmcv_version, row["mmcv"]):
+        if mmcv_version and tables_query.in_spec(mmcv_version, row["mmcv"]):
             return row
     return None
 
 
-def ext_coverage(tables: Any, mmcv_version: Optional[str], served: Iterable[str]) -> ExtCoverage:
+def ext_coverage(tables: Tables, mmcv_version: Optional[str], served: Iterable[str]) -> ExtCoverage:
     """Served vs missing kernels of this mmcv version's `_ext`. Without a list for the version (an mmcv
     older than 1.7), the newest list stands in and `source` is None."""
     row = _kernel_row(tables, mmcv_version)
@@ -94,7 +97,7 @@ def ext_coverage(tables: Any, mmcv_version: Optional[str], served: Iterable[str]
                        mmcv=mmcv_version, source=row["source"] if row else None)
 
 
-def consumer_coverage(tables: Any, packages: dict[str, str], served: Iterable[str]) -> list[ConsumerCoverage]:
+def consumer_coverage(tables: Tables, packages: dict[str, str], served: Iterable[str]) -> list[ConsumerCoverage]:
     """For every installed package the tables know the op families of (in the tables' order)."""
     have = set(served)
     families = {r["family"]: r for r in tables.rows("mmcv_op_family")}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from envdoctor.compare import SECTIONS, compare
+from envdoctor.report_diff import SECTIONS, compare
 from envdoctor.report_io import load_report
 from tests.conftest import real_env, run_cli
 

@@ -68,16 +68,16 @@ def test_pinned_wheel_removes_every_mmcv_flavour_first_binary_only_no_cache(tmp_
 
 
 def test_the_table_choice_is_used_and_consumers_are_passed(monkeypatch):
-    from envdoctor import matrix
+    from envdoctor import tables_query
 
     seen = {}
 
     def fake(tables, torch_version, torch_cuda, python, os_name, consumers=None, mmcv_major=None):
         seen.update(torch=torch_version, cuda=torch_cuda, python=python, os=os_name, consumers=consumers)
-        return matrix.WheelChoice("mmcv", "2.1.0", find_links="https://example.invalid/torch2.1.0/index.html",
-                                  reason="row X")
+        return tables_query.WheelChoice("mmcv", "2.1.0", find_links="https://example.invalid/torch2.1.0/index.html",
+                                        reason="row X")
 
-    monkeypatch.setattr(matrix, "mmcv_wheel_for", fake)
+    monkeypatch.setattr(tables_query, "mmcv_wheel_for", fake)
     r = report({"mmcv-lite": "2.2.0", "torch": "2.13.0+cpu", "mmdet": "3.3.0"},
                {"torch": (True, "ok", ""), "mmcv": (True, "ok", ""), "mmcv._ext": (False, "missing", "x")})
     plan = make_plan(r, load_tables(), PlanOptions())

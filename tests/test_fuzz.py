@@ -29,7 +29,7 @@ from typing import Any, Callable
 import pytest
 
 from envdoctor.binary import Context, analyse_file
-from envdoctor.compare import compare
+from envdoctor.report_diff import compare
 from envdoctor.errors import ReportError
 from envdoctor.redact import Redactor, redact_report
 from envdoctor.render.diff import render_diff_json, render_diff_text

@@ -71,6 +71,13 @@ FORBIDDEN = {
     "render": ({"probe", "fix", "commands", "cli"}, "the renderer formats what it is given; it computes nothing"),
     "fact_readers": ({"probe", "checks", "fix", "render", "commands", "cli"}, "the fact layer sits under all"),
     "facts": ({"probe", "checks", "fix", "render", "commands", "cli"}, "the fact model sits under all"),
+    "build": ({"fix", "render", "commands", "cli"}, "fix runs builds: a build knows nothing of the transaction"),
+    "tables_query": ({"probe", "checks", "fix", "render", "commands", "cli", "build"},
+                     "questions to the rule tables: pure functions of the tables and a few facts"),
+}
+# Leaves shared by layers that must not import each other: they import nothing of envdoctor.
+LEAVES = {
+    "envdoctor.filehash": "the sha256 both build/cache.py and fix/ compare; build must not import fix",
 }
 # fix uses the probe's public API only: names of the `envdoctor.probe` package itself
 PROBE_API = "envdoctor.probe"
@@ -122,6 +129,16 @@ def test_every_import_goes_the_one_way():
     assert not new, "\n".join(f"{e.importer} imports {e.target}.{e.name}: {why}" for e, why in new.items())
     gone = [e for e in PENDING if e not in found]
     assert not gone, f"no longer so, remove from PENDING: {gone}"
+
+
+def test_leaves_import_nothing_of_envdoctor():
+    edges = all_edges()
+    assert set(LEAVES) <= {module for module, _tree, _path in sources()}
+    bad = [f"{e.importer} imports {e.target}" for e in edges if e.importer in LEAVES]
+    assert not bad
+    # the layers that share a leaf use it, so a copy of it elsewhere would be a second one
+    users = {e.importer for e in edges if e.target == "envdoctor.filehash"}
+    assert {"envdoctor.build.cache", "envdoctor.fix.owned"} <= users
 
 
 def test_commands_touch_no_private_attribute_of_another_module():

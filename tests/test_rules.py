@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from envdoctor.checks import load_all
-from envdoctor.rules import SCHEMAS, RuleFileError, load_tables, shipped_dir
+from envdoctor.rules import RuleFileError, load_tables, shipped_dir
+from envdoctor.rules_schema import SCHEMAS
 from tests.conftest import ROOT, run_cli
 
 
@@ -101,13 +102,13 @@ def test_user_rows_layer_over_shipped_ones(tmp_path):
 
 
 def test_user_rules_change_a_diagnosis_without_a_release(tmp_path):
-    """A newer torchvision row, given with --rules, is used by `explain` and the matrix."""
-    from envdoctor import matrix
+    """A newer torchvision row, given with --rules, is used by `explain` and the table queries."""
+    from envdoctor import tables_query
 
     d = _write(tmp_path, '[[torch_pair]]\ntorchvision = "0.30.0"\ntorch = "==2.15.0"\nsource = "https://x.org/b"\n')
-    assert matrix.torchvision_for(load_tables(), "2.15.0", None, "3.11") is None or \
-        matrix.torchvision_for(load_tables(), "2.15.0", None, "3.11").version != "0.30.0"
-    choice = matrix.torchvision_for(load_tables([str(d)]), "2.15.0", None, "3.11")
+    assert tables_query.torchvision_for(load_tables(), "2.15.0", None, "3.11") is None or \
+        tables_query.torchvision_for(load_tables(), "2.15.0", None, "3.11").version != "0.30.0"
+    choice = tables_query.torchvision_for(load_tables([str(d)]), "2.15.0", None, "3.11")
     assert choice is not None and choice.version == "0.30.0"
     proc = run_cli("explain", "ED301", "--rules", str(d))
     assert proc.returncode == 0 and "https://x.org/b" in proc.stdout

@@ -1,10 +1,10 @@
-"""matrix.py: the wheel-selection contract (mmcv_wheel_for / torchvision_for) and the table helpers."""
+"""tables_query: the wheel-selection contract (mmcv_wheel_for / torchvision_for) and the table helpers."""
 
 from __future__ import annotations
 
 import pytest
 
-from envdoctor import matrix
+from envdoctor import tables_query
 from envdoctor.rules import load_tables
 
 T = load_tables()
@@ -34,7 +34,7 @@ T = load_tables()
     ("1.8.1", "11.1", "3.11", "linux", None, None, None),
 ])
 def test_mmcv_wheel_for(torch, cuda, py, os_, consumers, major, expect):
-    choice = matrix.mmcv_wheel_for(T, torch, cuda, py, os_, consumers, mmcv_major=major)
+    choice = tables_query.mmcv_wheel_for(T, torch, cuda, py, os_, consumers, mmcv_major=major)
     if expect is None:
         assert choice is None, choice
         return
@@ -47,11 +47,11 @@ def test_mmcv_wheel_for(torch, cuda, py, os_, consumers, major, expect):
 
 
 def test_mmcv_index_url_both_spellings():
-    assert matrix.mmcv_index_url(T, "2.1.2+cu121", "12.1") == \
+    assert tables_query.mmcv_index_url(T, "2.1.2+cu121", "12.1") == \
         "https://download.openmmlab.com/mmcv/dist/cu121/torch2.1.0/index.html"
-    assert matrix.mmcv_index_url(T, "2.1.2+cu121", "12.1", kind="docs") == \
+    assert tables_query.mmcv_index_url(T, "2.1.2+cu121", "12.1", kind="docs") == \
         "https://download.openmmlab.com/mmcv/dist/cu121/torch2.1/index.html"
-    assert matrix.mmcv_index_url(T, "2.0.1", None) == "https://download.openmmlab.com/mmcv/dist/cpu/torch2.0.0/index.html"
+    assert tables_query.mmcv_index_url(T, "2.0.1", None) == "https://download.openmmlab.com/mmcv/dist/cpu/torch2.0.0/index.html"
 
 
 @pytest.mark.parametrize("torch, cuda, expect, index", [
@@ -61,21 +61,21 @@ def test_mmcv_index_url_both_spellings():
     ("2.0.0", "11.7", "0.15.1", "https://download.pytorch.org/whl/cu117"),
 ])
 def test_torchvision_for(torch, cuda, expect, index):
-    choice = matrix.torchvision_for(T, torch, cuda, "3.11")
+    choice = tables_query.torchvision_for(T, torch, cuda, "3.11")
     assert choice is not None and choice.version == expect
     assert choice.index_url == index
 
 
 def test_torchvision_for_old_torch_uses_find_links():
-    choice = matrix.torchvision_for(T, "1.9.1", "11.1", "3.8")
+    choice = tables_query.torchvision_for(T, "1.9.1", "11.1", "3.8")
     assert choice.version == "0.10.1" and choice.find_links == "https://download.pytorch.org/whl/torch_stable.html"
 
 
 def test_torch_pair_rows():
-    assert matrix.torch_pair_row(T, "0.29.1+cu130")["torch"] == ">=2.14.0"
-    row = matrix.torch_pair_row(T, "0.27.3")  # a patch not in the table: judged by its series
+    assert tables_query.torch_pair_row(T, "0.29.1+cu130")["torch"] == ">=2.14.0"
+    row = tables_query.torch_pair_row(T, "0.27.3")  # a patch not in the table: judged by its series
     assert row["torch"] == "==2.12.*" and row["series_match"]
-    assert matrix.in_spec("2.12.5", row["torch"]) and not matrix.in_spec("2.13.0", row["torch"])
+    assert tables_query.in_spec("2.12.5", row["torch"]) and not tables_query.in_spec("2.13.0", row["torch"])
 
 
 @pytest.mark.parametrize("cc, arch, ok", [
@@ -88,33 +88,33 @@ def test_torch_pair_rows():
     ("7.0", ["sm_75", "compute_75"], False),  # PTX does not run on older GPUs
 ])
 def test_runs_on(cc, arch, ok):
-    assert matrix.runs_on(T, cc, arch) is ok
+    assert tables_query.runs_on(T, cc, arch) is ok
 
 
 def test_driver_tables():
-    assert matrix.driver_floor(T, "12.4", "linux")[0] == "550.54.14"  # GA row, not Update 1
-    assert matrix.driver_floor(T, "12.4", "windows")[0] == "551.61"
-    assert matrix.compat_row(T, "12.6")["linux"] == "525.60.13"
-    assert matrix.compat_row(T, "10.2")["minor_compat"] is False
-    assert matrix.driver_cuda_from_branch(T, "470.223.02") == "11.4"
-    assert matrix.driver_cuda_from_branch(T, "566.36") == "12.6"
+    assert tables_query.driver_floor(T, "12.4", "linux")[0] == "550.54.14"  # GA row, not Update 1
+    assert tables_query.driver_floor(T, "12.4", "windows")[0] == "551.61"
+    assert tables_query.compat_row(T, "12.6")["linux"] == "525.60.13"
+    assert tables_query.compat_row(T, "10.2")["minor_compat"] is False
+    assert tables_query.driver_cuda_from_branch(T, "470.223.02") == "11.4"
+    assert tables_query.driver_cuda_from_branch(T, "566.36") == "12.6"
 
 
 def test_alternatives_for_the_seed_name_real_wheel_sets():
-    combos = matrix.mmcv_alternatives(T, "windows", "3.12", driver_cuda="12.7", cuda_wanted=True)
+    combos = tables_query.mmcv_alternatives(T, "windows", "3.12", driver_cuda="12.7", cuda_wanted=True)
     assert combos, "Windows has official wheels for some Python"
     best = combos[0]
     assert (best.torch, best.cuda, best.python, best.mmcv.version) == ("2.3.1", "12.1", "3.11", "2.2.0")
     cmds = best.commands()
     assert cmds[0] == "python -m pip install torch==2.3.1 torchvision==0.18.1 --index-url https://download.pytorch.org/whl/cu121"
     assert "cu121/torch2.3.0/index.html" in cmds[1]
-    full = matrix.mmcv_alternatives(T, "windows", "3.12", mmcv_major=1, driver_cuda="12.7", cuda_wanted=True)
+    full = tables_query.mmcv_alternatives(T, "windows", "3.12", mmcv_major=1, driver_cuda="12.7", cuda_wanted=True)
     assert full[0].mmcv.package == "mmcv-full" and full[0].torch == "1.13.1" and full[0].python == "3.10"
     assert "--extra-index-url https://download.pytorch.org/whl/cu117" in full[0].commands()[0]
 
 
 def test_why_no_wheel_names_each_dimension():
-    reasons = matrix.why_no_mmcv_wheel(T, "2.5.1+cu124", "12.4", "3.12", "windows")
+    reasons = tables_query.why_no_mmcv_wheel(T, "2.5.1+cu124", "12.4", "3.12", "windows")
     assert any("torch 2.5" in r for r in reasons) and any("Python 3.12" in r for r in reasons)
-    reasons = matrix.why_no_mmcv_wheel(T, "2.4.0", "12.4", "3.11", "linux")
+    reasons = tables_query.why_no_mmcv_wheel(T, "2.4.0", "12.4", "3.11", "linux")
     assert any("cu124" in r for r in reasons)

@@ -4,7 +4,7 @@
 problems (a Git LFS pointer, truncated, not a binary), each needed library and where the
 loader finds it, missing libraries, undefined symbols nothing provides (demangled),
 missing symbol versions (GLIBCXX_3.4.32 ...), and build hints (compiler, pybind11 ABI
-id, torch include paths). It judges nothing: ``checks/binary.py`` turns it into findings.
+id, torch include paths). It judges nothing: ``checks/linkage.py`` turns it into findings.
 
 ``attach_analysis(report)`` runs it, after the load probes, for each component whose
 import failed, and stores the result in ``components[name].facts["binary"]``. It reads
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from envdoctor.binary import elf as elf_mod
+from envdoctor.binary import elf_object, ldso
 from envdoctor.binary import pe as pe_mod
 from envdoctor.binary import windll
 from envdoctor.binary.filetype import sniff
@@ -81,12 +82,12 @@ def torch_info(torch_dir: Optional[str]) -> dict[str, Any]:
     c10 = os.path.join(torch_dir, "lib", "libc10.so")
     if os.path.isfile(c10):
         try:
-            o = elf_mod.open_object(c10)
+            o = elf_object.open_object(c10)
             try:
                 info["cxx11_abi"] = o.dynstr_contains(b"__cxx11")
             finally:
                 o.close()
-        except (elf_mod.ElfReadError, OSError):
+        except (elf_object.ElfReadError, OSError):
             pass
     for name in ("libtorch_python.so", "torch_python.dll"):
         lib = os.path.join(torch_dir, "lib", name)
@@ -118,7 +119,7 @@ def analyse_file(path: str, ctx: Optional[Context] = None) -> dict[str, Any]:
         return _problem(out, s.problem["kind"], s.problem["detail"])
     if s.format in ("elf", "pe"):
         try:
-            why = (elf_mod if s.format == "elf" else pe_mod).truncation(path)
+            why = (elf_object if s.format == "elf" else pe_mod).truncation(path)
             if why:
                 return _problem(out, "truncated", why)
             out.update(_analyse_elf(path, ctx) if s.format == "elf" else _analyse_pe(path, ctx))
@@ -150,7 +151,7 @@ def _norm_machine(m: str) -> str:
 
 def _analyse_elf(path: str, ctx: Context) -> dict[str, Any]:
     torch_lib = os.path.join(ctx.torch_dir, "lib") if ctx.torch_dir else None
-    resolver = elf_mod.Resolver(ctx.ld_library_path, ctx.search_dirs, None, ctx.system, {})
+    resolver = ldso.Resolver(ctx.ld_library_path, ctx.search_dirs, None, ctx.system, {})
     try:
         loaded: dict[str, str] = {}
         global_roots: list[str] = []
@@ -163,11 +164,11 @@ def _analyse_elf(path: str, ctx: Context) -> dict[str, Any]:
             if os.path.isfile(deps):
                 roots.append(deps)
                 global_roots.append(deps)
-            loaded.update(elf_mod.loaded_by(resolver, roots))
+            loaded.update(ldso.loaded_by(resolver, roots))
             for p in ctx.loaded:
                 if os.path.isfile(p):
                     loaded.setdefault(os.path.basename(p), p)
-        global_loaded = elf_mod.loaded_by(resolver, global_roots)
+        global_loaded = ldso.loaded_by(resolver, global_roots)
         resolver.loaded = {**global_loaded, **loaded}
         if ctx.preload_torch:
             resolver.torch_lib = torch_lib if torch_lib and os.path.isdir(torch_lib) else None
@@ -175,7 +176,7 @@ def _analyse_elf(path: str, ctx: Context) -> dict[str, Any]:
         for p in dict.fromkeys(global_loaded.values()):
             try:
                 global_scope.append(resolver.obj(p))
-            except (elf_mod.ElfReadError, OSError):
+            except (elf_object.ElfReadError, OSError):
                 pass
         return elf_mod.analyse(path, resolver, global_scope, LIMIT)
     finally:
@@ -248,7 +249,7 @@ def _cuda_present(out: dict[str, Any], ctx: Context) -> dict[str, list[str]]:
         except OSError:
             pass
     if ctx.system and out.get("format") == "elf":
-        names.update(elf_mod.read_ld_so_cache().keys())
+        names.update(ldso.read_ld_so_cache().keys())
     for n in names:
         cm = CUDA_LIB.match(n)
         if cm and cm.group(1) in families:

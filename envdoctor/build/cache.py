@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from envdoctor.build.spec import BuildSpec
+from envdoctor.filehash import sha256_file
 
 KEY_FIELDS = ("package", "version", "torch_version", "torch_git", "torch_cuda", "cxx11_abi", "python_tag",
               "platform_tag", "device", "arch_list")
@@ -45,14 +46,6 @@ def entry_dir(spec: BuildSpec, root: Optional[Path] = None) -> Path:
     return (root or cache_root()) / f"{spec.package}-{spec.version}" / key_digest(cache_key(spec))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def lookup(spec: BuildSpec, root: Optional[Path] = None) -> Optional[Path]:
     """The cached wheel for exactly this spec, if its key and checksum still match."""
     d = entry_dir(spec, root)
@@ -61,7 +54,7 @@ def lookup(spec: BuildSpec, root: Optional[Path] = None) -> Optional[Path]:
     except (OSError, ValueError):
         return None
     wheel = d / str(meta.get("wheel", ""))
-    if meta.get("key") != cache_key(spec) or not wheel.is_file() or _sha256(wheel) != meta.get("sha256"):
+    if meta.get("key") != cache_key(spec) or not wheel.is_file() or sha256_file(wheel) != meta.get("sha256"):
         return None
     return wheel
 
@@ -76,7 +69,7 @@ def store(spec: BuildSpec, wheel: Path, log: Optional[Path] = None, root: Option
         shutil.copy2(wheel, tmp / wheel.name)
         if log is not None and log.is_file():
             shutil.copy2(log, tmp / "build.log")
-        meta = {"key": cache_key(spec), "wheel": wheel.name, "sha256": _sha256(tmp / wheel.name),
+        meta = {"key": cache_key(spec), "wheel": wheel.name, "sha256": sha256_file(tmp / wheel.name),
                 "build_seconds": seconds}
         (tmp / "entry.json").write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
         if d.exists():

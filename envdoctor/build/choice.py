@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from envdoctor.build import cache
 from envdoctor.build.runner import count_sources, count_units
@@ -18,6 +18,9 @@ from envdoctor.build.spec import BuildSpec, decide
 from envdoctor.checks._facts import torch_cuda
 from envdoctor.facts import Report
 from envdoctor.probe.buildhost import probe_build_host
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 
 @dataclass
@@ -29,7 +32,7 @@ class BuildChoice:
     error: Optional[str] = None
 
 
-def gather(report: Report, tables: Any, *, cpu: bool = False, source: Optional[str] = None,
+def gather(report: Report, tables: Tables, *, cpu: bool = False, source: Optional[str] = None,
            version: Optional[str] = None, cache_root: Optional[Path] = None) -> BuildChoice:
     root = cache_root or cache.cache_root()
     src = Path(source).expanduser().resolve() if source else None

@@ -7,11 +7,14 @@ envdoctor/checks/build_.py so that `envdoctor explain ED8xx` and docs/rules.md c
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from envdoctor.build.runner import first_errors
 from envdoctor.checks import Rule, finding
 from envdoctor.facts import Finding, Fix
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 _SUMMARY = {
     "ED800": ("source-build-failed", "A source build failed for a reason no [[build_failure]] row recognises; "
@@ -49,7 +52,7 @@ def _line_of(text: str, start: int) -> str:
     return text[begin:end if end >= 0 else len(text)].strip()[:300]
 
 
-def classify(log_text: str, tables: Any, status: str = "failed", log: Optional[str] = None) -> list[Finding]:
+def classify(log_text: str, tables: Tables, status: str = "failed", log: Optional[str] = None) -> list[Finding]:
     """One finding per matching [[build_failure]] row (first match of each id), most specific first;
     ED800 with the log's last lines when nothing matches."""
     out: list[Finding] = []

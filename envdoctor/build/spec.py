@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from envdoctor import matrix
+from envdoctor import tables_query
 from envdoctor.fact_readers import consumers, torch_cuda, torch_version
 from envdoctor.facts import Report
 from envdoctor.probe.buildhost import BuildHost
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 # Memory budget of one compile job (MiB). CPU: in the real mmcv 2.2.0 build against torch 2.13 headers
 # (-O3 -g, bench/bench_build.py) the largest single process peaked at 2712 MiB, most units stay near 1 GiB;
@@ -88,13 +91,13 @@ def _sm_to_arch(entry: str) -> Optional[str]:
 def arch_list(report: Report) -> tuple[list[str], str]:
     """TORCH_CUDA_ARCH_LIST: the GPUs NVML sees, else torch's own compiled list."""
     caps = sorted({d.compute_capability for d in report.gpu.devices if d.compute_capability},
-                  key=matrix.vkey)
+                  key=tables_query.vkey)
     if caps:
         return caps, f"the GPUs on this machine ({report.gpu.source}: {', '.join(caps)})"
     torch = report.components.get("torch")
     listed = (torch.facts.get("runtime") or {}).get("arch_list") if torch else None
     if isinstance(listed, list):
-        archs = sorted({a for a in (_sm_to_arch(str(e)) for e in listed) if a}, key=matrix.vkey)
+        archs = sorted({a for a in (_sm_to_arch(str(e)) for e in listed) if a}, key=tables_query.vkey)
         if archs:
             return archs, "no GPU visible: torch's own list (torch.cuda.get_arch_list())"
     return [], "no GPU visible and torch reports no arch list"
@@ -110,23 +113,23 @@ def max_jobs(host: BuildHost, device: str) -> tuple[int, str]:
                   f"{device.upper()} compile job")
 
 
-def _blocked_by_table(tables: Any, version: str, torch: str, python: str) -> list[dict[str, Any]]:
+def _blocked_by_table(tables: Tables, version: str, torch: str, python: str) -> list[dict[str, Any]]:
     """[[mmcv_build]] rows that apply to this version and that the recipe does not already avoid."""
     out = []
     for row in tables.rows("mmcv_build"):
         if row["kind"] in ("setuptools-no-pkg-resources", "isolated-build-no-torch"):
             continue  # the overlay (setuptools<81) and --no-build-isolation avoid these two
-        if "mmcv" in row and not matrix.in_spec(version, row["mmcv"]):
+        if "mmcv" in row and not tables_query.in_spec(version, row["mmcv"]):
             continue
-        if "torch" in row and not matrix.in_spec(torch, row["torch"]):
+        if "torch" in row and not tables_query.in_spec(torch, row["torch"]):
             continue
-        if "python" in row and not matrix.in_spec(python, row["python"]):
+        if "python" in row and not tables_query.in_spec(python, row["python"]):
             continue
         out.append(row)
     return out
 
 
-def choose_version(report: Report, tables: Any, pinned: Optional[str] = None) -> tuple[str, str, str]:
+def choose_version(report: Report, tables: Tables, pinned: Optional[str] = None) -> tuple[str, str, str]:
     """(package, version, why): the newest mmcv inside every installed consumer's range whose
     source builds against this torch; the installed series (mmcv-full = 1.x) is kept."""
     torch = torch_version(report) or ""
@@ -136,13 +139,13 @@ def choose_version(report: Report, tables: Any, pinned: Optional[str] = None) ->
     known: set[str] = set()
     for row in tables.rows("mmcv_wheels"):
         known.update(row["mmcv"])
-    ranges = matrix.consumer_ranges(tables, consumers(report, tables))
+    ranges = tables_query.consumer_ranges(tables, consumers(report, tables))
     ok = []
     for ver in known:
-        v = matrix.parse_version(ver)
+        v = tables_query.parse_version(ver)
         if v is None or (series is not None and v.major != series) or (series is None and v.major < 2):
             continue
-        if not all(matrix.in_spec(ver, r["mmcv"]) for r in ranges):
+        if not all(tables_query.in_spec(ver, r["mmcv"]) for r in ranges):
             continue
         # versions whose source cannot compile against this torch at all (C++ standard) are skipped
         if any(r["kind"].startswith("cxx14") for r in _blocked_by_table(tables, ver, torch, report.python.version)):
@@ -151,13 +154,13 @@ def choose_version(report: Report, tables: Any, pinned: Optional[str] = None) ->
     if not ok:
         raise LookupError("no mmcv release fits the installed consumers' ranges and builds against torch "
                           f"{torch} ({', '.join(r['package'] + ' ' + r['mmcv'] for r in ranges) or 'no consumers'})")
-    best = max(ok, key=matrix.vkey)
+    best = max(ok, key=tables_query.vkey)
     why = "newest release" + (" inside " + ", ".join(f"{r['package']} {r['installed']} ({r['mmcv']})"
                                                      for r in ranges) if ranges else "")
     return ("mmcv-full" if best.startswith("1.") else "mmcv"), best, why
 
 
-def decide(report: Report, tables: Any, host: BuildHost, *, cpu: bool = False, version: Optional[str] = None,
+def decide(report: Report, tables: Tables, host: BuildHost, *, cpu: bool = False, version: Optional[str] = None,
            units: Optional[int] = None) -> BuildSpec:
     """What `fix --strategy build` would build here; `blockers` says why it cannot, if it cannot."""
     torch = torch_version(report)
@@ -223,13 +226,13 @@ def _cuda_toolkit(report: Report, spec: BuildSpec, cuda: str) -> None:
         spec.blockers.append(f"nvcc {tk.version} ({tk.cuda_home}) is another CUDA major than torch's {cuda}: "
                              f"torch.utils.cpp_extension refuses it; install the CUDA {cuda} toolkit and point "
                              "CUDA_HOME at it, or build CPU kernels only with --cpu")
-    elif tk.version != matrix.minor_of(cuda):
+    elif tk.version != tables_query.minor_of(cuda):
         spec.notes.append(f"nvcc {tk.version} and torch's CUDA {cuda} differ in the minor version: torch only "
                           "warns, the build usually works")
     spec.why["cuda_home"] = f"nvcc {tk.version} from {tk.cuda_home_source or 'PATH'}"
 
 
-def _host_compiler(tables: Any, spec: BuildSpec) -> None:
+def _host_compiler(tables: Tables, spec: BuildSpec) -> None:
     """Refuse a gcc newer than this nvcc accepts ([[nvcc_host_compiler]]), before a build that would fail."""
     m = re.match(r"^GCC (\d+)", spec.compiler or "")
     if not m or not spec.nvcc_version:

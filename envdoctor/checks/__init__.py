@@ -12,11 +12,14 @@ import importlib
 import pkgutil
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from envdoctor.facts import Finding, Report
 
-CheckFn = Callable[[Report, Any], Iterable[Finding]]
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
+
+CheckFn = Callable[[Report, "Tables"], Iterable[Finding]]
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ def dedupe(findings: list[Finding], reg: Optional[Registry] = None) -> list[Find
     return keep
 
 
-def run_checks(report: Report, tables: Any, select: Optional[list[str]] = None,
+def run_checks(report: Report, tables: Tables, select: Optional[list[str]] = None,
                ignore: Optional[list[str]] = None) -> list[Finding]:
     """Run every selected check over the built facts (load failures already classified: classify.classified),
     dedupe, then mark which finding explains which (Finding.explained_by) and put each root cause before the

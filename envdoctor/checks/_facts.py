@@ -4,12 +4,15 @@ The facts are read through envdoctor.fact_readers, like everywhere else."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from envdoctor import commandline as shell
 from envdoctor import matrix
 from envdoctor.fact_readers import consumers, norm, os_name, python_minor, torch_cuda, torch_version
 from envdoctor.facts import Fix, Report
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 
 def pip(report: Report) -> str:
@@ -42,7 +45,7 @@ def compat_fix(report: Report) -> Fix:
         commands=[envdoctor_fix(report, "compat")], strategy="compat")
 
 
-def alternative_fixes(report: Report, tables: Any, mmcv_major: Optional[int] = None, limit: int = 2) -> list[Fix]:
+def alternative_fixes(report: Report, tables: Tables, mmcv_major: Optional[int] = None, limit: int = 2) -> list[Fix]:
     """Official wheel sets that do exist on this OS (a new environment with another torch/Python)."""
     gpu = report.gpu
     fixes = []
@@ -59,7 +62,7 @@ def alternative_fixes(report: Report, tables: Any, mmcv_major: Optional[int] = N
     return fixes
 
 
-def reinstall_fix(report: Report, tables: Any, dist: str) -> Fix:
+def reinstall_fix(report: Report, tables: Tables, dist: str) -> Fix:
     """`pip install --force-reinstall --no-deps DIST==VERSION` (+ PyTorch's index for its wheels): puts back
     exactly the installed release's files, changes no other distribution."""
     pkg = report.packages.get(norm(dist))

@@ -7,14 +7,17 @@ text is in the report; nothing is read from disk here.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from envdoctor.build.failures import RULES, classify
 from envdoctor.checks import check
 from envdoctor.facts import Finding, Report
 
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
-def _build_failures(report: Report, tables: Any) -> list[Finding]:
+
+def _build_failures(report: Report, tables: Tables) -> list[Finding]:
     rec = report.build
     if not isinstance(rec, dict) or rec.get("status") in (None, "built", "interrupted"):
         return []
@@ -23,7 +26,7 @@ def _build_failures(report: Report, tables: Any) -> list[Finding]:
 
 
 def _check_for(rule_id: str) -> Callable[[Report, Any], Iterable[Finding]]:
-    def run(report: Report, tables: Any) -> Iterable[Finding]:
+    def run(report: Report, tables: Tables) -> Iterable[Finding]:
         return [f for f in _build_failures(report, tables) if f.id == rule_id]
     return run
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from envdoctor import op_coverage
 from envdoctor.checks import Rule, check, finding
 from envdoctor.checks._facts import envdoctor_fix
 from envdoctor.fact_readers import comp, consumers
 from envdoctor.facts import Finding, Fix, Report
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 SERVED = Rule(
     id="ED410", name="mmcv-ext-served-by-compat", severity="info", component="mmcv._ext",
@@ -39,7 +42,7 @@ def _served(report: Report) -> list[str] | None:
 
 
 @check(SERVED)
-def mmcv_ext_served_by_compat(report: Report, tables: Any) -> Iterable[Finding]:
+def mmcv_ext_served_by_compat(report: Report, tables: Tables) -> Iterable[Finding]:
     served = _served(report)
     if served is None:
         return

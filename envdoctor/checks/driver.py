@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
-from envdoctor import matrix
+from envdoctor import tables_query
 from envdoctor.checks import Rule, check, finding
 from envdoctor.checks._facts import pip
 from envdoctor.fact_readers import comp, os_name, runtime, torch_cuda, torch_version
 from envdoctor.facts import Finding, Fix, Report
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 NVIDIA_DOWNLOAD = "https://www.nvidia.com/Download/index.aspx"
 
@@ -50,37 +53,37 @@ ARCH = Rule(
 )
 
 
-def _driver_cuda(report: Report, tables: Any) -> tuple[Optional[str], str]:
+def _driver_cuda(report: Report, tables: Tables) -> tuple[Optional[str], str]:
     """The newest CUDA the driver supports, and where that came from."""
     gpu = report.gpu
     if gpu.cuda_driver_version:
         return gpu.cuda_driver_version, f"reported by {gpu.source}"
-    derived = matrix.driver_cuda_from_branch(tables, gpu.driver_version)
+    derived = tables_query.driver_cuda_from_branch(tables, gpu.driver_version)
     return derived, "derived from the driver branch"
 
 
-def _cuda_builds_for_driver(tables: Any, torch_ver: str, driver_cuda: Optional[str]) -> list[str]:
+def _cuda_builds_for_driver(tables: Tables, torch_ver: str, driver_cuda: Optional[str]) -> list[str]:
     """CUDA variants of this torch release that the driver can run, newest first."""
-    rel = matrix.torch_release(tables, torch_ver)
+    rel = tables_query.torch_release(tables, torch_ver)
     if rel is None:
         return []
     builds = list(rel.get("cuda", [])) + list(rel.get("cuda_experimental", []))
-    return sorted(builds, key=matrix.vkey, reverse=True)
+    return sorted(builds, key=tables_query.vkey, reverse=True)
 
 
-def _torch_reinstall(report: Report, tables: Any, ver: str, cuda: Optional[str]) -> Fix:
-    pub = matrix.public(ver)
-    idx = matrix.pytorch_index(tables, pub, cuda)
-    option, url = (idx[0], idx[1]) if idx else ("--index-url", f"https://download.pytorch.org/whl/{matrix.cuda_tag(cuda)}")
-    tv = matrix.torchvision_for(tables, pub, cuda, report.python.version)
+def _torch_reinstall(report: Report, tables: Tables, ver: str, cuda: Optional[str]) -> Fix:
+    pub = tables_query.public(ver)
+    idx = tables_query.pytorch_index(tables, pub, cuda)
+    option, url = (idx[0], idx[1]) if idx else ("--index-url", f"https://download.pytorch.org/whl/{tables_query.cuda_tag(cuda)}")
+    tv = tables_query.torchvision_for(tables, pub, cuda, report.python.version)
     pins = f"torch=={pub}" + (f" torchvision=={tv.version}" if tv and comp(report, "torchvision") else "")
-    return Fix(description=f"install the {matrix.cuda_tag(cuda)} build of torch {pub} (changes torch: applied by "
+    return Fix(description=f"install the {tables_query.cuda_tag(cuda)} build of torch {pub} (changes torch: applied by "
                            "`envdoctor fix` only with --allow-torch-change)",
                commands=[f"{pip(report)} install --force-reinstall {pins} {option} {url}"], strategy="torch")
 
 
 @check(NO_DRIVER)
-def cuda_build_without_driver(report: Report, tables: Any) -> Iterable[Finding]:
+def cuda_build_without_driver(report: Report, tables: Tables) -> Iterable[Finding]:
     cuda = torch_cuda(report)
     ver = torch_version(report)
     if report.mode != "full" or not cuda or ver is None or report.gpu.source != "none":
@@ -99,10 +102,10 @@ def cuda_build_without_driver(report: Report, tables: Any) -> Iterable[Finding]:
                   fixes=fixes)
 
 
-def _floor_text(tables: Any, cuda: str, os_: str) -> str:
-    row = matrix.compat_row(tables, cuda)
+def _floor_text(tables: Tables, cuda: str, os_: str) -> str:
+    row = tables_query.compat_row(tables, cuda)
     col = "windows" if os_ == "windows" else "linux"
-    exact = matrix.driver_floor(tables, cuda, os_)
+    exact = tables_query.driver_floor(tables, cuda, os_)
     if row is not None and row.get("minor_compat") and row.get(col):
         return f"driver >= {row[col]} (CUDA {row['major']}.x minor-version compatibility)"
     if exact:
@@ -111,40 +114,40 @@ def _floor_text(tables: Any, cuda: str, os_: str) -> str:
 
 
 @check(DRIVER_TOO_OLD)
-def driver_too_old(report: Report, tables: Any) -> Iterable[Finding]:
+def driver_too_old(report: Report, tables: Tables) -> Iterable[Finding]:
     cuda = torch_cuda(report)
     ver = torch_version(report)
     gpu = report.gpu
-    drv = matrix.driver_version_tuple(gpu.driver_version)
+    drv = tables_query.driver_version_tuple(gpu.driver_version)
     if not cuda or ver is None or gpu.source == "none" or drv is None:
         return
     os_ = os_name(report)
     col = "windows" if os_ == "windows" else "linux"
     driver_cuda, how = _driver_cuda(report, tables)
     major = int(cuda.split(".")[0])
-    row = matrix.compat_row(tables, cuda)
-    exact = matrix.driver_floor(tables, cuda, os_)
+    row = tables_query.compat_row(tables, cuda)
+    exact = tables_query.driver_floor(tables, cuda, os_)
     evidence: dict[str, Any] = {"driver": gpu.driver_version, "driver_cuda": driver_cuda, "driver_cuda_from": how,
                                 "torch": ver, "torch.version.cuda": cuda, "os": os_}
     problem = None
     severity = "error"
-    dcv = matrix.parse_version(driver_cuda)
+    dcv = tables_query.parse_version(driver_cuda)
     if dcv is not None and dcv.major < major:
         problem = (f"the driver supports CUDA up to {driver_cuda}, torch {ver} needs CUDA {major}.x")
     elif row is not None and row.get("minor_compat"):
         floor = row.get(col)
-        if floor and drv < (matrix.driver_version_tuple(floor) or (0,)):
+        if floor and drv < (tables_query.driver_version_tuple(floor) or (0,)):
             problem = f"driver {gpu.driver_version} is below CUDA {major}.x's floor {floor}"
             evidence["required"] = floor
             evidence["source"] = row["source"]
-        elif (exact and drv < (matrix.driver_version_tuple(exact[0]) or (0,))
-              and (dcv is None or dcv < matrix.vkey(cuda))):
+        elif (exact and drv < (tables_query.driver_version_tuple(exact[0]) or (0,))
+              and (dcv is None or dcv < tables_query.vkey(cuda))):
             problem = (f"driver {gpu.driver_version} runs CUDA {cuda} only through minor-version compatibility "
                        f"(CUDA {cuda}'s own driver is >= {exact[0]}): a limited feature set, and PTX JIT fails")
             severity = "warning"
             evidence["required"] = exact[0]
             evidence["source"] = exact[1]
-    elif exact and drv < (matrix.driver_version_tuple(exact[0]) or (0,)):
+    elif exact and drv < (tables_query.driver_version_tuple(exact[0]) or (0,)):
         problem = f"CUDA {cuda} has no minor-version compatibility: it needs driver >= {exact[0]}"
         evidence["required"] = exact[0]
         evidence["source"] = exact[1]
@@ -153,7 +156,7 @@ def driver_too_old(report: Report, tables: Any) -> Iterable[Finding]:
     fixes = [Fix(description=f"update the NVIDIA driver to >= {evidence.get('required') or 'the one of CUDA ' + cuda} "
                              f"({NVIDIA_DOWNLOAD})")]
     builds = [b for b in _cuda_builds_for_driver(tables, ver, driver_cuda)
-              if matrix.driver_runs(tables, gpu.driver_version, driver_cuda, b, os_)]
+              if tables_query.driver_runs(tables, gpu.driver_version, driver_cuda, b, os_)]
     if builds:
         fixes.append(_torch_reinstall(report, tables, ver, builds[0]))
     yield finding(DRIVER_TOO_OLD, f"NVIDIA driver {gpu.driver_version} is too old for torch {ver} (CUDA {cuda})",
@@ -161,7 +164,7 @@ def driver_too_old(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(ARCH)
-def gpu_arch_not_compiled(report: Report, tables: Any) -> Iterable[Finding]:
+def gpu_arch_not_compiled(report: Report, tables: Tables) -> Iterable[Finding]:
     cuda = torch_cuda(report)
     ver = torch_version(report)
     if not cuda or ver is None or not report.gpu.devices:
@@ -169,7 +172,7 @@ def gpu_arch_not_compiled(report: Report, tables: Any) -> Iterable[Finding]:
     arch = runtime(comp(report, "torch")).get("arch_list")
     source = "torch.cuda.get_arch_list()"
     if not isinstance(arch, list) or not arch:
-        row = matrix.arch_for(tables, ver, cuda, os_name(report))
+        row = tables_query.arch_for(tables, ver, cuda, os_name(report))
         if row is None:
             return
         arch = list(row["arch"])
@@ -178,7 +181,7 @@ def gpu_arch_not_compiled(report: Report, tables: Any) -> Iterable[Finding]:
     arch = [a for a in arch if isinstance(a, str) and a.startswith("sm_")]
     for dev in report.gpu.devices:
         cc = dev.compute_capability
-        if not cc or matrix.runs_on(tables, cc, arch):
+        if not cc or tables_query.runs_on(tables, cc, arch):
             continue
         sm = "sm_" + cc.replace(".", "")
         fixes = []
@@ -198,24 +201,24 @@ def gpu_arch_not_compiled(report: Report, tables: Any) -> Iterable[Finding]:
                       fixes=fixes)
 
 
-def _builds_with_arch(tables: Any, torch_ver: str, cc: str, os_: str, driver: Optional[str],
+def _builds_with_arch(tables: Tables, torch_ver: str, cc: str, os_: str, driver: Optional[str],
                       driver_cuda: Optional[str]) -> list[tuple[str, str]]:
     """(torch version, CUDA) of official builds that run on this GPU: this torch release first, then newer."""
     out = []
-    releases = sorted(tables.rows("torch_release"), key=lambda r: matrix.vkey(r["torch"]), reverse=True)
-    this = matrix.minor_of(torch_ver)
+    releases = sorted(tables.rows("torch_release"), key=lambda r: tables_query.vkey(r["torch"]), reverse=True)
+    this = tables_query.minor_of(torch_ver)
     releases.sort(key=lambda r: r["torch"] != this)  # this release first
     for rel in releases:
-        if matrix.vkey(rel["torch"]) < matrix.vkey(this):
+        if tables_query.vkey(rel["torch"]) < tables_query.vkey(this):
             continue
-        version = torch_ver if rel["torch"] == this else matrix._torch_patch(tables, rel["torch"])
+        version = torch_ver if rel["torch"] == this else tables_query.torch_patch(tables, rel["torch"])
         for cu in sorted(rel.get("cuda", []) + rel.get("cuda_experimental", []),
-                         key=matrix.vkey, reverse=True):
-            if not matrix.driver_runs(tables, driver, driver_cuda, cu, os_):
+                         key=tables_query.vkey, reverse=True):
+            if not tables_query.driver_runs(tables, driver, driver_cuda, cu, os_):
                 continue
-            row = matrix.arch_for(tables, version, cu, os_)
+            row = tables_query.arch_for(tables, version, cu, os_)
             # suggest only builds with native (SASS) code for the GPU: real sm_120 reports show PTX-only
             # builds (cu124's 9.0+PTX) failing, and torch's own check compares SASS majors
-            if row and matrix.runs_on(tables, cc, list(row["arch"])):
+            if row and tables_query.runs_on(tables, cc, list(row["arch"])):
                 out.append((version, cu))
     return out

@@ -7,10 +7,13 @@ no write) into `report.fix_pending`. `fix` recovers before it plans and puts wha
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from envdoctor.checks import Rule, check, finding
 from envdoctor.facts import Finding, Fix, Report
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 INTERRUPTED_FIX = Rule(
     id="ED601",
@@ -79,7 +82,7 @@ def _pending(rec: dict[str, Any]) -> Iterable[Finding]:
 
 
 @check(INTERRUPTED_FIX)
-def interrupted_fix(report: Report, tables: Any) -> Iterable[Finding]:
+def interrupted_fix(report: Report, tables: Tables) -> Iterable[Finding]:
     pending = report.fix_pending
     if isinstance(pending, dict):
         yield from _pending(pending)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from envdoctor import matrix
 from envdoctor.checks import Rule, check, finding
@@ -12,6 +12,9 @@ from envdoctor.fact_readers import (comp, consumers, damaged, load_cause, load_m
                                     mmcv_dists, mmcv_series, mmcv_version, mmcv_wheel, norm, os_name, python_minor,
                                     runtime, torch_cuda, torch_unusable, torch_version)
 from envdoctor.facts import FAILED, Finding, Fix, Report
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 NO_OPS = Rule(
     id="ED401", name="mmcv-without-ops", severity="error", component="mmcv",
@@ -135,7 +138,7 @@ def _ops_ok(report: Report) -> bool:
     return load_status(report, "mmcv._ext") == "ok"
 
 
-def _ops_expected(report: Report, tables: Any) -> bool:
+def _ops_expected(report: Report, tables: Tables) -> bool:
     """Does this environment want mmcv's ops? Not for a lone, deliberate mmcv-lite without consumers."""
     dists = mmcv_dists(report, tables)
     if load_status(report, "mmcv._ext") in FAILED or len(dists) > 1 or consumers(report, tables):
@@ -143,7 +146,7 @@ def _ops_expected(report: Report, tables: Any) -> bool:
     return dists != ["mmcv-lite"]
 
 
-def _wheel_or_compat(report: Report, tables: Any, what: str, series: Optional[int] = None,
+def _wheel_or_compat(report: Report, tables: Tables, what: str, series: Optional[int] = None,
                      with_alternatives: bool = False) -> tuple[list[Fix], Optional[matrix.WheelChoice]]:
     """The wheel fix when an official wheel exists, else the compat layer (+ alternatives)."""
     blocked = _blocked(report)
@@ -170,7 +173,7 @@ def _blocked(report: Report) -> Optional[str]:
     return None
 
 
-def _flavour_reason(report: Report, tables: Any, dist: str, version: Optional[str]) -> tuple[str, bool]:
+def _flavour_reason(report: Report, tables: Tables, dist: str, version: Optional[str]) -> tuple[str, bool]:
     """Why this flavour has no _ext, and whether it was meant to have one."""
     row = matrix.flavour(tables, dist, version)
     pkg = report.packages.get(norm(dist))
@@ -187,7 +190,7 @@ def _flavour_reason(report: Report, tables: Any, dist: str, version: Optional[st
 
 
 @check(NO_OPS)
-def mmcv_without_ops(report: Report, tables: Any) -> Iterable[Finding]:
+def mmcv_without_ops(report: Report, tables: Tables) -> Iterable[Finding]:
     m = comp(report, "mmcv")
     ext = report.components.get("mmcv._ext")
     if m is None or ext is None or ext.installed or (ext.facts.get("ext_files") or []):
@@ -218,7 +221,7 @@ def mmcv_without_ops(report: Report, tables: Any) -> Iterable[Finding]:
                   fixes=fixes, severity=severity)
 
 
-def _built_for(report: Report, tables: Any) -> dict[str, str]:
+def _built_for(report: Report, tables: Tables) -> dict[str, str]:
     """(cu, torch) from direct_url.json of an install from the OpenMMLab index, if any."""
     for key in mmcv_dists(report, tables):
         pkg = report.packages.get(key)
@@ -278,7 +281,7 @@ def _ext_explanation(report: Report, cause: dict[str, Any]) -> tuple[str, str]:
 
 
 @check(EXT_FAILS)
-def mmcv_ext_load_fails(report: Report, tables: Any) -> Iterable[Finding]:
+def mmcv_ext_load_fails(report: Report, tables: Tables) -> Iterable[Finding]:
     if comp(report, "mmcv") is None:
         return
     ext = report.components.get("mmcv._ext")
@@ -310,7 +313,7 @@ def mmcv_ext_load_fails(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(CONFLICT)
-def mmcv_conflict(report: Report, tables: Any) -> Iterable[Finding]:
+def mmcv_conflict(report: Report, tables: Tables) -> Iterable[Finding]:
     dists = mmcv_dists(report, tables)
     missing = {d: report.packages[d].record_missing for d in dists
                if d in report.packages and report.packages[d].record_missing}
@@ -338,7 +341,7 @@ def mmcv_conflict(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(CONSUMER)
-def mmcv_outside_consumer_range(report: Report, tables: Any) -> Iterable[Finding]:
+def mmcv_outside_consumer_range(report: Report, tables: Tables) -> Iterable[Finding]:
     version = mmcv_version(report)
     if version is None:
         return
@@ -368,7 +371,7 @@ def mmcv_outside_consumer_range(report: Report, tables: Any) -> Iterable[Finding
 
 
 @check(NO_WHEEL)
-def mmcv_no_official_wheel(report: Report, tables: Any) -> Iterable[Finding]:
+def mmcv_no_official_wheel(report: Report, tables: Tables) -> Iterable[Finding]:
     if comp(report, "mmcv") is None or _ops_ok(report) or report.mode != "full" or not _ops_expected(report, tables):
         return
     if torch_unusable(report):
@@ -397,7 +400,7 @@ def _cache_matches(wheel: dict[str, Any], abi: Optional[str]) -> bool:
 
 
 @check(STALE_CACHE)
-def mmcv_stale_wheel_cache(report: Report, tables: Any) -> Iterable[Finding]:
+def mmcv_stale_wheel_cache(report: Report, tables: Tables) -> Iterable[Finding]:
     cache = report.pip_cache
     if not isinstance(cache, dict):
         return
@@ -435,7 +438,7 @@ def mmcv_stale_wheel_cache(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(BUILD)
-def mmcv_source_build_will_fail(report: Report, tables: Any) -> Iterable[Finding]:
+def mmcv_source_build_will_fail(report: Report, tables: Tables) -> Iterable[Finding]:
     if comp(report, "mmcv") is None or _ops_ok(report) or report.mode != "full" or not _ops_expected(report, tables):
         return
     if torch_unusable(report):
@@ -487,7 +490,7 @@ def mmcv_source_build_will_fail(report: Report, tables: Any) -> Iterable[Finding
 
 
 @check(CPU_OPS)
-def mmcv_ops_without_cuda(report: Report, tables: Any) -> Iterable[Finding]:
+def mmcv_ops_without_cuda(report: Report, tables: Tables) -> Iterable[Finding]:
     if not _ops_ok(report):
         return
     ext = report.components["mmcv._ext"]
@@ -503,7 +506,7 @@ def mmcv_ops_without_cuda(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(CUDA_SKEW)
-def mmcv_ext_cuda_mismatch(report: Report, tables: Any) -> Iterable[Finding]:
+def mmcv_ext_cuda_mismatch(report: Report, tables: Tables) -> Iterable[Finding]:
     if not _ops_ok(report):
         return
     built = report.components["mmcv._ext"].facts.get("compiling_cuda_version")

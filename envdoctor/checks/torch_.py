@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from envdoctor import matrix
+from envdoctor import tables_query
 from envdoctor.checks import Rule, check, finding
 from envdoctor.checks._facts import pip
 from envdoctor.fact_readers import (comp, load_cause, load_message, os_name, python_minor, runtime, torch_cuda,
                                     torch_hip, torch_version)
 from envdoctor.facts import FAILED, Finding, Fix, Report
 from envdoctor.facts import package_dir_paths
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 VC_REDIST = "https://aka.ms/vs/17/release/vc_redist.x64.exe"
 
@@ -71,17 +74,17 @@ PYTHON = Rule(
 )
 
 
-def _reinstall(report: Report, tables: Any, ver: str, cuda: Any) -> Fix:
-    pub = matrix.public(ver)
-    idx = matrix.pytorch_index(tables, pub, cuda)
+def _reinstall(report: Report, tables: Tables, ver: str, cuda: Any) -> Fix:
+    pub = tables_query.public(ver)
+    idx = tables_query.pytorch_index(tables, pub, cuda)
     option, url = (idx[0], idx[1]) if idx else ("--index-url",
-                                                "https://download.pytorch.org/whl/" + matrix.cuda_tag(cuda))
-    return Fix(description=f"reinstall torch {pub} ({matrix.cuda_tag(cuda)}) with its dependencies",
+                                                "https://download.pytorch.org/whl/" + tables_query.cuda_tag(cuda))
+    return Fix(description=f"reinstall torch {pub} ({tables_query.cuda_tag(cuda)}) with its dependencies",
                commands=[f"{pip(report)} install --force-reinstall torch=={pub} {option} {url}"], strategy="torch")
 
 
 @check(IMPORT)
-def torch_import_fails(report: Report, tables: Any) -> Iterable[Finding]:
+def torch_import_fails(report: Report, tables: Tables) -> Iterable[Finding]:
     c = report.components.get("torch")
     if c is None or c.load is None or c.load.status not in FAILED:
         return
@@ -131,23 +134,23 @@ def torch_import_fails(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(CPU_BUILD)
-def torch_cpu_build_with_gpu(report: Report, tables: Any) -> Iterable[Finding]:
+def torch_cpu_build_with_gpu(report: Report, tables: Tables) -> Iterable[Finding]:
     ver = torch_version(report)
     if ver is None or torch_cuda(report) or torch_hip(report) or not report.gpu.devices:
         return
     if os_name(report) == "macos":
         return
-    rel = matrix.torch_release(tables, ver)
+    rel = tables_query.torch_release(tables, ver)
     builds = []
     if rel is not None:
         builds = sorted((b for b in rel.get("cuda", []) + rel.get("cuda_experimental", [])
-                         if matrix.driver_runs(tables, report.gpu.driver_version, report.gpu.cuda_driver_version,
+                         if tables_query.driver_runs(tables, report.gpu.driver_version, report.gpu.cuda_driver_version,
                                                b, os_name(report))),
-                        key=matrix.vkey, reverse=True)
+                        key=tables_query.vkey, reverse=True)
     fixes = []
     if builds:
         fx = _reinstall(report, tables, ver, builds[0])
-        fx.description = (f"install the CUDA {builds[0]} build of torch {matrix.public(ver)} (the newest its "
+        fx.description = (f"install the CUDA {builds[0]} build of torch {tables_query.public(ver)} (the newest its "
                           "driver runs); changes torch: `envdoctor fix` applies it only with --allow-torch-change")
         fixes.append(fx)
     devs = ", ".join(d.name for d in report.gpu.devices)
@@ -159,7 +162,7 @@ def torch_cpu_build_with_gpu(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(SHADOWED)
-def torch_shadowed(report: Report, tables: Any) -> Iterable[Finding]:
+def torch_shadowed(report: Report, tables: Tables) -> Iterable[Finding]:
     c = comp(report, "torch")
     if c is None:
         return
@@ -181,7 +184,7 @@ def torch_shadowed(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(VERSION_SKEW)
-def torch_version_skew(report: Report, tables: Any) -> Iterable[Finding]:
+def torch_version_skew(report: Report, tables: Tables) -> Iterable[Finding]:
     c = comp(report, "torch")
     if c is None:
         return
@@ -192,10 +195,10 @@ def torch_version_skew(report: Report, tables: Any) -> Iterable[Finding]:
     imported = rt.get("version") if isinstance(rt.get("version"), str) else None
     seen = {k: v for k, v in (("pip (dist-info)", dist_version), ("torch/version.py", vp),
                                ("import torch", imported)) if v and not v.startswith("error:")}
-    publics = {matrix.public(v) for v in seen.values()}
+    publics = {tables_query.public(v) for v in seen.values()}
     if len(publics) < 2:
         return
-    minors = {matrix.minor_of(v) for v in publics}
+    minors = {tables_query.minor_of(v) for v in publics}
     fixes = [_reinstall(report, tables, vp or imported or dist_version or "", torch_cuda(report))]
     yield finding(VERSION_SKEW, "the installed torch and the imported torch differ: "
                   + ", ".join(f"{k} {v}" for k, v in seen.items()),
@@ -205,13 +208,13 @@ def torch_version_skew(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(PYTHON)
-def torch_python_unsupported(report: Report, tables: Any) -> Iterable[Finding]:
+def torch_python_unsupported(report: Report, tables: Tables) -> Iterable[Finding]:
     ver = torch_version(report)
     py = python_minor(report)
     if ver is None or not py:
         return
-    rel = matrix.torch_release(tables, ver)
-    if rel is None or matrix.in_spec(py, rel["python"]):
+    rel = tables_query.torch_release(tables, ver)
+    if rel is None or tables_query.in_spec(py, rel["python"]):
         return
     yield finding(PYTHON, f"Python {py} is outside torch {rel['torch']}'s supported range ({rel['python']})",
                   evidence={"python": report.python.version, "torch": ver, "supported": rel["python"],

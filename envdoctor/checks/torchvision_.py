@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
-from envdoctor import matrix
+from envdoctor import tables_query
 from envdoctor.checks import Rule, check, finding
 from envdoctor.checks._facts import envdoctor_fix, pip
 from envdoctor.fact_readers import comp, load_cause, load_message, torch_cuda, torch_version
 from envdoctor.facts import FAILED, Finding, Fix, Report
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 PAIR = Rule(
     id="ED301", name="torchvision-torch-mismatch", severity="error", component="torchvision",
@@ -50,14 +53,15 @@ VARIANT = Rule(
 )
 
 
-def _tv_fix(report: Report, tables: Any) -> list[Fix]:
+def _tv_fix(report: Report, tables: Tables) -> list[Fix]:
     ver = torch_version(report)
     if ver is None:
         return []
-    choice = matrix.torchvision_for(tables, ver, torch_cuda(report), report.python.version)
+    choice = tables_query.torchvision_for(tables, ver, torch_cuda(report), report.python.version)
     if choice is None:
         return [Fix(description=f"no torchvision is known for torch {ver}: see https://github.com/pytorch/vision#installation")]
-    cmd = matrix.install_command(choice, pip(report)).replace(" install ", " install --no-deps --force-reinstall ", 1)
+    cmd = tables_query.install_command(choice, pip(report))
+    cmd = cmd.replace(" install ", " install --no-deps --force-reinstall ", 1)
     return [Fix(description=f"install torchvision {choice.version} ({choice.reason}) "
                             f"(or `{envdoctor_fix(report, 'wheel')}`)",
                 commands=[cmd], strategy="wheel")]
@@ -71,13 +75,13 @@ def _tv_version(report: Report) -> Optional[str]:
 
 
 @check(PAIR)
-def torchvision_torch_mismatch(report: Report, tables: Any) -> Iterable[Finding]:
+def torchvision_torch_mismatch(report: Report, tables: Tables) -> Iterable[Finding]:
     tv = _tv_version(report)
     ver = torch_version(report)
     if tv is None or ver is None:
         return
-    row = matrix.torch_pair_row(tables, tv)
-    if row is None or matrix.in_spec(ver, row["torch"]):
+    row = tables_query.torch_pair_row(tables, tv)
+    if row is None or tables_query.in_spec(ver, row["torch"]):
         return
     series = " (judged by its series)" if row.get("series_match") else ""
     yield finding(PAIR, f"torchvision {tv} is built for torch {row['torch']}{series}, but torch {ver} is installed",
@@ -100,7 +104,7 @@ def _explain_loader(cause: dict[str, Any], report: Report) -> str:
 
 
 @check(OPS)
-def torchvision_ops_fail(report: Report, tables: Any) -> Iterable[Finding]:
+def torchvision_ops_fail(report: Report, tables: Tables) -> Iterable[Finding]:
     tv_c = comp(report, "torchvision")
     if tv_c is None:
         return
@@ -132,12 +136,12 @@ def torchvision_ops_fail(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(VARIANT)
-def torchvision_cuda_variant(report: Report, tables: Any) -> Iterable[Finding]:
+def torchvision_cuda_variant(report: Report, tables: Tables) -> Iterable[Finding]:
     tv = _tv_version(report)
     ver = torch_version(report)
     if tv is None or ver is None:
         return
-    tv_cuda = matrix.local_cuda(tv)
+    tv_cuda = tables_query.local_cuda(tv)
     t_cuda = torch_cuda(report)
     if tv_cuda is None:
         return  # a +cpu torchvision, or no local tag: nothing to compare

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-from envdoctor.compare import compare
+from envdoctor.report_diff import compare
 from envdoctor.errors import UsageError
 from envdoctor.facts import Report
 from envdoctor.redact import Redactor, redact_report

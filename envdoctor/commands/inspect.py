@@ -105,7 +105,10 @@ def inspect_file(path: str, python: Optional[str] = None, search_dirs: Optional[
     report.components[name] = Component(name=name, installed=True, facts={"binary": analysis},
                                         distribution=name.split(".")[0] if "." in name else None,
                                         load=LoadResult(status="skipped"))
-    return analysis, replace(report, findings=tuple(run_checks(report, None, select=["ED7"])))
+    from envdoctor.rules import Tables
+
+    # ED7xx read the analysis, no table
+    return analysis, replace(report, findings=tuple(run_checks(report, Tables(), select=["ED7"])))
 
 
 def run(path: str, python: Optional[str], search_dirs: list[str], fmt: str, no_redact: bool = False) -> int:

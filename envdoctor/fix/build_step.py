@@ -8,13 +8,16 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from envdoctor.build import build
 from envdoctor.build.failures import classify
 from envdoctor.fix.plan import Action
 from envdoctor.fix.plan_build import spec_from_action
 from envdoctor.render.build import ProgressPrinter, outcome_lines
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 Echo = Callable[[str], None]
 
@@ -23,7 +26,7 @@ class BuildFailed(Exception):
     """The build did not produce a wheel; the message carries the findings and the log's path."""
 
 
-def build_wheel(action: Action, dest: Path, echo: Echo, tables: Any = None, stream: Any = None) -> Path:
+def build_wheel(action: Action, dest: Path, echo: Echo, tables: Optional[Tables] = None, stream: Any = None) -> Path:
     """The wheel for `action` in `dest` (copied from envdoctor's cache, built there first if needed)."""
     spec = spec_from_action(action)
     info = action.build

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import base64
 import csv
-import hashlib
 import os
 import stat
 from pathlib import Path
 from typing import Any, Optional
 
+from envdoctor.filehash import sha256_file
 from envdoctor.fix import backup as bk
 
 # A path's state: None (absent), ["f", sha256-hex, mode] (["f", sha256-hex] from a RECORD, which has no
@@ -27,14 +27,6 @@ from envdoctor.fix import backup as bk
 State = Optional[list]
 ANY = ["*"]
 WRITTEN = "written.json"
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def state_of(path: str) -> State:

@@ -16,7 +16,7 @@ import dataclasses
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from envdoctor import matrix, op_coverage
 from envdoctor.fact_readers import (consumers, installed_version, load_message, mmcv_dist_names, mmcv_dists,
@@ -28,6 +28,9 @@ from envdoctor.fix.pip_runner import source_args
 from envdoctor.fix.wheels import norm_name
 from envdoctor import commandline as shell
 from envdoctor.compat.errors import SERVED_SUMMARY
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 STRATEGIES = ("auto", "wheel", "compat", "build")
 BAD = ("missing", *FAILED)
@@ -159,7 +162,7 @@ def _wheel_action(report: Report, opts: PlanOptions, component: str, choice: mat
     )
 
 
-def _plan_mmcv(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> None:
+def _plan_mmcv(report: Report, tables: Tables, opts: PlanOptions, plan: Plan) -> None:
     mm_dists = mmcv_dists(report, tables)
     mmcv_state, ext_state = state(report, "mmcv"), state(report, "mmcv._ext")
     installed = bool(report.components.get("mmcv") and report.components["mmcv"].installed) or bool(mm_dists)
@@ -266,7 +269,7 @@ def _plan_mmcv(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> No
     _plan_torch(report, tables, opts, plan, "mmcv")
 
 
-def _compat_coverage(report: Report, tables: Any) -> list[str]:
+def _compat_coverage(report: Report, tables: Tables) -> list[str]:
     """Before applying: how much of this mmcv's _ext the compat layer to be installed serves, and whether it
     covers the op families of each installed consumer (read from the layer itself, so new kernels count)."""
     served = op_coverage.bundled_served()
@@ -313,7 +316,7 @@ def _parse_pip_install(cmd: str) -> Optional[tuple[list[str], list[str]]]:
     return (specs, sources) if specs else None
 
 
-def _plan_torch(report: Report, tables: Any, opts: PlanOptions, plan: Plan, component: str) -> None:
+def _plan_torch(report: Report, tables: Tables, opts: PlanOptions, plan: Plan, component: str) -> None:
     """Changes to torch itself, as the checks' findings spell them (`Fix.strategy == "torch"`): one action per
     pip command, carried out only with --allow-torch-change."""
     cmds = _torch_commands(report, component)
@@ -358,7 +361,7 @@ def _plan_torch(report: Report, tables: Any, opts: PlanOptions, plan: Plan, comp
         ))
 
 
-def _plan_torchvision(report: Report, tables: Any, opts: PlanOptions, plan: Plan) -> None:
+def _plan_torchvision(report: Report, tables: Tables, opts: PlanOptions, plan: Plan) -> None:
     tv = report.components.get("torchvision")
     if tv is None or not tv.installed or state(report, "torch") != "ok":
         return
@@ -385,7 +388,7 @@ def _plan_torchvision(report: Report, tables: Any, opts: PlanOptions, plan: Plan
     plan.actions.append(_wheel_action(report, opts, "torchvision", choice, [], verify))
 
 
-def make_plan(report: Report, tables: Any, opts: PlanOptions) -> Plan:
+def make_plan(report: Report, tables: Tables, opts: PlanOptions) -> Plan:
     if opts.strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {opts.strategy}")
     plan = Plan(python=report.python.executable, prefix=report.python.prefix, strategy=opts.strategy)

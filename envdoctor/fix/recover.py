@@ -19,6 +19,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
+from envdoctor.filehash import sha256_file
 from envdoctor.fix import backup as bk
 from envdoctor.fix import holders, owned
 from envdoctor.fix.journal import Journal
@@ -102,7 +103,7 @@ class _Before:
             return True
         if path in self.backup.index and cur[2] == b[1]:
             try:
-                return owned.sha256_file(self.backup.stored(path)) == cur[1]
+                return sha256_file(self.backup.stored(path)) == cur[1]
             except OSError:
                 return False
         return False

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from envdoctor.compare import COMPONENT_ORDER
+from envdoctor.report_diff import COMPONENT_ORDER
 from envdoctor.facts import SCHEMA_PREFIX
 from envdoctor.report_io import CURRENT_MAJOR
 

@@ -57,7 +57,7 @@ def trim_for_fleet(data: dict[str, Any]) -> dict[str, Any]:
     to decode 10,000 of them (bench/bench_fleet.py); the summary compares neither. What was left out
     is said in `trimmed`, as in a report trimmed for an issue. `check --format json` on the node
     still gives the whole report."""
-    from envdoctor.compare import KEY_PACKAGES
+    from envdoctor.report_diff import KEY_PACKAGES
 
     packages = data.get("packages") or {}
     keep = {k: v for k, v in packages.items() if KEY_PACKAGES.match(k)}

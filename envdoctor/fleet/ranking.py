@@ -1,4 +1,4 @@
-"""How one fingerprint differs from another, ranked by `envdoctor diff`'s own rules (envdoctor.compare).
+"""How one fingerprint differs from another, ranked by `envdoctor diff`'s own rules (envdoctor.report_diff).
 
 A fingerprint is turned back into a minimal Report holding only its fields, so compare() ranks
 fleet differences exactly as it ranks two reports: a component that now fails to import, or a new
@@ -7,7 +7,7 @@ error-level finding, is "worse"; that is what makes an outlier matter (exit 1).
 
 from __future__ import annotations
 
-from envdoctor.compare import Change, compare
+from envdoctor.report_diff import Change, compare
 from envdoctor.facts import Component, Finding, Gpu, GpuDevice, LoadError, LoadResult, Package, PythonEnv, Report
 from envdoctor.fleet.fingerprint import NodeFacts
 

@@ -1,4 +1,4 @@
-"""Show a Diff: text (rich; plain when not a TTY) or JSON. Computes nothing (see envdoctor.compare)."""
+"""Show a Diff: text (rich; plain when not a TTY) or JSON. Computes nothing (see envdoctor.report_diff)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import IO, Any, Optional
 from rich.console import Console
 from rich.markup import escape
 
-from envdoctor.compare import Diff
+from envdoctor.report_diff import Diff
 
 MARK = {"worse": ("✗", "red"), "better": ("✓", "green"), "changed": ("~", "yellow"), "added": ("+", "cyan"),
         "removed": ("-", "magenta")}

@@ -24,7 +24,7 @@ def nodes_text(nodes: list[str], limit: int = SHOW_NODES) -> str:
 
 
 def change_text(ch: dict[str, Any]) -> str:
-    """One change (envdoctor.compare.Change as a dict), the way `envdoctor diff` words it."""
+    """One change (envdoctor.report_diff.Change as a dict), the way `envdoctor diff` words it."""
     a, b, note = ch.get("a"), ch.get("b"), ch.get("note") or ""
     if ch.get("section") == "findings":
         what = f"{show_value(a)} → {show_value(b)}" if a and b else (f"new {b}" if b else f"gone (was {a})")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from envdoctor.checks import Rule, check, finding
 from envdoctor.checks._facts import reinstall_fix
 from envdoctor.facts import FAILED, Finding, Fix, Report
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 IMPORT_FAILS = Rule(
     id="ED001",
@@ -23,7 +26,7 @@ IMPORT_FAILS = Rule(
 
 
 @check(IMPORT_FAILS)
-def import_fails(report: Report, tables: Any) -> Iterable[Finding]:
+def import_fails(report: Report, tables: Tables) -> Iterable[Finding]:
     for name, comp in report.components.items():
         load = comp.load
         if load is None or load.status not in ("import_error", "crash", "timeout", "error"):
@@ -54,7 +57,7 @@ PROBE_INCOMPLETE = Rule(
 
 
 @check(PROBE_INCOMPLETE)
-def probe_incomplete(report: Report, tables: Any) -> Iterable[Finding]:
+def probe_incomplete(report: Report, tables: Tables) -> Iterable[Finding]:
     for err in report.probe_errors:
         yield finding(PROBE_INCOMPLETE, f"probe incomplete: {err.splitlines()[0][:200] if err else '?'}",
                       evidence={"probe_error": err})
@@ -86,7 +89,7 @@ DEPENDENTS = {"torch": ("torchvision", "torchvision.ops", "mmcv", "mmcv._ext"), 
 
 
 @check(DAMAGED)
-def package_damaged(report: Report, tables: Any) -> Iterable[Finding]:
+def package_damaged(report: Report, tables: Tables) -> Iterable[Finding]:
     for name, comp in report.components.items():
         damage = comp.facts.get("damage")
         if not isinstance(damage, dict) or not damage.get("problems"):

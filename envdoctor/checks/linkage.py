@@ -9,10 +9,13 @@ or a file that is not a loadable binary at all.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 from envdoctor.checks import Rule, check, finding
 from envdoctor.facts import Finding, Fix, Report
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 EVIDENCE = ("components.*.facts.binary",)
 
@@ -180,7 +183,7 @@ def _symbols(b: dict[str, Any], n: int = 5) -> list[str]:
 
 
 @check(NOT_A_BINARY)
-def file_broken(report: Report, tables: Any) -> Iterable[Finding]:
+def file_broken(report: Report, tables: Tables) -> Iterable[Finding]:
     for comp, b in analyses(report):
         p = b.get("problem")
         if not p:
@@ -213,7 +216,7 @@ def _split_missing(b: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[s
 
 
 @check(MISSING_LIBRARY)
-def missing_library(report: Report, tables: Any) -> Iterable[Finding]:
+def missing_library(report: Report, tables: Tables) -> Iterable[Finding]:
     for comp, b in analyses(report):
         if b.get("problem"):
             continue
@@ -250,7 +253,7 @@ def missing_library(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(CUDA_MISMATCH)
-def cuda_mismatch(report: Report, tables: Any) -> Iterable[Finding]:
+def cuda_mismatch(report: Report, tables: Tables) -> Iterable[Finding]:
     for comp, b in analyses(report):
         if b.get("problem"):
             continue
@@ -295,7 +298,7 @@ def cuda_mismatch(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(UNDEFINED_SYMBOLS)
-def undefined_symbols(report: Report, tables: Any) -> Iterable[Finding]:
+def undefined_symbols(report: Report, tables: Tables) -> Iterable[Finding]:
     for comp, b in analyses(report):
         n = b.get("missing_symbols_count") or 0
         # with a library missing the loader stops there, and its symbols are missing as a consequence
@@ -349,7 +352,7 @@ def undefined_symbols(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(VERSION_TOO_OLD)
-def version_too_old(report: Report, tables: Any) -> Iterable[Finding]:
+def version_too_old(report: Report, tables: Tables) -> Iterable[Finding]:
     for comp, b in analyses(report):
         mv = b.get("missing_versions") or []
         if b.get("problem") or not mv:
@@ -378,7 +381,7 @@ def version_too_old(report: Report, tables: Any) -> Iterable[Finding]:
 
 
 @check(NO_INIT)
-def no_init(report: Report, tables: Any) -> Iterable[Finding]:
+def no_init(report: Report, tables: Tables) -> Iterable[Finding]:
     for comp, b in analyses(report):
         base = _base(b.get("path"))
         if b.get("problem") or not (".cpython-" in base or ".abi3." in base or base.lower().endswith(".pyd")):

@@ -1,14 +1,18 @@
-"""ED5xx: Python-level problems: NumPy ABI, glibc / libstdc++ floors of the wheels in use, start-up code that fails."""
+"""ED501-ED502: binary interfaces below the extensions: the NumPy C ABI they were built against, and the glibc /
+libstdc++ floors of the wheels in use (ED503, start-up code that fails, is in startup.py)."""
 
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
-from envdoctor import matrix
+from envdoctor import tables_query
 from envdoctor.checks import Rule, check, finding
 from envdoctor.checks._facts import pip
 from envdoctor.facts import Finding, Fix, Report
+
+if TYPE_CHECKING:
+    from envdoctor.rules import Tables
 
 NUMPY = Rule(
     id="ED501", name="numpy2-vs-numpy1-extension", severity="error", component="python",
@@ -35,7 +39,7 @@ GLIBC = Rule(
 
 
 @check(NUMPY)
-def numpy_abi(report: Report, tables: Any) -> Iterable[Finding]:
+def numpy_abi(report: Report, tables: Tables) -> Iterable[Finding]:
     numpy = report.packages.get("numpy")
     for name, comp in report.components.items():
         cause = comp.facts.get("load_cause") or {}
@@ -51,7 +55,7 @@ def numpy_abi(report: Report, tables: Any) -> Iterable[Finding]:
                              Fix(description=f"or upgrade {top} to a release built with NumPy 2")])
 
 
-def _manylinux_floor(tables: Any, tag: str) -> Optional[str]:
+def _manylinux_floor(tables: Tables, tag: str) -> Optional[str]:
     m = re.search(r"manylinux_(\d+)_(\d+)_", tag)
     if m:
         return f"{m.group(1)}.{m.group(2)}"
@@ -62,7 +66,7 @@ def _manylinux_floor(tables: Any, tag: str) -> Optional[str]:
 
 
 @check(GLIBC)
-def glibc_too_old(report: Report, tables: Any) -> Iterable[Finding]:
+def glibc_too_old(report: Report, tables: Tables) -> Iterable[Finding]:
     host = report.host
     # (a) a load failed on a versioned symbol
     for name, comp in report.components.items():
@@ -82,13 +86,13 @@ def glibc_too_old(report: Report, tables: Any) -> Iterable[Finding]:
     # (b) static: wheels whose manylinux tag needs a newer glibc than the host has
     if not host.glibc or (host.os or "").lower() != "linux":
         return
-    glibc = matrix.parse_version(host.glibc)
+    glibc = tables_query.parse_version(host.glibc)
     for _key, pkg in sorted(report.packages.items()):
         floors = [f for f in (_manylinux_floor(tables, t) for t in pkg.wheel_tags) if f]
         if not floors:
             continue
-        need = min(floors, key=matrix.vkey)
-        if glibc is not None and matrix.vkey(need) > glibc:
+        need = min(floors, key=tables_query.vkey)
+        if glibc is not None and tables_query.vkey(need) > glibc:
             yield finding(GLIBC, f"{pkg.name} {pkg.version} is a manylinux wheel for glibc >= {need}; this system "
                                  f"has glibc {host.glibc}",
                           evidence={"package": pkg.name, "wheel_tags": pkg.wheel_tags, "glibc": host.glibc},
@@ -96,78 +100,14 @@ def glibc_too_old(report: Report, tables: Any) -> Iterable[Finding]:
                                                  f"built for glibc {host.glibc}")])
     for row in tables.rows("glibc_floor"):
         floor_pkg = report.packages.get(row["package"])
-        if floor_pkg is None or not matrix.in_spec(floor_pkg.version, row["version"]):
+        if floor_pkg is None or not tables_query.in_spec(floor_pkg.version, row["version"]):
             continue
         pkg = floor_pkg
-        have_cxx = matrix.parse_version(host.glibcxx) if host.glibcxx else None
-        if row.get("glibcxx") and have_cxx is not None and have_cxx < matrix.vkey(row["glibcxx"]):
+        have_cxx = tables_query.parse_version(host.glibcxx) if host.glibcxx else None
+        if row.get("glibcxx") and have_cxx is not None and have_cxx < tables_query.vkey(row["glibcxx"]):
             yield finding(GLIBC, f"{pkg.name} {pkg.version} needs GLIBCXX_{row['glibcxx']}; the libstdc++ it loads "
                                  f"provides up to GLIBCXX_{host.glibcxx}",
                           evidence={"package": pkg.name, "required": row["glibcxx"], "libstdcxx": host.libstdcxx,
                                     "source": row["source"]},
                           fixes=[Fix(description="load a newer libstdc++ (conda: `conda install -c conda-forge "
                                                  "libstdcxx-ng`)")])
-
-
-STARTUP = Rule(
-    id="ED503", name="python-startup-code-fails", severity="warning", component="python",
-    summary="A .pth line or sitecustomize/usercustomize raises every time this Python starts.",
-    rationale="At start-up site.py runs every line of the site directories' .pth files that begins with "
-    "`import`, then imports sitecustomize and usercustomize. An exception there does not stop Python: it prints "
-    "'Error processing line N of X.pth' (and ignores the rest of that file) or 'Error in sitecustomize', on "
-    "every run of every script, and whatever that code was meant to set up (an editable install, a path hook, "
-    "envdoctor's own compat hook) is silently missing.",
-    evidence=("python.startup.stderr", "python.startup.pth_exec", "python.startup.sitecustomize"),
-    fixes=("repair or remove the failing line (renaming a .pth file to anything not ending in .pth disables it)",
-           "repair or remove sitecustomize.py / usercustomize.py"),
-)
-
-_PTH_ERROR = re.compile(r"^Error processing line (\d+) of (.+?):\s*$", re.M)
-_CUSTOMIZE_ERROR = re.compile(r"^Error in (sitecustomize|usercustomize); set PYTHONVERBOSE for traceback:\n(.*)$", re.M)
-
-
-def _exception_after(text: str, start: int) -> str:
-    """The exception line of the traceback site.py printed after `start` (its last indented line)."""
-    block = text[start:].split("Remainder of file ignored", 1)[0]
-    lines = [ln.strip() for ln in block.splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
-
-
-def _disable(path: str) -> str:
-    quoted = f'"{path}"' if " " in path else path
-    quoted_off = f'"{path}.disabled"' if " " in path else f"{path}.disabled"
-    return f"mv {quoted} {quoted_off}"
-
-
-@check(STARTUP)
-def startup_code_fails(report: Report, tables: Any) -> Iterable[Finding]:
-    startup = report.python.startup if isinstance(report.python.startup, dict) else {}
-    text = startup.get("stderr")
-    if not isinstance(text, str) or not text.strip():
-        return
-    pth_lines = {(e.get("path"), e.get("line")): e.get("text") for e in startup.get("pth_exec") or []
-                 if isinstance(e, dict)}
-    seen = set()
-    for m in _PTH_ERROR.finditer(text):
-        line, path = int(m.group(1)), m.group(2)
-        if (path, line) in seen:  # a venv's lib64 -> lib link makes site.py read the same file twice
-            continue
-        seen.add((path, line))
-        error = _exception_after(text, m.end())
-        code = pth_lines.get((path, line))
-        yield finding(STARTUP, f"line {line} of {path} raises at every start of this Python: {error}",
-                      detail=(f"The line is `{code}`. " if code else "")
-                      + "site.py prints the traceback on every run and ignores the rest of the file.",
-                      evidence={"file": path, "line": line, "error": error, "code": code},
-                      fixes=[Fix(description=f"repair or delete line {line} of {path}, or disable the whole file "
-                                             "(nothing ending in .pth is read)", commands=[_disable(path)])])
-    for m in _CUSTOMIZE_ERROR.finditer(text):
-        module, error = m.group(1), m.group(2).strip()
-        entry = startup.get(module)
-        info: dict[str, Any] = entry if isinstance(entry, dict) else {}
-        path = info.get("path") or f"{module}.py"
-        yield finding(STARTUP, f"{module} ({path}) raises at every start of this Python: {error}",
-                      detail=f"site.py prints 'Error in {module}' on every run; whatever {module} sets up is missing.",
-                      evidence={"file": path, "module": module, "error": error},
-                      fixes=[Fix(description=f"repair {path}, or move it out of the way",
-                                 commands=[_disable(path)] if info.get("path") else [])])
