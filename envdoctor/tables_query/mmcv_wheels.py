@@ -133,7 +133,9 @@ def mmcv_alternatives(tables: Tables, os_name: str, python: str, *, mmcv_major: 
     this Python, then the nearest one; CUDA builds newer than the driver supports are skipped;
     `cuda_wanted` False/True keeps only CPU/CUDA builds."""
     py = minor_of(python) or python
-    combos: list[tuple[tuple[Any, ...], Combination]] = []
+    # candidates first, ranked by a cheap key; the Combination (torchvision pairing, index URLs: the costly
+    # part) is built only for the few kept, not for each of the ~1,000 candidates
+    cands: list[tuple[tuple[Any, ...], dict[str, Any], str, str, Optional[str], str]] = []
     ranges = consumer_ranges(tables, consumers)
     drv = parse_version(driver_cuda) if driver_cuda else None
     for row in tables.rows("mmcv_wheels"):
@@ -160,31 +162,37 @@ def mmcv_alternatives(tables: Tables, os_name: str, python: str, *, mmcv_major: 
                         same = cand_py == py
                         dist = abs(Version(cand_py).minor - Version(py).minor) if not same else 0
                         key = (same, -dist, Version(torch_minor), v, cuda is not None, Version(cuda or "0"))
-                        torch_full = torch_patch(tables, torch_minor)
-                        choice = WheelChoice(
-                            package=row["package"], version=ver,
-                            find_links=mmcv_index_url(tables, torch_minor + ".0", cuda),
-                            reason=f"official {row['package']} {ver} wheel for torch {torch_minor} "
-                                   f"({cuda_tag(cuda)}), Python {cand_py}, {os_name}",
-                            source=row["source"], pip_args=(f"--only-binary={row['package']}", "--no-cache-dir"))
-                        tv = torchvision_for(tables, torch_full, cuda, cand_py)
-                        idx = pytorch_index(tables, torch_full, cuda)
-                        combos.append((key, Combination(
-                            torch=torch_full, cuda=cuda, python=cand_py, mmcv=choice, torchvision=tv,
-                            torch_index=(idx[0], idx[1]) if idx else ("--index-url", "https://download.pytorch.org/whl/"
-                                                                     + cuda_tag(cuda)))))
-    combos.sort(key=lambda kc: kc[0], reverse=True)
+                        cands.append((key, row, torch_minor, ver, cuda, cand_py))
+    # stable sort on the key alone, as before: equal keys keep the table's order
+    cands.sort(key=lambda c: c[0], reverse=True)
     out: list[Combination] = []
     seen_py: set[str] = set()
-    for _, combo in combos:
+    for _, row, torch_minor, ver, cuda, cand_py in cands:
         # one combination per Python version: the best one
-        if combo.python in seen_py:
+        if cand_py in seen_py:
             continue
-        seen_py.add(combo.python)
-        out.append(combo)
+        seen_py.add(cand_py)
+        out.append(_combination(tables, row, torch_minor, ver, cuda, cand_py, os_name))
         if len(out) >= limit:
             break
     return out
+
+
+def _combination(tables: Tables, row: dict[str, Any], torch_minor: str, ver: str, cuda: Optional[str],
+                 cand_py: str, os_name: str) -> Combination:
+    torch_full = torch_patch(tables, torch_minor)
+    choice = WheelChoice(
+        package=row["package"], version=ver,
+        find_links=mmcv_index_url(tables, torch_minor + ".0", cuda),
+        reason=f"official {row['package']} {ver} wheel for torch {torch_minor} "
+               f"({cuda_tag(cuda)}), Python {cand_py}, {os_name}",
+        source=row["source"], pip_args=(f"--only-binary={row['package']}", "--no-cache-dir"))
+    tv = torchvision_for(tables, torch_full, cuda, cand_py)
+    idx = pytorch_index(tables, torch_full, cuda)
+    return Combination(
+        torch=torch_full, cuda=cuda, python=cand_py, mmcv=choice, torchvision=tv,
+        torch_index=(idx[0], idx[1]) if idx else ("--index-url", "https://download.pytorch.org/whl/"
+                                                 + cuda_tag(cuda)))
 
 
 def _pythons(spec: str, rel: Optional[dict[str, Any]]) -> list[str]:
