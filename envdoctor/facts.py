@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from envdoctor.fix_choice import ConsumerRange, FixChoice, PipInstall
+
 SCHEMA = "envdoctor.report/1"
 SCHEMA_PREFIX = "envdoctor.report/"
 
@@ -156,6 +158,8 @@ class Fix:
     description: str
     commands: list[str] = field(default_factory=list)
     strategy: Optional[str] = None  # what `envdoctor fix` would do: wheel | compat | torch
+    # what exactly it installs/removes, from where and why: `fix` carries out this object (fix_choice.py)
+    choice: Optional[FixChoice] = None
 
 
 @dataclass
@@ -197,11 +201,20 @@ class Report:
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. the result of a fix
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return _lists(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Report":
         return _build(cls, data)
+
+
+def _lists(value: Any) -> Any:
+    """JSON's shape: the immutable parts (a FixChoice's tuples) as lists, like a report read back."""
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    return value
 
 
 def _build(cls: Any, data: Any) -> Any:
@@ -245,4 +258,7 @@ _FIELD_TYPES: dict[tuple[str, str], tuple[str, Any]] = {
     ("Component", "load"): ("one", LoadResult),
     ("LoadResult", "error"): ("one", LoadError),
     ("Finding", "fixes"): ("list", Fix),
+    ("Fix", "choice"): ("one", FixChoice),
+    ("FixChoice", "installs"): ("list", PipInstall),
+    ("FixChoice", "satisfies"): ("list", ConsumerRange),
 }

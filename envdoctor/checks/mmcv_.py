@@ -7,11 +7,12 @@ from typing import Any, Iterable, Optional
 
 from envdoctor import matrix
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks._facts import alternative_fixes, compat_fix, pip, wheel_fix
+from envdoctor.checks.advice import alternative_fixes, compat_fix, mmcv_wheel_choice, pip, wheel_fix
 from envdoctor.fact_readers import (comp, consumers, damaged, load_cause, load_message, load_status, mmcv_dist_names,
-                                    mmcv_dists, mmcv_series, mmcv_version, mmcv_wheel, norm, os_name, python_minor,
+                                    mmcv_dists, mmcv_series, mmcv_version, norm, os_name, python_minor,
                                     runtime, torch_cuda, torch_unusable, torch_version)
 from envdoctor.facts import FAILED, Finding, Fix, Report
+from envdoctor.fix_choice import FixChoice
 
 NO_OPS = Rule(
     id="ED401", name="mmcv-without-ops", severity="error", component="mmcv",
@@ -144,16 +145,16 @@ def _ops_expected(report: Report, tables: Any) -> bool:
 
 
 def _wheel_or_compat(report: Report, tables: Any, what: str, series: Optional[int] = None,
-                     with_alternatives: bool = False) -> tuple[list[Fix], Optional[matrix.WheelChoice]]:
+                     with_alternatives: bool = False) -> tuple[list[Fix], Optional[FixChoice]]:
     """The wheel fix when an official wheel exists, else the compat layer (+ alternatives)."""
     blocked = _blocked(report)
     if blocked:
         return [Fix(description=blocked)], None
     if torch_version(report) is None:
         return [Fix(description="install torch first: mmcv's ops are built against a specific torch")], None
-    choice = mmcv_wheel(report, tables, series)
+    choice = mmcv_wheel_choice(report, tables, series)
     if choice is not None:
-        return [wheel_fix(report, choice, mmcv_dists(report, tables) or ["mmcv"], what)], choice
+        return [wheel_fix(report, choice, what)], choice
     fixes = [compat_fix(report)]
     if with_alternatives:
         fixes += alternative_fixes(report, tables, mmcv_major=series)
@@ -349,10 +350,9 @@ def mmcv_outside_consumer_range(report: Report, tables: Any) -> Iterable[Finding
     ver = torch_version(report)
     fixes: list[Fix] = []
     if ver is not None:
-        choice = matrix.mmcv_wheel_for(tables, ver, torch_cuda(report), python_minor(report), os_name(report),
-                                       consumers(report, tables))
+        choice = mmcv_wheel_choice(report, tables)
         if choice is not None:
-            fixes.append(wheel_fix(report, choice, mmcv_dists(report, tables), "install mmcv inside every range"))
+            fixes.append(wheel_fix(report, choice, "install mmcv inside every range"))
         else:
             fixes.append(Fix(description=f"no official mmcv wheel inside {', '.join(r['mmcv'] for r in bad)} exists "
                                          f"for torch {ver}; change torch (below) or use the compat layer"))

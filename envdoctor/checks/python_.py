@@ -7,7 +7,7 @@ from typing import Any, Iterable, Optional
 
 from envdoctor import matrix
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks._facts import pip
+from envdoctor.checks.advice import pip
 from envdoctor.facts import Finding, Fix, Report
 
 NUMPY = Rule(
