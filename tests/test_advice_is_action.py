@@ -100,3 +100,19 @@ def test_every_real_environment_plans_the_fix_check_printed_first():
             advised.append(name)
     # the environments with something to fix have advice (the rest: a healthy torch, a bare venv)
     assert {"mmcv-lite", "mmcv172-pure", "torch213-tv291", "mmcv-conflict"} <= set(advised), advised
+
+
+def test_the_planner_cannot_ask_the_rule_tables_what_to_install():
+    """The wheel queries live in envdoctor.matrix (and fact_readers.mmcv_wheel over it): the planner imports none."""
+    import ast
+
+    wheel_queries = {"mmcv_wheel", "mmcv_wheel_for", "torchvision_for", "mmcv_alternatives", "pytorch_index"}
+    for name in ("plan.py", "plan_build.py"):
+        tree = ast.parse((ROOT / "envdoctor" / "fix" / name).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module != "envdoctor.matrix", name
+                assert not {a.name for a in node.names} & wheel_queries, (name, node.module)
+                assert not (node.module == "envdoctor" and any(a.name == "matrix" for a in node.names)), name
+            elif isinstance(node, ast.Import):
+                assert "envdoctor.matrix" not in {a.name for a in node.names}, name

@@ -71,6 +71,9 @@ FORBIDDEN = {
     "render": ({"probe", "fix", "commands", "cli"}, "the renderer formats what it is given; it computes nothing"),
     "fact_readers": ({"probe", "checks", "fix", "render", "commands", "cli"}, "the fact layer sits under all"),
     "facts": ({"probe", "checks", "fix", "render", "commands", "cli"}, "the fact model sits under all"),
+    # the checks build a choice and the plan executes it: it depends on neither (nor on the tables' queries)
+    "fix_choice": ({"probe", "checks", "fix", "render", "commands", "cli", "matrix", "rules"},
+                   "the fix-choice model is part of the fact model: it sits under checks and fix"),
 }
 # fix uses the probe's public API only: names of the `envdoctor.probe` package itself
 PROBE_API = "envdoctor.probe"

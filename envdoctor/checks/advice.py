@@ -10,8 +10,8 @@ from typing import Any, Optional
 
 from envdoctor import commandline as shell
 from envdoctor import matrix
-from envdoctor.fact_readers import (consumers, mmcv_dists, mmcv_wheel, norm, os_name, python_minor, torch_cuda,
-                                    torch_version)
+from envdoctor.fact_readers import (consumers, damaged, mmcv_dists, mmcv_wheel, norm, os_name, python_minor,
+                                    torch_cuda, torch_unusable, torch_version)
 from envdoctor.facts import Fix, Report
 from envdoctor.fix_choice import ConsumerRange, FixChoice, PipInstall
 
@@ -126,6 +126,33 @@ def alternative_fixes(report: Report, tables: Any, mmcv_major: Optional[int] = N
                         f"on {os_name(report)}",
             commands=choice.commands(), strategy="torch", choice=choice))
     return fixes
+
+
+def mmcv_fix_blocked(report: Report) -> Optional[str]:
+    """Why no mmcv fix (wheel or compat) can be judged now: torch or mmcv itself does not import (ED003/ED201)."""
+    if torch_unusable(report):
+        return ("repair torch first (its finding above says how): mmcv's ops and the compat layer both run on "
+                "torch, so no mmcv fix can work or be chosen while `import torch` is broken")
+    if damaged(report, "mmcv"):
+        return "reinstall mmcv first (ED003): the compat layer replaces only mmcv._ext, not a damaged mmcv"
+    return None
+
+
+def mmcv_fixes(report: Report, tables: Any, what: str, series: Optional[int] = None,
+               with_alternatives: bool = False) -> tuple[list[Fix], Optional[FixChoice]]:
+    """The wheel fix when an official wheel exists (and its choice), else the compat layer (+ alternatives)."""
+    blocked = mmcv_fix_blocked(report)
+    if blocked:
+        return [Fix(description=blocked)], None
+    if torch_version(report) is None:
+        return [Fix(description="install torch first: mmcv's ops are built against a specific torch")], None
+    choice = mmcv_wheel_choice(report, tables, series)
+    if choice is not None:
+        return [wheel_fix(report, choice, what)], choice
+    fixes = [compat_fix(report)]
+    if with_alternatives:
+        fixes += alternative_fixes(report, tables, mmcv_major=series)
+    return fixes, None
 
 
 def reinstall_fix(report: Report, tables: Any, dist: str) -> Fix:
