@@ -211,6 +211,24 @@ def mmcv_series(report: Report) -> Optional[int]:
     return v.major if v is not None else None
 
 
+def version_major(version: Optional[str]) -> Optional[int]:
+    v = tables_query.parse_version(version)
+    return v.major if v is not None else None
+
+
+def mmcv_ops_ok(report: Report) -> bool:
+    """mmcv._ext loads (its own file, or the compat layer serving it)."""
+    return load_status(report, "mmcv._ext") == "ok"
+
+
+def mmcv_ops_expected(report: Report, tables: "Tables") -> bool:
+    """Does this environment want mmcv's ops? Not for a lone, deliberate mmcv-lite without consumers."""
+    dists = mmcv_dists(report, tables)
+    if load_status(report, "mmcv._ext") in FAILED or len(dists) > 1 or consumers(report, tables):
+        return True
+    return dists != ["mmcv-lite"]
+
+
 def mmcv_wheel(report: Report, tables: "Tables", series: Optional[int] = None) -> Optional[tables_query.WheelChoice]:
     """The official prebuilt mmcv wheel for these facts (torch as imported, its CUDA build, Python, OS, the
     consumers' ranges), of `series` when one exists, else the newest that fits; None when no wheel exists.

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from envdoctor.fix_choice import ConsumerRange, FixChoice, PipInstall
+
 SCHEMA = "envdoctor.report/1"
 SCHEMA_PREFIX = "envdoctor.report/"
 
@@ -156,6 +158,8 @@ class Fix:
     description: str
     commands: list[str] = field(default_factory=list)
     strategy: Optional[str] = None  # what `envdoctor fix` would do: wheel | compat | torch
+    # what exactly it installs/removes, from where and why: `fix` carries out this object (fix_choice.py)
+    choice: Optional[FixChoice] = None
 
 
 @dataclass(frozen=True)
@@ -322,4 +326,7 @@ _FIELD_TYPES: dict[tuple[str, str], tuple[str, Any]] = {
     ("Component", "load"): ("one", LoadResult),
     ("LoadResult", "error"): ("one", LoadError),
     ("Finding", "fixes"): ("list", Fix),
+    ("Fix", "choice"): ("one", FixChoice),
+    ("FixChoice", "installs"): ("list", PipInstall),
+    ("FixChoice", "satisfies"): ("list", ConsumerRange),
 }

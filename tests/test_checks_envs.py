@@ -55,7 +55,8 @@ def test_torch213_tv291_mismatch():
                                      "is installed")
     assert data["components"]["torchvision"]["load"]["cause"] == "ops_not_registered"
     cmd = ids["ED301"]["fixes"][0]["commands"][0]
-    assert '"torchvision==0.28.0" --index-url https://download.pytorch.org/whl/cpu' in cmd
+    assert cmd.endswith(" --force-reinstall --no-deps --index-url https://download.pytorch.org/whl/cpu "
+                        "torchvision==0.28.0")
     loader = data["components"]["torchvision.ops"]["facts"].get("loader_error")
     if loader:  # the probe surfaces the hidden loader error: the finding must name it
         assert loader.splitlines()[0][:100] in ids["ED302"]["title"]

@@ -86,8 +86,12 @@ def test_seed_is_diagnosed_exactly():
     assert any("mmcv-full 1.7.1" in fx.description and "torch 1.13.1 (cu117)" in fx.description for fx in alts)
     assert any("mmcv 2.2.0" in fx.description and "torch 2.3.1 (cu121)" in fx.description for fx in alts)
     cmds = [c for fx in alts for c in fx.commands]
-    assert ("python -m pip install torch==2.3.1 torchvision==0.18.1 "
-            "--index-url https://download.pytorch.org/whl/cu121") in cmds
+    # a new Python 3.11 environment: `python`, quoted for cmd.exe (the PowerShell form follows it)
+    assert ('python -m pip install --no-cache-dir "--only-binary=:all:" --index-url '
+            'https://download.pytorch.org/whl/cu121 "torch==2.3.1" "torchvision==0.18.1"') in cmds
+    new_env = next(fx.choice for fx in alts if fx.choice and "torch==2.3.1" in fx.choice.requirements)
+    assert new_env.new_environment and new_env.python == "python" and new_env.remove == ()
+    assert [i.requirements for i in new_env.installs] == [("torch==2.3.1", "torchvision==0.18.1"), ("mmcv==2.2.0",)]
     assert any("mmcv-full==1.7.1" in c and "cu117/torch1.13.0/index.html" in c for c in cmds)
     # ED001 gave way to the specific finding; nothing wrong is said about the driver (12.7 runs cu124)
     assert "ED001" not in by and "ED102" not in by
@@ -150,7 +154,9 @@ def test_torchvision_loader_error_is_named():
     f = by["ED302"]
     assert "_ZN3c104cuda29c10_cuda_check_implementationEiPKcS2_jb" in f.title
     assert f.evidence["loader_cause"] == "undefined_symbol" and "built for another torch" in f.detail
-    assert by["ED301"].fixes[0].commands[0].endswith('"torchvision==0.29.1" --index-url https://download.pytorch.org/whl/cu130')
+    assert by["ED301"].fixes[0].commands == [
+        "/home/user/venv/bin/python -m pip install --no-cache-dir --only-binary=:all: --force-reinstall --no-deps "
+        "--index-url https://download.pytorch.org/whl/cu130 torchvision==0.29.1"]
 
 
 def test_torchvision_cuda_torchvision_on_cpu_torch():
@@ -221,7 +227,11 @@ def test_mmcv_without_ops_gets_the_wheel_where_one_exists():
     fx = by["ED401"].fixes[0]
     assert fx.strategy == "wheel"
     assert fx.commands[0].endswith("-m pip uninstall -y mmcv-lite")
-    assert '"mmcv==2.1.0"' in fx.commands[1] and "cu121/torch2.1.0/index.html" in fx.commands[1]
+    assert fx.commands[1].endswith("--find-links https://download.openmmlab.com/mmcv/dist/cu121/torch2.1.0/index.html "
+                                   "mmcv==2.1.0")
+    assert fx.choice is not None and fx.choice.remove == ("mmcv-lite",) and fx.choice.requirements == ["mmcv==2.1.0"]
+    assert [(c.package, c.installed, c.accepts) for c in fx.choice.satisfies] == [
+        ("mmdet", "3.3.0", ">=2.0.0rc4,<2.2.0")]
     assert "envdoctor fix --apply --strategy wheel" in fx.description
     assert "ED405" not in by and "ED407" not in by
 
@@ -270,7 +280,7 @@ def test_consumer_range_fix_is_a_wheel_inside_the_range():
     report.components["torch"].facts["runtime"].update(version="2.1.0+cu118", cuda="11.8")
     report.packages["mmdet"] = Package(name="mmdet", version="3.3.0")
     _, by = check(report)
-    assert any('"mmcv==2.1.0"' in c for fx in by["ED404"].fixes for c in fx.commands)
+    assert any(c.endswith(" mmcv==2.1.0") for fx in by["ED404"].fixes for c in fx.commands)
 
 
 def _with_load(report: Report, name: str, message: str, status: str = "import_error") -> Report:

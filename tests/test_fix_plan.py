@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import subprocess
@@ -13,12 +15,14 @@ from pathlib import Path
 import pytest
 
 from envdoctor.facts import Component, Finding, Fix, LoadError, LoadResult, Package, PythonEnv, Report
+from envdoctor.fix_choice import ConsumerRange, FixChoice, PipInstall
 from envdoctor.fix import backup as bk
 from envdoctor.fix.journal import Journal
 from envdoctor.fix.lock import EnvLock, state_dir
 from envdoctor.fix.plan import PlanOptions, make_plan
 from envdoctor.fix.wheels import build_wheel, wheel_metadata, wheel_targets
 from envdoctor.rules import load_tables
+from tests.diagnosed import diagnosed
 from tests.wheelfactory import tree_hash
 
 PY = "/envs/x/bin/python"
@@ -39,6 +43,10 @@ def report(dists: dict[str, str], comps: dict[str, tuple[bool, str, str]], findi
         r.components["torch"].version = "2.13.0+cpu"
         r.components["torch"].facts = {"version_py": {"__version__": "2.13.0+cpu", "cuda": None}}
     return r
+
+
+def by_id(r: Report) -> dict[str, Finding]:
+    return {f.id: f for f in r.findings}
 
 
 LITE = report({"mmcv-lite": "2.2.0", "torch": "2.13.0+cpu"},
@@ -67,25 +75,26 @@ def test_pinned_wheel_removes_every_mmcv_flavour_first_binary_only_no_cache(tmp_
     assert "installed over each other" in plan.problems[0].message
 
 
-def test_the_table_choice_is_used_and_consumers_are_passed(monkeypatch):
-    from envdoctor import tables_query
-
-    seen = {}
-
-    def fake(tables, torch_version, torch_cuda, python, os_name, consumers=None, mmcv_major=None):
-        seen.update(torch=torch_version, cuda=torch_cuda, python=python, os=os_name, consumers=consumers)
-        return tables_query.WheelChoice("mmcv", "2.1.0", find_links="https://example.invalid/torch2.1.0/index.html",
-                                        reason="row X")
-
-    monkeypatch.setattr(tables_query, "mmcv_wheel_for", fake)
+def test_the_plan_carries_out_the_findings_choice_and_asks_the_tables_nothing():
+    # a choice the shipped tables would never make (no mmcv wheel exists for torch 2.13): the plan installs exactly
+    # it, so what `fix` does cannot drift from what `check` printed
+    choice = FixChoice(strategy="wheel", component="mmcv", python=PY, os="linux", remove=("mmcv-lite",),
+                       installs=(PipInstall(("mmcv==2.1.0",), ("--find-links",
+                                                               "https://example.invalid/torch2.1.0/index.html")),),
+                       reason="row X", satisfies=(ConsumerRange("mmdet", "3.3.0", ">=2.0.0rc4,<2.2.0"),))
+    finding = Finding("ED401", "mmcv-without-ops", "error", "mmcv", "no ops",
+                      fixes=[Fix("install it", choice.commands(), "wheel", choice)])
     r = report({"mmcv-lite": "2.2.0", "torch": "2.13.0+cpu", "mmdet": "3.3.0"},
-               {"torch": (True, "ok", ""), "mmcv": (True, "ok", ""), "mmcv._ext": (False, "missing", "x")})
+               {"torch": (True, "ok", ""), "mmcv": (True, "ok", ""), "mmcv._ext": (False, "missing", "x")},
+               findings=[finding])
     plan = make_plan(r, load_tables(), PlanOptions())
     [a] = plan.actions
-    assert seen == {"torch": "2.13.0+cpu", "cuda": None, "python": "3.11", "os": "linux",
-                    "consumers": {"mmdet": "3.3.0"}}
+    assert a.choice == choice and a.commands == choice.commands() == finding.fixes[0].commands
     assert a.install == ["mmcv==2.1.0"] and a.sources == ["--find-links", "https://example.invalid/torch2.1.0/index.html"]
-    assert a.why == "row X"
+    assert a.remove == ["mmcv-lite"] and a.why == "row X"
+    # without the finding (a report `check` never saw) there is no wheel to carry out: the compat layer
+    r = dataclasses.replace(r, findings=())
+    assert [a.kind for a in make_plan(r, load_tables(), PlanOptions()).actions] == ["compat"]
 
 
 def test_no_wheel_for_torch_2_13_falls_back_to_compat_with_the_real_tables():
@@ -138,10 +147,14 @@ def test_torchvision_that_does_not_pair_gets_the_tables_choice():
                {"torch": (True, "ok", ""), "torchvision": (True, "import_error", "operator torchvision::nms does "
                                                                                "not exist"),
                 "torchvision.ops": (True, "skipped", "")})
-    plan = make_plan(r, load_tables(), PlanOptions())
+    tables = load_tables()
+    r = diagnosed(r, tables)
+    plan = make_plan(r, tables, PlanOptions())
     [a] = plan.actions
     assert a.component == "torchvision" and a.install == ["torchvision==0.28.0"]
     assert a.sources == ["--index-url", "https://download.pytorch.org/whl/cpu"]
+    assert a.choice == by_id(r)["ED301"].fixes[0].choice and a.choice.installs[0].replace
+    assert a.commands == by_id(r)["ED301"].fixes[0].commands
 
 
 def test_no_pip_in_the_target_means_nothing_is_applied():

@@ -74,6 +74,9 @@ FORBIDDEN = {
     "build": ({"fix", "render", "commands", "cli"}, "fix runs builds: a build knows nothing of the transaction"),
     "tables_query": ({"probe", "checks", "fix", "render", "commands", "cli", "build"},
                      "questions to the rule tables: pure functions of the tables and a few facts"),
+    # the checks build a choice and the plan executes it: it depends on neither (nor on the tables' queries)
+    "fix_choice": ({"probe", "checks", "fix", "render", "commands", "cli", "tables_query", "rules"},
+                   "the fix-choice model is part of the fact model: it sits under checks and fix"),
 }
 # Leaves shared by layers that must not import each other: they import nothing of envdoctor.
 LEAVES = {

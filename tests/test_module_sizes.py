@@ -14,7 +14,6 @@ PKG = ROOT / "envdoctor"
 LIMIT = 420  # "about 400": a few lines over is tolerated, a second subject is not
 
 PENDING = {
-    "envdoctor/checks/mmcv_.py": "split on the branch that gives findings a structured fix choice (issue 11 item 2)",
     "envdoctor/fix/apply.py": "split into the transaction and recovery/undo with 'one pipeline' (issue 11 item 3)",
 }
 

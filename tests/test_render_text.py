@@ -110,8 +110,10 @@ def test_every_fact_set_names_every_finding_and_repeats_no_command(name):
     report = checked(name)
     out = text_of(report)
     assert_invariants(report, out)
-    # the worst recorded case (venvF: three separate causes, 90 rows with -v) is 50 rows at 120 columns
-    assert screen_rows(out) <= 50, out
+    # the worst recorded case (venvF: three separate causes, 90 rows with -v) is 51 rows at 120 columns; its
+    # torch alternative uninstalls the locally built mmcv 2.2.0 first (the choice `fix` carries out: without it
+    # pip would answer the pasted `install mmcv==2.2.0` with "already satisfied")
+    assert screen_rows(out) <= 51, out
 
 
 def test_tv291_fix_command_printed_once_where_it_was_four_times():

@@ -17,7 +17,9 @@ AFTER_PROBE = ("envdoctor.checks", "envdoctor.binary", "envdoctor.render.text", 
 
 def imported_by(statement: str) -> list[str]:
     code = (f"{statement}\nimport json, sys\n"
-            f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({AFTER_PROBE!r}))))")
+            # the packages and their modules (envdoctor.fix, not envdoctor.fix_choice: a part of the fact model)
+            f"print(json.dumps(sorted(m for m in sys.modules if m in {AFTER_PROBE!r} "
+            f"or m.startswith(tuple(p + '.' for p in {AFTER_PROBE!r})))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     return json.loads(out.stdout)
 

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from envdoctor.rules import load_tables
-from envdoctor.checks import _facts
+from envdoctor.checks import advice
 from envdoctor.fix.plan import PlanOptions, make_plan
 from envdoctor import commandline as shell
 from tests.test_fix_plan import report
@@ -106,7 +106,7 @@ def test_a_windows_plan_prints_commands_cmd_and_powershell_run():
 def test_the_findings_fix_texts_quote_for_the_target():
     r = report({"torch": "2.13.0+cpu"}, {"torch": (True, "ok", "")}, os_name="Windows")
     r.python.executable = WIN_PY
-    assert _facts.pip(r) == f'"{WIN_PY}" -m pip'
-    assert _facts.envdoctor_fix(r, "compat").endswith(f'--python "{WIN_PY}"')
+    assert advice.pip(r) == f'"{WIN_PY}" -m pip'
+    assert advice.envdoctor_fix(r, "compat").endswith(f'--python "{WIN_PY}"')
     r.host.os, r.python.executable = "Linux", "/home/a b/env/bin/python"
-    assert _facts.pip(r) == "'/home/a b/env/bin/python' -m pip"
+    assert advice.pip(r) == "'/home/a b/env/bin/python' -m pip"

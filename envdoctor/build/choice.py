@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Optional
 from envdoctor.build import cache
 from envdoctor.build.runner import count_sources, count_units
 from envdoctor.build.spec import BuildSpec, decide
-from envdoctor.checks._facts import torch_cuda
+from envdoctor.fact_readers import torch_cuda
 from envdoctor.facts import Report
 from envdoctor.probe.buildhost import probe_build_host
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 
 from envdoctor import tables_query
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks._facts import pip
+from envdoctor.checks.advice import pip
 from envdoctor.facts import Finding, Fix, Report
 
 if TYPE_CHECKING:

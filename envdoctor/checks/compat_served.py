@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from envdoctor import op_coverage
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks._facts import envdoctor_fix
+from envdoctor.checks.advice import envdoctor_fix
 from envdoctor.fact_readers import comp, consumers
 from envdoctor.facts import Finding, Fix, Report
 

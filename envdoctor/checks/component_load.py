@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable
 
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks._facts import reinstall_fix
+from envdoctor.checks.advice import reinstall_fix
 from envdoctor.facts import FAILED, Finding, Fix, Report
 
 if TYPE_CHECKING:

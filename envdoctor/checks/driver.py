@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from envdoctor import tables_query
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks._facts import pip
+from envdoctor.checks.advice import pip
 from envdoctor.fact_readers import comp, os_name, runtime, torch_cuda, torch_version
 from envdoctor.facts import Finding, Fix, Report
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from envdoctor import tables_query
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks._facts import pip
+from envdoctor.checks.advice import pip
 from envdoctor.fact_readers import (comp, load_cause, load_message, os_name, python_minor, runtime, torch_cuda,
                                     torch_hip, torch_version)
 from envdoctor.facts import FAILED, Finding, Fix, Report

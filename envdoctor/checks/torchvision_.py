@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from envdoctor import tables_query
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks._facts import envdoctor_fix, pip
+from envdoctor.checks.advice import envdoctor_fix, torchvision_choice
 from envdoctor.fact_readers import comp, load_cause, load_message, torch_cuda, torch_version
 from envdoctor.facts import FAILED, Finding, Fix, Report
 
@@ -57,14 +57,12 @@ def _tv_fix(report: Report, tables: Tables) -> list[Fix]:
     ver = torch_version(report)
     if ver is None:
         return []
-    choice = tables_query.torchvision_for(tables, ver, torch_cuda(report), report.python.version)
+    choice = torchvision_choice(report, tables)
     if choice is None:
         return [Fix(description=f"no torchvision is known for torch {ver}: see https://github.com/pytorch/vision#installation")]
-    cmd = tables_query.install_command(choice, pip(report))
-    cmd = cmd.replace(" install ", " install --no-deps --force-reinstall ", 1)
-    return [Fix(description=f"install torchvision {choice.version} ({choice.reason}) "
-                            f"(or `{envdoctor_fix(report, 'wheel')}`)",
-                commands=[cmd], strategy="wheel")]
+    version = choice.pins()["torchvision"]
+    return [Fix(description=f"install torchvision {version} ({choice.reason}) (or `{envdoctor_fix(report, 'wheel')}`)",
+                commands=choice.commands(), strategy="wheel", choice=choice)]
 
 
 def _tv_version(report: Report) -> Optional[str]:

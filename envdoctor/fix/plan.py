@@ -1,28 +1,31 @@
-"""Planning: facts + findings + tables -> ordered actions. Pure: reads nothing, runs nothing.
+"""Planning: facts + findings -> ordered actions. Pure: reads nothing, runs nothing.
 
 Each action says what it changes, the exact commands, how it is undone and which probe
-verifies it. Strategies for a broken `mmcv._ext`, in the default (`auto`) order:
-  1. wheel  - the official prebuilt wheel for this torch/CUDA/Python/OS (matrix.mmcv_wheel_for),
-              binary only, pip's cache bypassed, every mmcv-family distribution removed first;
+verifies it. What to install is never decided here: the checks decided it once, from the rule
+tables, as the FixChoice their findings' fixes carry (envdoctor/fix_choice.py), and the plan
+carries out the choice of the first finding `check` prints for the component (the report's
+findings are in display order). Strategies for a broken `mmcv._ext`, in the default (`auto`) order:
+  1. wheel  - the official prebuilt wheel the checks chose, binary only, pip's cache bypassed,
+              every mmcv-family distribution removed first;
   2. compat - install envdoctor's compat layer as the `envdoctor-compat` distribution;
-  3. torch  - commands that change torch itself (from the checks' findings): printed, and
-              carried out only with --allow-torch-change.
-A torchvision that does not pair with torch gets the same wheel treatment (matrix.torchvision_for).
+  3. torch  - the checks' choices that change torch itself: printed, and carried out only
+              with --allow-torch-change.
+A torchvision that does not pair with torch gets the wheel the checks chose for it.
+--pin and --index-url are the user's changes to the choice (the action carries the changed one).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
-from envdoctor import matrix, op_coverage
+from envdoctor import op_coverage
 from envdoctor.fact_readers import (consumers, installed_version, load_message, mmcv_dist_names, mmcv_dists,
-                                    mmcv_series, mmcv_version, mmcv_wheel, os_name, python_minor, state, torch_cuda,
-                                    torch_version)
+                                    mmcv_version, os_name, python_minor, state, torch_cuda, torch_version)
 from envdoctor.facts import FAILED, Report
+from envdoctor.fix_choice import FixChoice, PipInstall
 from envdoctor.fix.compat_install import COMPAT_DIST, wheel_filename
 from envdoctor.fix.pip_runner import source_args
 from envdoctor.fix.wheels import norm_name
@@ -78,6 +81,7 @@ class Action:
     coverage: list[str] = field(default_factory=list)  # compat: what it serves of _ext and of each consumer's ops
     details: list[str] = field(default_factory=list)  # what will be built and why (the build strategy)
     build: dict[str, Any] = field(default_factory=dict)  # the build strategy's spec, cache hit and source
+    choice: Optional[FixChoice] = None  # the finding's choice this action carries out (as --pin/--index-url changed it)
 
 
 @dataclass
@@ -106,7 +110,9 @@ class Plan:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Plan":
-        actions = [Action(**{**a, "verify": Verify(**a["verify"])}) for a in d.get("actions", [])]
+        actions = [Action(**{**a, "verify": Verify(**a["verify"]),
+                             "choice": FixChoice.from_dict(a["choice"]) if a.get("choice") else None})
+                   for a in d.get("actions", [])]
         problems = [Problem(**p) for p in d.get("problems", [])]
         return cls(d["python"], d["prefix"], d["strategy"], problems, actions, list(d.get("notes", [])))
 
@@ -126,39 +132,55 @@ def _finding_ids(report: Report, component: str) -> list[str]:
                    and f.severity in ("error", "warning")})
 
 
-def _torch_commands(report: Report, component: str) -> list[str]:
-    cmds: list[str] = []
-    for f in report.findings:
-        if f.component not in (component, "torch"):
-            continue
-        for fx in f.fixes:
-            if fx.strategy == "torch":
-                cmds += [c for c in fx.commands if c not in cmds]
-    return cmds
+def advised(report: Report, component: str, strategies: tuple[str, ...]) -> Optional[FixChoice]:
+    """The choice of the first fix `check` prints for the component, among these strategies."""
+    return next((fx.choice for f in report.findings for fx in f.fixes
+                 if fx.choice is not None and fx.choice.component == component
+                 and fx.choice.strategy in strategies), None)
+
+
+def _as_changed(choice: FixChoice, opts: PlanOptions) -> FixChoice:
+    """The choice with the user's --index-url in place of the sources the checks chose."""
+    if not opts.index_url:
+        return choice
+    sources = tuple(source_args(opts.index_url))
+    return dataclasses.replace(choice, installs=tuple(dataclasses.replace(s, sources=sources)
+                                                      for s in choice.installs))
+
+
+def _pinned(report: Report, tables: Tables, opts: PlanOptions, component: str) -> Optional[FixChoice]:
+    """--pin NAME==VERSION: the user's own choice of what to install for the component."""
+    names = ("mmcv", "mmcv-full") if component == "mmcv" else ("torchvision",)
+    pin = next(((d, opts.pins[d]) for d in names if d in opts.pins), None)
+    if pin is None:
+        return None
+    return FixChoice(strategy="wheel", component=component, python=report.python.executable, os=os_name(report),
+                     remove=tuple(mmcv_dists(report, tables)) if component == "mmcv" else (),
+                     installs=(PipInstall((f"{pin[0]}=={pin[1]}",), replace=component == "torchvision"),),
+                     reason=f"pinned with --pin {pin[0]}=={pin[1]}")
 
 
 def _pip(python: str, *args: str) -> list[str]:
     return [python, "-m", "pip", *args]
 
 
-def _wheel_action(report: Report, opts: PlanOptions, component: str, choice: matrix.WheelChoice,
-                  remove: list[str], verify: Verify) -> Action:
+def _wheel_action(report: Report, opts: PlanOptions, choice: FixChoice, verify: Verify) -> Action:
+    choice = _as_changed(choice, opts)
     py = report.python.executable
-    spec = f"{choice.package}=={choice.version}"
-    sources = source_args(opts.index_url, choice.find_links, choice.index_url, choice.pip_args)
-    commands = _cmds([_pip(py, "uninstall", "-y", d) for d in remove]
-                     + [_pip(py, "install", *PIP_INSTALL, *sources, spec)], report.host.os)
-    changes = [f"removes {d} {installed_version(report, d)}" for d in remove]
-    old = installed_version(report, choice.package)
-    changes.append(f"installs {spec}" + (f" (replacing {old})" if old and choice.package not in remove else "")
+    [spec] = choice.requirements
+    name = spec.partition("==")[0]
+    changes = [f"removes {d} {installed_version(report, d)}" for d in choice.remove]
+    old = installed_version(report, name)
+    changes.append(f"installs {spec}" + (f" (replacing {old})" if old and name not in choice.remove else "")
                    + " and any missing requirement of it (binary wheels only, pip's cache bypassed)")
     return Action(
-        kind="wheel", component=component, title=f"install the prebuilt {spec} wheel",
+        kind="wheel", component=choice.component, title=f"install the prebuilt {spec} wheel",
         why=choice.reason or f"{spec} is a prebuilt wheel for this environment",
-        changes=changes, commands=commands,
+        changes=changes, commands=choice.commands(),
         undo=f"envdoctor fix --undo --python {shell.program(py, report.host.os)} (puts back every removed or "
              "replaced file from the backup, byte for byte)",
-        verify=verify, remove=remove, install=[spec], sources=sources,
+        verify=verify, remove=list(choice.remove), install=[spec], sources=list(choice.installs[0].sources),
+        choice=choice,
     )
 
 
@@ -198,29 +220,20 @@ def _plan_mmcv(report: Report, tables: Tables, opts: PlanOptions, plan: Plan) ->
                 plan.actions.append(action)
             return
         if strategy == "wheel":
-            choice: Optional[matrix.WheelChoice]
-            pin = next(((d, opts.pins[d]) for d in ("mmcv", "mmcv-full") if d in opts.pins), None)
-            if pin:
-                choice = matrix.WheelChoice(pin[0], pin[1], reason=f"pinned with --pin {pin[0]}=={pin[1]}")
-            elif torch_version(report) is None:
-                plan.notes.append("wheel: torch is not installed, so no prebuilt mmcv wheel can be chosen")
+            choice = _pinned(report, tables, opts, "mmcv") or advised(report, "mmcv", ("wheel", "compat"))
+            if choice is None or choice.strategy != "wheel":
+                choice = advised(report, "mmcv", ("wheel",)) if opts.strategy == "wheel" else None
+            if choice is None:
+                plan.notes.append(_no_wheel_note(report))
                 continue
-            else:
-                choice = mmcv_wheel(report, tables, mmcv_series(report))
-                if choice is None:
-                    cuda = torch_cuda(report)
-                    plan.notes.append(f"wheel: no official prebuilt mmcv wheel for torch {torch_version(report)} "
-                                      f"({cuda and 'CUDA ' + cuda or 'CPU'}), Python "
-                                      f"{python_minor(report)}, {os_name(report)}")
-                    continue
+            package, version = next(iter(choice.pins().items()))
             verify = Verify(
                 description=f"fresh probe: `import mmcv._ext` loads in a new process of the target; "
-                            f"`import mmcv.ops` runs; {choice.package} {choice.version} is the only mmcv "
-                            "distribution",
+                            f"`import mmcv.ops` runs; {package} {version} is the only mmcv distribution",
                 components_ok=["mmcv", "mmcv._ext"], imports=["import mmcv.ops"],
-                present={choice.package: choice.version},
-                absent=[d for d in mmcv_dist_names(tables) if d != choice.package])
-            plan.actions.append(_wheel_action(report, opts, "mmcv", choice, mm_dists, verify))
+                present={package: version},
+                absent=[d for d in mmcv_dist_names(tables) if d != package])
+            plan.actions.append(_wheel_action(report, opts, choice, verify))
             return
         if strategy == "compat":
             why_not = opts.compat_unavailable
@@ -236,6 +249,9 @@ def _plan_mmcv(report: Report, tables: Tables, opts: PlanOptions, plan: Plan) ->
                                   "layer does not repair that (if the verification fails, the fix is rolled back)")
             py = report.python.executable
             wheel = wheel_filename()
+            compat = advised(report, "mmcv", ("compat",)) or FixChoice(
+                strategy="compat", component="mmcv", python=py, os=os_name(report),
+                reason=f"chosen with --strategy {opts.strategy}")
             plan.actions.append(Action(
                 kind="compat", component="mmcv",
                 title="activate envdoctor's compat layer for mmcv._ext (exact kernels in PyTorch)",
@@ -256,6 +272,7 @@ def _plan_mmcv(report: Report, tables: Tables, opts: PlanOptions, plan: Plan) ->
                     components_ok=["mmcv._ext"],
                     imports=["from mmcv.ops import ModulatedDeformConv2dPack"],
                     present={COMPAT_DIST: ""}),
+                choice=compat,
             ))
             if opts.strategy == "auto":
                 from envdoctor.fix.plan_build import build_note
@@ -266,7 +283,20 @@ def _plan_mmcv(report: Report, tables: Tables, opts: PlanOptions, plan: Plan) ->
         from envdoctor.fix.plan_build import build_note
 
         plan.notes.append(build_note(report))
-    _plan_torch(report, tables, opts, plan, "mmcv")
+    from envdoctor.fix.plan_torch import plan_torch
+
+    plan_torch(report, tables, opts, plan, "mmcv")
+
+
+def _no_wheel_note(report: Report) -> str:
+    """Why the plan has no wheel: `check` advised none, and what it says about these facts."""
+    if torch_version(report) is None:
+        return "wheel: torch is not installed, so no prebuilt mmcv wheel can be chosen"
+    if state(report, "torch") != "ok":
+        return "wheel: torch does not import here; `envdoctor check` says what to repair first"
+    cuda = torch_cuda(report)
+    return (f"wheel: no official prebuilt mmcv wheel for torch {torch_version(report)} "
+            f"({cuda and 'CUDA ' + cuda or 'CPU'}), Python {python_minor(report)}, {os_name(report)}")
 
 
 def _compat_coverage(report: Report, tables: Tables) -> list[str]:
@@ -287,80 +317,6 @@ def _compat_coverage(report: Report, tables: Tables) -> list[str]:
     return lines
 
 
-SOURCE_OPTS = ("--index-url", "-i", "--extra-index-url", "--find-links", "-f")
-
-
-def _parse_pip_install(cmd: str) -> Optional[tuple[list[str], list[str]]]:
-    """`[python -m] pip install A B --index-url U -f L` -> (specs, source options); None if it is not one."""
-    try:
-        argv = shlex.split(cmd)
-    except ValueError:
-        return None
-    if len(argv) >= 3 and argv[1:3] == ["-m", "pip"]:
-        argv = ["pip"] + argv[3:]
-    if argv[:2] != ["pip", "install"]:
-        return None
-    specs: list[str] = []
-    sources: list[str] = []
-    it = iter(argv[2:])
-    for a in it:
-        if a.startswith("-"):
-            name, eq, value = a.partition("=")
-            if name in SOURCE_OPTS:
-                sources += [name, value if eq else next(it, "")]
-            elif a == "--no-index":
-                sources.append(a)
-            # other options (--only-binary, --no-cache-dir, ...) are ours to set
-        else:
-            specs.append(a)
-    return (specs, sources) if specs else None
-
-
-def _plan_torch(report: Report, tables: Tables, opts: PlanOptions, plan: Plan, component: str) -> None:
-    """Changes to torch itself, as the checks' findings spell them (`Fix.strategy == "torch"`): one action per
-    pip command, carried out only with --allow-torch-change."""
-    cmds = _torch_commands(report, component)
-    if not cmds:
-        plan.notes.append(f"{component}: no automatic fix; see `envdoctor check` for the cause and the manual fix")
-        return
-    py = report.python.executable
-    seen: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
-    parsed_all: list[Optional[tuple[list[str], list[str]]]] = []
-    for c in cmds:
-        parsed = _parse_pip_install(c)
-        key = (tuple(parsed[0]), tuple(parsed[1])) if parsed else ((c,), ())
-        if key in seen:
-            continue  # the same command spelled with another interpreter path
-        seen.append(key)
-        parsed_all.append(parsed)
-    mm_dists = mmcv_dists(report, tables)
-    for i, parsed in enumerate(parsed_all):
-        specs, sources = parsed if parsed else ([], [])
-        if opts.index_url:
-            sources = source_args(opts.index_url)
-        names = {norm_name(re.split(r"[<>=!~\[; ]", s, maxsplit=1)[0]) for s in specs}
-        is_mmcv = bool(names & set(mmcv_dist_names(tables)))
-        remove = mm_dists if is_mmcv else []
-        applies = opts.allow_torch_change and parsed is not None
-        verify = (Verify(description="fresh probe: `import mmcv._ext` loads; `import mmcv.ops` runs",
-                         components_ok=["mmcv", "mmcv._ext"], imports=["import mmcv.ops"]) if is_mmcv else
-                  Verify(description="fresh probe: torch loads", components_ok=["torch"]))
-        install = (_cmds([_pip(py, "install", *PIP_INSTALL, *sources, *specs)], report.host.os) if parsed
-                   else [seen[i][0][0]])
-        plan.actions.append(Action(
-            kind="torch", component=component,
-            title=("then install " if i else "change torch: install ") + " ".join(specs or ["(manual step)"]),
-            why=f"no prebuilt {component} fits the installed torch; this torch has one",
-            changes=[f"removes {d}" for d in remove] + [f"installs {' '.join(specs)} (replacing what is installed)"],
-            commands=_cmds([_pip(py, "uninstall", "-y", d) for d in remove], report.host.os) + install,
-            undo=f"envdoctor fix --undo --python {shell.program(py, report.host.os)}",
-            verify=verify, remove=remove, install=specs, sources=sources, applies=bool(applies),
-            not_applied_because="" if applies else (
-                "changes torch: pass --allow-torch-change to carry it out" if parsed
-                else "not a pip install command envdoctor can carry out; run it yourself"),
-        ))
-
-
 def _plan_torchvision(report: Report, tables: Tables, opts: PlanOptions, plan: Plan) -> None:
     tv = report.components.get("torchvision")
     if tv is None or not tv.installed or state(report, "torch") != "ok":
@@ -374,18 +330,16 @@ def _plan_torchvision(report: Report, tables: Tables, opts: PlanOptions, plan: P
     if opts.strategy == "compat":
         plan.notes.append("torchvision: the compat strategy does not repair torchvision; use --strategy wheel")
         return
-    choice: Optional[matrix.WheelChoice]
-    if "torchvision" in opts.pins:
-        choice = matrix.WheelChoice("torchvision", opts.pins["torchvision"],
-                                    reason=f"pinned with --pin torchvision=={opts.pins['torchvision']}")
-    else:
-        choice = matrix.torchvision_for(tables, torch_version(report) or "", torch_cuda(report), python_minor(report))
+    choice = _pinned(report, tables, opts, "torchvision") or advised(report, "torchvision", ("wheel",))
     if choice is None:
-        _plan_torch(report, tables, opts, plan, "torchvision")
+        from envdoctor.fix.plan_torch import plan_torch
+
+        plan_torch(report, tables, opts, plan, "torchvision")
         return
+    version = choice.pins()["torchvision"]
     verify = Verify(description="fresh probe: `import torchvision` and torchvision.ops.nms run in a new process",
-                    components_ok=["torchvision", "torchvision.ops"], present={"torchvision": choice.version})
-    plan.actions.append(_wheel_action(report, opts, "torchvision", choice, [], verify))
+                    components_ok=["torchvision", "torchvision.ops"], present={"torchvision": version})
+    plan.actions.append(_wheel_action(report, opts, choice, verify))
 
 
 def make_plan(report: Report, tables: Tables, opts: PlanOptions) -> Plan:
