@@ -94,8 +94,8 @@ def test_every_real_environment_plans_the_fix_check_printed_first():
         check, fix = _cli("check", "--python", prefix, "--format", "json"), _cli("fix", "--python", prefix,
                                                                                   "--format", "json")
         printed, fixed = _json(check, (0, 1)), _json(fix, (0,))
-        plan = fixed["extra"]["fix"]["plan"]
-        assert fixed["extra"]["fix"]["applied"] is False
+        plan = fixed["fix"]["plan"]
+        assert fixed["fix"]["applied"] is False
         if assert_plan_is_advice(printed["findings"], plan, name):
             advised.append(name)
     # the environments with something to fix have advice (the rest: a healthy torch, a bare venv)
