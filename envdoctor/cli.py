@@ -23,15 +23,16 @@ try:
 except ValueError:  # not the main thread (imported by a test or an embedding program)
     _previous_sigint = None
 
-import importlib  # noqa: E402
-import math  # noqa: E402
-from types import ModuleType  # noqa: E402
-from typing import Callable, List, Optional  # noqa: E402
+from typing import List, Optional  # noqa: E402
 
 import typer  # noqa: E402
 
 from envdoctor import __version__  # noqa: E402
-from envdoctor.errors import UsageError  # noqa: E402
+from envdoctor.command_runner import quiet_stdout as _quiet_stdout  # noqa: E402
+from envdoctor.command_runner import run_command as _run  # noqa: E402
+from envdoctor.command_runner import set_sigint as _set_sigint  # noqa: E402
+from envdoctor.options import (  # noqa: E402
+    CheckOptions, DiffOptions, FixOptions, InspectOptions, positive_timeout, split_ids)
 
 if _previous_sigint is not None:
     signal.signal(signal.SIGINT, _previous_sigint)
@@ -46,78 +47,6 @@ app = typer.Typer(
 
 PythonOpt = typer.Option(None, "--python", help="Interpreter or venv/conda prefix to probe (default: the active one).")
 RulesOpt = typer.Option(None, "--rules", help="Extra rule-table directory, layered over the shipped tables.")
-
-
-def _split(values: Optional[List[str]]) -> Optional[list[str]]:
-    if not values:
-        return None
-    return [p for v in values for p in v.split(",") if p.strip()]
-
-
-def _set_sigint(handler: "Callable[..., object] | signal.Handlers") -> None:
-    try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread
-        pass
-
-
-def _timeout(value: float) -> float:
-    if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"--timeout {value}: give a positive number of seconds")
-    return value
-
-
-def _quiet_stdout() -> None:
-    # The reader went away (`envdoctor check | head -1`): point stdout at /dev/null so the
-    # interpreter's final flush does not print "Exception ignored ... BrokenPipeError".
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-
-
-def _scrub(message: str) -> str:
-    # an error line quotes paths, URLs and messages: its secrets go (home, user and host stay, to be useful)
-    try:
-        from envdoctor.redact_secrets import scrub
-
-        return scrub(message)
-    except Exception:  # noqa: BLE001 - the error line itself must always be printed
-        return message
-
-
-def _run(command: str, fn: Callable[[ModuleType], int]) -> None:
-    """Import envdoctor.commands.COMMAND and call fn(module); errors become one line."""
-    try:
-        # From here on Ctrl-C is a KeyboardInterrupt again, so probes, locks and temp files clean up.
-        _set_sigint(signal.default_int_handler)
-        # imported in here so that Ctrl-C during the import is also one line and 130
-        code = fn(importlib.import_module(f"envdoctor.commands.{command}"))
-        # The command has written its output and cleaned up: a Ctrl-C from here on is too late to stop
-        # anything, and the interpreter's shutdown would turn it into a bare death by SIGINT (exit -2, no
-        # message). Ignore it, so the exit code is the command's answer. SIG_IGN survives finalization.
-        _set_sigint(signal.SIG_IGN)
-    except UsageError as exc:
-        typer.echo(f"envdoctor: error: {_scrub(str(exc))}", err=True)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        _set_sigint(signal.SIG_IGN)  # cleanup is done: a second Ctrl-C must not turn 130 into a death by SIGINT
-        typer.echo("envdoctor: interrupted", err=True)
-        raise typer.Exit(130) from None
-    except BrokenPipeError:
-        # exit 1 like rich does when its own print meets a closed pipe, so every command behaves alike
-        _quiet_stdout()
-        raise typer.Exit(1) from None
-    except typer.Exit:
-        raise
-    except Exception as exc:  # an internal error is still one line (set ENVDOCTOR_DEBUG=1 for the traceback)
-        if os.environ.get("ENVDOCTOR_DEBUG"):
-            raise
-        typer.echo(f"envdoctor: internal error: {type(exc).__name__}: {_scrub(str(exc))} (ENVDOCTOR_DEBUG=1 shows the "
-                   "traceback; please report it)", err=True)
-        raise typer.Exit(2) from None
-    raise typer.Exit(code)
 
 
 def _version(value: bool) -> None:
@@ -155,9 +84,10 @@ def check(
                                  "and macOS), as many at once as free memory allows."),
 ) -> None:
     """Probe the machine and one Python environment; print findings with their fixes."""
-    _run("check", lambda cmd: cmd.run(python, fmt, output, quick, rules or [], _split(select), _split(ignore),
-                                      no_redact, _timeout(timeout), verbose=verbose, fleet_member=fleet_member,
-                                      no_fork=no_fork))
+    _run("check", lambda cmd: cmd.run(CheckOptions(
+        python=python, fmt=fmt, output=output, quick=quick, rules_dirs=rules or [], select=split_ids(select),
+        ignore=split_ids(ignore), no_redact=no_redact, timeout=positive_timeout(timeout), verbose=verbose,
+        fleet_member=fleet_member, no_fork=no_fork)))
 
 
 @app.command()
@@ -187,9 +117,10 @@ def fix(
                                    "in fix's output."),
 ) -> None:
     """Plan the repair of the environment; --apply carries it out transactionally, --undo reverts it."""
-    _run("fix", lambda cmd: cmd.run(python, apply, strategy, index_url, allow_torch_change, yes, undo, pin or [],
-                                    rules or [], fmt, output, _timeout(timeout), recover, on_conflict,
-                                    no_redact=no_redact, cpu=cpu, source=source))
+    _run("fix", lambda cmd: cmd.run(FixOptions(
+        python=python, apply=apply, strategy=strategy, index_url=index_url, allow_torch_change=allow_torch_change,
+        yes=yes, undo=undo, recover=recover, on_conflict=on_conflict, pins=pin or [], rules_dirs=rules or [],
+        fmt=fmt, output=output, timeout=positive_timeout(timeout), no_redact=no_redact, cpu=cpu, source=source)))
 
 
 @app.command()
@@ -216,7 +147,8 @@ def diff(
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds each isolated import may take (fresh probe)."),
 ) -> None:
     """What differs between two reports, most important first; exit 1 if B is worse than A."""
-    _run("diff", lambda cmd: cmd.run(a, b, python, fmt, output, no_redact, _timeout(timeout), rules or []))
+    _run("diff", lambda cmd: cmd.run(DiffOptions(a=a, b=b, python=python, fmt=fmt, output=output, no_redact=no_redact,
+                                                 timeout=positive_timeout(timeout), rules_dirs=rules or [])))
 
 
 @app.command()
@@ -229,10 +161,11 @@ def inspect(
     no_redact: bool = typer.Option(False, "--no-redact", help="Keep home, user and host names in paths."),
 ) -> None:
     """Why one compiled extension would not load, read from the binary itself (ELF or PE)."""
-    _run("inspect", lambda cmd: cmd.run(file, python, search_dir or [], fmt, no_redact=no_redact))
+    _run("inspect", lambda cmd: cmd.run(InspectOptions(file=file, python=python, search_dirs=search_dir or [],
+                                                       fmt=fmt, no_redact=no_redact)))
 
 
-from envdoctor.commands.fleet import fleet_app  # noqa: E402  (its callbacks use _run, defined above)
+from envdoctor.commands.fleet import fleet_app  # noqa: E402
 
 app.add_typer(fleet_app, name="fleet")
 

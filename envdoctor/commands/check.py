@@ -1,110 +1,21 @@
-"""`envdoctor check`: probe, run the checks, render.
+"""`envdoctor check`: options in, one pass of the pipeline (envdoctor.pipeline), the report out.
 
-Only the probe is imported up front. The target's processes (`import torch` ...) are the critical path, so
-they start first; what runs after them (the rule tables, the checks, binary forensics, redaction, the
-renderers and rich) is loaded by a thread while they run, and envdoctor's own start-up is not added to
-their time. (So a bad --rules file is reported, exit 2, once the probe is done.)
+Only the pipeline (and through it the probe) is imported up front: the target's processes start first,
+and what comes after them is imported by a thread while they run (envdoctor.pipeline.start_imports).
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
-import threading
-from typing import Any, Optional
+from typing import Optional
 
-from envdoctor.errors import UsageError
 from envdoctor.facts import Report
-from envdoctor.probe import collect
+from envdoctor.options import CheckOptions
+from envdoctor.pipeline import check, exit_code, start_imports  # noqa: F401 - start_imports: public here too
 from envdoctor.render.formats import check_format, check_output_path, write_formatted
 from envdoctor.render.output import emit as write
 
 FORMATS = ("text", "json", "markdown")
-# imported while the probes run, what is needed first, first (binary forensics only after a full probe)
-AFTER_PROBE = ("envdoctor.checks", "envdoctor.classify", "envdoctor.fix.recover", "envdoctor.redact",
-               "envdoctor.render.text", "envdoctor.render.json_", "envdoctor.render.markdown")
-
-
-def _after_probe(quick: bool, rules_dirs: list[str], out: dict[str, Any]) -> None:
-    try:
-        from envdoctor.rules import load_tables
-
-        out["tables"] = load_tables(rules_dirs)
-    except Exception as exc:  # noqa: BLE001 - raised again in the main thread (a bad --rules file: exit 2)
-        out["error"] = exc
-        return
-    try:
-        from envdoctor.checks import load_all
-
-        load_all()
-        for name in AFTER_PROBE + (() if quick else ("envdoctor.binary",)):
-            importlib.import_module(name)
-    except Exception:  # noqa: BLE001 - the main thread imports it again and reports the error its own way
-        pass
-
-
-def start_imports(quick: bool = False, rules_dirs: Optional[list[str]] = None
-                  ) -> tuple[threading.Thread, dict[str, Any]]:
-    """Load the rule tables and import what comes after the probe, in a thread: (thread, its results)."""
-    out: dict[str, Any] = {}
-    thread = threading.Thread(target=_after_probe, args=(quick, list(rules_dirs or []), out),
-                              name="envdoctor-imports", daemon=True)
-    thread.start()
-    return thread, out
-
-
-def check_selectors(option: str, patterns: Optional[list[str]]) -> None:
-    """An id or prefix that matches no rule is an error, not a silent no-op: `--select ED3O1` (a typo)
-    would otherwise run no check at all and exit 0, and a CI gate on `check` would always pass."""
-    if not any(p.strip() for p in patterns or []):
-        return  # nothing to validate: the checks are imported later, while the probes run
-    from envdoctor.checks import load_all
-
-    ids = sorted(load_all().rules)
-    for p in patterns or []:
-        want = p.strip().upper()
-        if want and not any(i.startswith(want) for i in ids):
-            raise UsageError(f"{option} {p.strip()}: no rule id starts with it (known: {ids[0]} .. {ids[-1]}; "
-                             "see `envdoctor rules`)")
-
-
-def diagnose(python: Optional[str], quick: bool, timeout: float, rules_dirs: list[str],
-             select: Optional[list[str]], ignore: Optional[list[str]], show_progress: bool = False,
-             extra: Optional[dict] = None, read_pending: bool = True, fork: Optional[bool] = None) -> Report:
-    """probe -> facts -> checks -> findings. `read_pending=False`: the caller's own fix is the pending one."""
-    if show_progress:  # before the thread, which imports rich too: two threads importing one package's
-        from rich.console import Console  # modules in different orders can deadlock
-    imports, loaded = start_imports(quick, rules_dirs)
-    try:
-        if not show_progress:
-            report = collect(python, quick=quick, timeout=timeout, fork=fork)
-        else:
-            # a spinner on stderr, only on a terminal; its text follows the probes as they finish
-            with Console(stderr=True).status("probing: starting isolated imports of torch, torchvision, mmcv") \
-                    as status:
-                report = collect(python, quick=quick, timeout=timeout, fork=fork,
-                                 progress=lambda text: status.update(f"probing: {text}"))
-    finally:
-        imports.join()  # never two threads importing one module; none left importing at exit
-    if "error" in loaded:
-        raise loaded["error"]
-    tables = loaded["tables"]
-    from envdoctor.checks import run_checks
-    from envdoctor.fix.lock import state_dir
-    from envdoctor.fix.recover import pending_report
-
-    # an interrupted fix, for ED601: read only (check never recovers, never writes to the target)
-    pending = (pending_report(state_dir(report.python.prefix), not quick)
-               if read_pending and report.python.prefix else None)
-    if pending:
-        report.extra["fix_pending"] = pending
-    report.extra.update(extra or {})  # e.g. a recovered fix, for ED601
-    report.findings = run_checks(report, tables, select, ignore)
-    return report
-
-
-def exit_code(report: Report) -> int:
-    return 1 if any(f.severity == "error" for f in report.findings) else 0
 
 
 def write_output(report: Report, fmt: str, output: Optional[str], verbose: bool = False) -> None:
@@ -121,30 +32,13 @@ def emit(text: str, output: Optional[str]) -> None:
     write(text, output)
 
 
-def run(python: Optional[str], fmt: str, output: Optional[str], quick: bool, rules_dirs: list[str],
-        select: Optional[list[str]], ignore: Optional[list[str]], no_redact: bool, timeout: float,
-        verbose: bool = False, fleet_member: Optional[str] = None, no_fork: bool = False) -> int:
-    if fleet_member is not None:  # one node of `envdoctor fleet run`: the report goes out as tagged records
+def run(opts: CheckOptions) -> int:
+    if opts.fleet_member is not None:  # one node of `envdoctor fleet run`: the report goes out as tagged records
         from envdoctor.fleet.member import run_as_member
 
-        return run_as_member(fleet_member, python, lambda py: _checked(py, quick, rules_dirs, select, ignore,
-                                                                          no_redact, timeout, False))
-    check_format(fmt, FORMATS)
-    check_output_path(output)
-    report = _checked(python, quick, rules_dirs, select, ignore, no_redact, timeout, not quick and sys.stderr.isatty(),
-                      fork=False if no_fork else None)
-    write_output(report, fmt, output, verbose)
+        return run_as_member(opts.fleet_member, opts.python, lambda py: check(opts, python=py))
+    check_format(opts.fmt, FORMATS)
+    check_output_path(opts.output)
+    report = check(opts, progress=not opts.quick and sys.stderr.isatty())
+    write_output(report, opts.fmt, opts.output, opts.verbose)
     return exit_code(report)
-
-
-def _checked(python: Optional[str], quick: bool, rules_dirs: list[str], select: Optional[list[str]],
-             ignore: Optional[list[str]], no_redact: bool, timeout: float, progress: bool,
-             fork: Optional[bool] = None) -> Report:
-    check_selectors("--select", select)
-    check_selectors("--ignore", ignore)
-    report = diagnose(python, quick, timeout, rules_dirs, select, ignore, show_progress=progress, fork=fork)
-    if not no_redact:
-        from envdoctor.redact import redact_report
-
-        report = redact_report(report)
-    return report

@@ -19,7 +19,7 @@ FORMATS = ("text", "json", "markdown")
 
 
 def _run(fn: Any) -> None:
-    from envdoctor.cli import _run as run_command
+    from envdoctor.command_runner import run_command
 
     run_command("fleet", fn)
 
@@ -110,16 +110,16 @@ def run(launcher: list[str], python: Optional[str], quick: bool, rules: list[str
         expect: Optional[str], names: Optional[str], fmt: str, output: Optional[str]) -> int:
     import secrets
 
-    from envdoctor.cli import _split, _timeout
+    from envdoctor.options import positive_timeout, split_ids
     from envdoctor.errors import UsageError
     from envdoctor.fleet import hostlist
     from envdoctor.fleet.collect import run_launcher
 
     _check_format(fmt)
-    sel, ign = _split(select) or [], _split(ignore) or []
+    sel, ign = split_ids(select) or [], split_ids(ignore) or []
     if output or sel or ign:
         # imported only when needed: `check`'s module loads every check, a quarter second before the launcher starts
-        from envdoctor.commands.check import check_selectors
+        from envdoctor.pipeline import check_selectors
         from envdoctor.render.formats import check_output_path
 
         check_output_path(output)
@@ -127,7 +127,7 @@ def run(launcher: list[str], python: Optional[str], quick: bool, rules: list[str
         check_selectors("--ignore", ign)
     if not launcher:
         raise UsageError("give the launcher after --, e.g. `envdoctor fleet run -- srun -N 4 --ntasks-per-node=1`")
-    _timeout(timeout)
+    positive_timeout(timeout)
     if fleet_timeout is not None and not (fleet_timeout > 0 and fleet_timeout != float("inf")):
         raise UsageError(f"--fleet-timeout {fleet_timeout:g}: give a positive number of seconds")
     try:
