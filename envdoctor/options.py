@@ -83,3 +83,21 @@ class InspectOptions:
     search_dirs: list[str] = field(default_factory=list)
     fmt: str = "text"
     no_redact: bool = False
+
+
+@dataclass
+class FleetRunOptions:
+    launcher: list[str]
+    python: Optional[str] = None
+    quick: bool = False
+    rules_dirs: list[str] = field(default_factory=list)
+    select: list[str] = field(default_factory=list)  # as given (split at commas by the command)
+    ignore: list[str] = field(default_factory=list)
+    no_redact: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    member_command: str = "envdoctor"
+    fleet_timeout: Optional[float] = None
+    expect: Optional[str] = None
+    names: Optional[str] = None
+    fmt: str = "text"
+    output: Optional[str] = None
