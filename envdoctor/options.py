@@ -12,6 +12,8 @@ from typing import Iterable, Optional
 from envdoctor.errors import UsageError
 
 DEFAULT_TIMEOUT = 60.0
+FIX_STRATEGIES = ("auto", "wheel", "compat", "build")  # fix --strategy
+ON_CONFLICT = ("keep", "restore")  # fix --recover --on-conflict
 
 
 def split_ids(values: Optional[Iterable[str]]) -> Optional[list[str]]:

@@ -62,7 +62,7 @@ def layout(tgt: Target, timeout: float) -> TargetInfo:
     return target_layout(tgt, timeout)
 
 
-def _after_probe(quick: bool, rules_dirs: list[str], out: dict[str, Any]) -> None:
+def _after_probe(quick: bool, rules_dirs: list[str], out: dict[str, Any], preload: Sequence[str] = ()) -> None:
     try:
         from envdoctor.rules import load_tables
 
@@ -74,17 +74,18 @@ def _after_probe(quick: bool, rules_dirs: list[str], out: dict[str, Any]) -> Non
         from envdoctor.checks import load_all
 
         load_all()
-        for name in AFTER_PROBE + (() if quick else ("envdoctor.binary",)):
+        for name in AFTER_PROBE + (() if quick else ("envdoctor.binary",)) + tuple(preload):
             importlib.import_module(name)
     except Exception:  # noqa: BLE001 - the main thread imports it again and reports the error its own way
         pass
 
 
-def start_imports(quick: bool = False, rules_dirs: Optional[list[str]] = None
+def start_imports(quick: bool = False, rules_dirs: Optional[list[str]] = None, preload: Sequence[str] = ()
                   ) -> tuple[threading.Thread, dict[str, Any]]:
-    """Load the rule tables and import what comes after the probe, in a thread: (thread, its results)."""
+    """Load the rule tables and import what comes after the probe (and the caller's `preload` modules), in a
+    thread: (thread, its results)."""
     out: dict[str, Any] = {}
-    thread = threading.Thread(target=_after_probe, args=(quick, list(rules_dirs or []), out),
+    thread = threading.Thread(target=_after_probe, args=(quick, list(rules_dirs or []), out, tuple(preload)),
                               name="envdoctor-imports", daemon=True)
     thread.start()
     return thread, out
@@ -106,12 +107,13 @@ def check_selectors(option: str, patterns: Optional[list[str]]) -> None:
 
 
 def diagnose(tgt: Target, settings: Settings, extra: Optional[dict[str, Any]] = None, read_pending: bool = True,
-             verify: Sequence[str] = ()) -> Diagnosis:
+             verify: Sequence[str] = (), preload: Sequence[str] = ()) -> Diagnosis:
     """probe -> facts -> checks -> findings, once. `verify`: statements run in the same probe (fix's
-    verification). `read_pending=False`: the caller's own fix is the pending one (not an ED601)."""
+    verification). `read_pending=False`: the caller's own fix is the pending one (not an ED601).
+    `preload`: modules the caller needs next, imported while the probe runs."""
     if settings.progress:  # before the thread, which imports rich too: two threads importing one package's
         from rich.console import Console  # modules in different orders can deadlock
-    imports, loaded = start_imports(settings.quick, settings.rules_dirs)
+    imports, loaded = start_imports(settings.quick, settings.rules_dirs, preload)
     try:
         if not settings.progress:
             report, verified = collect_verified(tgt, verify, quick=settings.quick, timeout=settings.timeout,

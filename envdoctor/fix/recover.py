@@ -22,8 +22,9 @@ from typing import Any, Optional
 from envdoctor.fix import backup as bk
 from envdoctor.fix import holders, owned
 from envdoctor.fix.journal import Journal
+from envdoctor.options import ON_CONFLICT
 
-CONFLICT_CHOICES = ("keep", "restore")
+CONFLICT_CHOICES = ON_CONFLICT
 
 
 @dataclass

@@ -14,23 +14,22 @@ import dataclasses
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from envdoctor import pipeline
 from envdoctor.errors import UsageError
 from envdoctor.facts import LoadResult, Report
-from envdoctor.fix.apply import Interrupted, apply_plan
-from envdoctor.fix.compat_install import unavailable_reason
-from envdoctor.fix.lock import DEFAULT_WAIT, EnvLock, acquire_or_fail, state_dir
-from envdoctor.fix.plan import PlanOptions, make_plan
-from envdoctor.fix.recover import DONE, pending_report
-from envdoctor.fix.render import pending_text, plan_text, recovery_text, summary_text
-from envdoctor.fix.undo import recover_locked, undo_last
-from envdoctor.fix.user_site import site_writable
 from envdoctor.options import FixOptions
 from envdoctor.probe import Target
 
+if TYPE_CHECKING:
+    from envdoctor.fix.lock import EnvLock
+
 Echo = Callable[[str], None]
+# what planning and applying need, imported by the pipeline's thread while the before-probe runs (not
+# before it: the target's processes are the critical path, as for `check`)
+AFTER_PROBE = ("envdoctor.fix.plan", "envdoctor.fix.apply", "envdoctor.fix.compat_install",
+               "envdoctor.fix.user_site", "envdoctor.render.json_")
 
 
 @dataclass
@@ -45,7 +44,7 @@ class Session:
 
     def __init__(self, opts: FixOptions, pins: dict[str, str], out: Any, redactor: Any = None) -> None:
         self.opts = opts
-        self.pins = pins
+        self.pins = pins  # by the name as given; normalised when the plan is made
         self.out = out
         self.redactor = redactor
         self.target: Target = pipeline.target(opts.python)  # the one resolution; a bad --python is exit 2 here
@@ -60,6 +59,9 @@ class Session:
 
     def _recover(self, state: Any) -> list[dict[str, Any]]:
         """Recover what an interrupted fix left, saying what first. The caller holds the lock."""
+        from envdoctor.fix.render import recovery_text
+        from envdoctor.fix.undo import recover_locked
+
         recs = recover_locked(state, self.echo, self.opts.on_conflict)
         for rec in recs:
             self.out.write(recovery_text(rec))
@@ -69,6 +71,8 @@ class Session:
         opts = self.opts
         if not (opts.apply or opts.undo or opts.recover):
             return self._plan_only()
+        from envdoctor.fix.lock import DEFAULT_WAIT, acquire_or_fail, state_dir
+        from envdoctor.fix.recover import DONE
         # the lock is named by the prefix, and taken before probing: a second fix waits, then plans from the
         # environment the first one left. The layout (one light process) says the prefix and pip's paths.
         info = pipeline.layout(self.target, opts.timeout)
@@ -80,9 +84,14 @@ class Session:
         if opts.undo:
             return self._undo(state, info.prefix)
         lock = acquire_or_fail(state, DEFAULT_WAIT, self._on_wait)
+        from envdoctor.fix.apply import Interrupted
+
+        def on_sigterm(signum: int, frame: object) -> None:
+            raise Interrupted()
+
         previous_term: Any = None
         try:
-            previous_term = signal.signal(signal.SIGTERM, _on_sigterm)  # rolled back like Ctrl-C
+            previous_term = signal.signal(signal.SIGTERM, on_sigterm)  # rolled back like Ctrl-C
         except ValueError:  # not the main thread
             pass
         try:
@@ -90,7 +99,8 @@ class Session:
             if not all(r["status"] in DONE for r in recs):
                 self.echo("Nothing applied: the interrupted fix above must be recovered first.")
                 return Outcome(1)
-            before = pipeline.diagnose(self.target, self.settings, extra={"fix_recovery": recs[-1]} if recs else None)
+            before = pipeline.diagnose(self.target, self.settings, extra={"fix_recovery": recs[-1]} if recs else None,
+                                       preload=AFTER_PROBE)
             return self._plan_and_apply(before, lock, info)
         finally:
             if previous_term is not None:
@@ -98,12 +108,15 @@ class Session:
             lock.release()
 
     def _plan_only(self) -> Outcome:
-        before = pipeline.diagnose(self.target, self.settings)
+        before = pipeline.diagnose(self.target, self.settings, preload=AFTER_PROBE)
         if self.redactor is not None and before.report.python.prefix:
             self.redactor.add_target(before.report.python.prefix)
         return self._plan_and_apply(before, None, None)
 
     def _recover_only(self, state: Any, prefix: str) -> Outcome:
+        from envdoctor.fix.lock import DEFAULT_WAIT, acquire_or_fail
+        from envdoctor.fix.recover import DONE, pending_report
+
         if pending_report(state) is None:  # reads only: no state directory is created to say so
             self.echo(f"envdoctor: nothing to recover: no interrupted envdoctor fix on this environment ({prefix})")
             return Outcome(0)
@@ -114,6 +127,9 @@ class Session:
             lock.release()
 
     def _undo(self, state: Any, prefix: str) -> Outcome:
+        from envdoctor.fix.lock import DEFAULT_WAIT, acquire_or_fail
+        from envdoctor.fix.recover import DONE
+
         if not state.is_dir():  # do not create a state directory just to say there is nothing in it
             raise UsageError(f"nothing to undo: envdoctor has not changed this environment ({prefix})")
         lock = acquire_or_fail(state, DEFAULT_WAIT, self._on_wait)
@@ -121,14 +137,23 @@ class Session:
             if not all(r["status"] in DONE for r in self._recover(state)):
                 self.echo("Result: undo_refused: an interrupted fix must be recovered first (see above)")
                 return Outcome(1)
+            from envdoctor.fix.undo import undo_last
+
             res = undo_last(state, self.echo)
         finally:
             lock.release()
         self.echo(f"Result: {res.status}: {res.message}")
         return Outcome(0 if res.status == "undone" else 1)
 
-    def _plan_and_apply(self, before: pipeline.Diagnosis, lock: Optional[EnvLock], info: Any) -> Outcome:
+    def _plan_and_apply(self, before: pipeline.Diagnosis, lock: "Optional[EnvLock]", info: Any) -> Outcome:
+        from envdoctor.fix.compat_install import unavailable_reason
+        from envdoctor.fix.plan import PlanOptions, make_plan
+        from envdoctor.fix.render import pending_text, plan_text, summary_text
+        from envdoctor.fix.user_site import site_writable
+        from envdoctor.fix.wheels import norm_name
+
         opts = self.opts
+        self.pins = {norm_name(k): v for k, v in self.pins.items()}
         report = before.report
         if self.redactor is not None:
             from envdoctor.redact import redact_report
@@ -163,6 +188,8 @@ class Session:
                 code = 1
             else:
                 assert lock is not None and info is not None
+                from envdoctor.fix.apply import apply_plan
+
                 # pip runs as the interpreter the probe saw (sys.executable of the target)
                 info = dataclasses.replace(info, python=report.python.executable or info.python)
 
@@ -188,7 +215,3 @@ def _confirm() -> bool:
         raise UsageError("--apply asks for confirmation; pass --yes when not running on a terminal")
     answer = input("Carry out this plan? [y/N] ").strip().lower()
     return answer in ("y", "yes")
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Interrupted()
