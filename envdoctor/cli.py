@@ -26,8 +26,8 @@ from envdoctor import __version__, command_run  # noqa: E402
 from envdoctor.command_run import quiet_stdout as _quiet_stdout  # noqa: E402
 from envdoctor.command_run import run_command  # noqa: E402
 from envdoctor.command_run import set_sigint as _set_sigint  # noqa: E402
-from envdoctor.command_run import split as _split  # noqa: E402, F401 - fleet's options use it
-from envdoctor.command_run import timeout_seconds as _timeout  # noqa: E402
+from envdoctor.options import (  # noqa: E402
+    DiffOptions, FixOptions, InspectOptions, positive_timeout)
 
 if _previous_sigint is not None:
     signal.signal(signal.SIGINT, _previous_sigint)
@@ -115,9 +115,10 @@ def fix(
                                    "in fix's output."),
 ) -> None:
     """Plan the repair of the environment; --apply carries it out transactionally, --undo reverts it."""
-    _run("fix", lambda cmd: cmd.run(python, apply, strategy, index_url, allow_torch_change, yes, undo, pin or [],
-                                    rules or [], fmt, output, _timeout(timeout), recover, on_conflict,
-                                    no_redact=no_redact, cpu=cpu, source=source))
+    _run("fix", lambda cmd: cmd.run(FixOptions(
+        python=python, apply=apply, strategy=strategy, index_url=index_url, allow_torch_change=allow_torch_change,
+        yes=yes, undo=undo, recover=recover, on_conflict=on_conflict, pins=pin or [], rules_dirs=rules or [],
+        fmt=fmt, output=output, timeout=positive_timeout(timeout), no_redact=no_redact, cpu=cpu, source=source)))
 
 
 @app.command()
@@ -144,7 +145,8 @@ def diff(
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds each isolated import may take (fresh probe)."),
 ) -> None:
     """What differs between two reports, most important first; exit 1 if B is worse than A."""
-    _run("diff", lambda cmd: cmd.run(a, b, python, fmt, output, no_redact, _timeout(timeout), rules or []))
+    _run("diff", lambda cmd: cmd.run(DiffOptions(a=a, b=b, python=python, fmt=fmt, output=output, no_redact=no_redact,
+                                                 timeout=positive_timeout(timeout), rules_dirs=rules or [])))
 
 
 @app.command()
@@ -157,10 +159,11 @@ def inspect(
     no_redact: bool = typer.Option(False, "--no-redact", help="Keep home, user and host names in paths."),
 ) -> None:
     """Why one compiled extension would not load, read from the binary itself (ELF or PE)."""
-    _run("inspect", lambda cmd: cmd.run(file, python, search_dir or [], fmt, no_redact=no_redact))
+    _run("inspect", lambda cmd: cmd.run(InspectOptions(file=file, python=python, search_dirs=search_dir or [],
+                                                       fmt=fmt, no_redact=no_redact)))
 
 
-from envdoctor.commands.fleet import fleet_app  # noqa: E402  (its callbacks use _run, defined above)
+from envdoctor.commands.fleet import fleet_app  # noqa: E402
 
 app.add_typer(fleet_app, name="fleet")
 

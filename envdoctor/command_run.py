@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import importlib
-import math
 import os
 import re
 import signal
@@ -34,18 +33,6 @@ def set_sigint(handler: "Callable[..., object] | signal.Handlers") -> None:
         signal.signal(signal.SIGINT, handler)
     except ValueError:  # not the main thread
         pass
-
-
-def split(values: Optional[List[str]]) -> Optional[list[str]]:
-    if not values:
-        return None
-    return [p for v in values for p in v.split(",") if p.strip()]
-
-
-def timeout_seconds(value: float) -> float:
-    if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"--timeout {value}: give a positive number of seconds")
-    return value
 
 
 def quiet_stdout() -> None:
@@ -139,7 +126,9 @@ def check(python: Optional[str], fmt: str, output: Optional[str], quick: bool, r
           verbose: bool, fleet_member: Optional[str], no_fork: bool,
           passthrough: tuple[type[BaseException], ...] = ()) -> int:
     """`envdoctor check` with its options as parsed: the one call both the entry and the typer app make."""
-    return run_command("check", lambda cmd: cmd.run(python, fmt, output, quick, rules or [], split(select),
-                                                    split(ignore), no_redact, timeout_seconds(timeout),
-                                                    verbose=verbose, fleet_member=fleet_member, no_fork=no_fork),
-                       passthrough)
+    from envdoctor.options import CheckOptions, positive_timeout, split_ids
+
+    return run_command("check", lambda cmd: cmd.run(CheckOptions(
+        python=python, fmt=fmt, output=output, quick=quick, rules_dirs=rules or [], select=split_ids(select),
+        ignore=split_ids(ignore), no_redact=no_redact, timeout=positive_timeout(timeout), verbose=verbose,
+        fleet_member=fleet_member, no_fork=no_fork)), passthrough)

@@ -16,8 +16,9 @@ import pytest
 
 from envdoctor.facts import Package
 from envdoctor.fix import plan as plan_mod
-from envdoctor.fix.apply import roots_for
-from envdoctor.fix.pip_runner import Pip, target_info
+from envdoctor.fix.footprint import roots_for
+from envdoctor.fix.pip_runner import Pip
+from envdoctor.probe import Target, target_layout
 from envdoctor.fix.user_site import placement, where_is
 from envdoctor.fix.wheels import build_wheel
 from envdoctor.probe import collect
@@ -66,7 +67,7 @@ def test_a_user_site_distribution_is_found_and_removed_there(user_env):
 
 def test_the_backup_covers_the_user_site_when_the_fix_touches_it(user_env):
     python, tmp = user_env
-    info = target_info(python)
+    info = target_layout(Target(python, "--python"))
     usite = os.path.normpath(str(_user_site(python)))
     assert info.user["site"] == usite and info.user["enabled"] is True
     assert usite in roots_for(info, tmp / "state", user=True).recursive

@@ -86,26 +86,14 @@ LEAVES = {
 PROBE_API = "envdoctor.probe"
 
 # Not yet so (issue 11), each with its reason. (importer, target, name) as found in the source.
-PENDING: dict[Edge, str] = {
-    Edge("envdoctor.fix.apply", "envdoctor.probe.target", "resolve"):
-        "fix --apply resolves the target again (prefix_of) instead of receiving the one probe resolved; "
-        "goes with 'one pipeline' (resolve once, probe once), which reshapes commands/fix.py (issue 14's file now)",
-    Edge("envdoctor.commands.fleet", "envdoctor.cli", "_run"):
-        "fleet's sub-app reuses cli.py's error wrapper; moving it out of cli.py waits for the CLI options dataclasses",
-    Edge("envdoctor.commands.fleet", "envdoctor.cli", "_split"):
-        "as _run: cli.py's option parsing helpers become a public module with the options dataclasses",
-    Edge("envdoctor.commands.fleet", "envdoctor.cli", "_timeout"):
-        "as _run: cli.py's option parsing helpers become a public module with the options dataclasses",
-}
+PENDING: dict[Edge, str] = {}
 # Modules outside probe/ that start processes, and why that is still so. Every interpreter launch belongs
 # in probe/ (it knows how to run the target safely: timeout, crash capture, private channel).
-SUBPROCESS_PENDING = {
-    "envdoctor.fix.pip_runner": "runs pip in the target and has an inline probe script for the target's facts; "
-                                "pip stays here, the facts script moves to probe/ with 'one pipeline'",
-    "envdoctor.fix.apply": "runs the verify imports and prefix_of in the target: to become one verification "
-                           "probe (probe/) that also runs the imports",
-}
+SUBPROCESS_PENDING: dict[str, str] = {}
 SUBPROCESS_ALLOWED = {
+    "envdoctor.fix.pip_runner": "runs pip of the target: the one process that writes to it, tied to the "
+                                "transaction (the lock's descriptor is inherited, it dies with envdoctor, the "
+                                "journal's crash points watch it); probe/ runs read-only scripts only",
     "envdoctor.binary.demangle": "runs c++filt on symbol names (a tool, not the target interpreter)",
     "envdoctor.commandline": "uses subprocess.list2cmdline to quote for cmd.exe; starts no process",
     "envdoctor.fleet.collect": "starts the fleet's launchers (ssh, srun, pdsh), which run envdoctor on the nodes",
@@ -168,6 +156,13 @@ def test_processes_start_in_probe_only():
     unexplained = starters - set(SUBPROCESS_PENDING) - set(SUBPROCESS_ALLOWED)
     assert not unexplained, f"start processes through envdoctor/probe/: {sorted(unexplained)}"
     assert not (set(SUBPROCESS_PENDING) - starters), "no longer so: remove from SUBPROCESS_PENDING"
+
+
+# commands parse options, call the pipeline and render: none of them drives the probe itself
+def test_commands_reach_the_probe_through_the_pipeline_only():
+    bad = sorted(f"{e.importer} imports {e.target}.{e.name}" for e in all_edges()
+                 if layer(e.importer) == "commands" and layer(e.target) == "probe")
+    assert not bad
 
 
 def test_the_scanner_sees_imports_inside_functions_and_relative_ones():

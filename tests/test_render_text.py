@@ -252,10 +252,10 @@ def test_old_reports_without_explained_by_render_every_finding_as_primary():
 # --- real environments ----------------------------------------------------------------------------------------
 
 def diagnose_real(python: str, ignore=None) -> Report:
-    from envdoctor.commands.check import diagnose
+    from envdoctor.pipeline import Settings, diagnose, target
     from envdoctor.redact import redact_report
 
-    return redact_report(diagnose(python, False, 60.0, [], None, ignore))
+    return redact_report(diagnose(target(python), Settings(ignore=ignore)).report)
 
 
 def test_real_torch213_tv291_one_cause_one_screen():

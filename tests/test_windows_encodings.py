@@ -83,11 +83,11 @@ def test_a_probe_writes_its_stderr_in_utf8_whatever_the_console(tmp_path, monkey
 
 
 def test_the_prefix_under_a_non_ascii_user_name_is_read_whatever_the_console(tmp_path, monkeypatch):
-    """fix asks the target for sys.prefix; from a console whose code page lacks 张 that answer failed."""
-    from envdoctor.fix.apply import prefix_of
+    """fix asks the target for sys.prefix (its layout); from a console whose code page lacks 张 that answer failed."""
+    from envdoctor.probe import resolve_target, target_layout
     from tests.test_probe_target import make_venv
 
     venv = make_venv("3.12", tmp_path / "Users" / "张三" / "env")
     monkeypatch.setenv("PYTHONIOENCODING", "ascii")
     monkeypatch.setenv("VIRTUAL_ENV", "")
-    assert prefix_of(str(venv / "bin" / "python")) == str(venv)
+    assert target_layout(resolve_target(str(venv / "bin" / "python"))).prefix == str(venv)

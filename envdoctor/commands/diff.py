@@ -9,12 +9,9 @@ not, or a new error-level finding), 2 on a usage error (e.g. a file that is not 
 
 from __future__ import annotations
 
-import sys
-from typing import Optional
-
 from envdoctor.report_diff import compare
 from envdoctor.errors import UsageError
-from envdoctor.facts import Report
+from envdoctor.options import DiffOptions
 from envdoctor.redact import Redactor, redact_report
 from envdoctor.render.diff import render_diff_json, render_diff_text
 from envdoctor.render.formats import check_format, check_output_path, write_formatted
@@ -23,31 +20,25 @@ from envdoctor.report_io import load_report
 FORMATS = ("text", "json")
 
 
-def _fresh(python: Optional[str], timeout: float, rules_dirs: list[str]) -> Report:
-    from envdoctor.commands.check import diagnose
-
-    return diagnose(python, False, timeout, rules_dirs, None, None, show_progress=sys.stderr.isatty())
-
-
-def run(a_path: str, b_path: Optional[str], python: Optional[str], fmt: str, output: Optional[str],
-        no_redact: bool, timeout: float, rules_dirs: list[str]) -> int:
-    check_format(fmt, FORMATS)
-    if b_path is not None and python is not None:
+def run(opts: DiffOptions) -> int:
+    check_format(opts.fmt, FORMATS)
+    if opts.b is not None and opts.python is not None:
         raise UsageError("--python probes a fresh B; give either B.json or --python, not both")
-    check_output_path(output)
-    a = load_report(a_path)
-    if b_path is not None:
-        b, label_b = load_report(b_path), b_path
+    check_output_path(opts.output)
+    a = load_report(opts.a)
+    if opts.b is not None:
+        b, label_b = load_report(opts.b), opts.b
     else:
-        b = _fresh(python, timeout, rules_dirs)
+        from envdoctor.pipeline import fresh
+
+        b = fresh(opts.python, opts.timeout, opts.rules_dirs)
         label_b = f"fresh probe of {b.python.executable}"
-    label_a = a_path
-    if not no_redact:
+    label_a = opts.a
+    if not opts.no_redact:
         redactor = Redactor()
         a, b = redact_report(a, redactor), redact_report(b, redactor)
         label_a, label_b = redactor.text(label_a), redactor.text(label_b)
     diff = compare(a, b, label_a, label_b)
-    write_formatted(fmt, output, lambda stream, color: render_diff_text(diff, stream, color=color),
+    write_formatted(opts.fmt, opts.output, lambda stream, color: render_diff_text(diff, stream, color=color),
                     json=lambda: render_diff_json(diff))
     return 1 if diff.worse else 0
-

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from typing import IO, Any, List, Optional
+from typing import IO, TYPE_CHECKING, Any, List, Optional
 
 import typer
 
@@ -17,11 +17,14 @@ fleet_app = typer.Typer(help="Check every node of a cluster through its launcher
                         "Ray) and compare them.", no_args_is_help=True)
 FORMATS = ("text", "json", "markdown")
 
+if TYPE_CHECKING:
+    from envdoctor.options import FleetRunOptions
+
 
 def _run(fn: Any) -> None:
-    from envdoctor.cli import _run as run_command
+    from envdoctor.command_run import run_command
 
-    run_command("fleet", fn)
+    raise typer.Exit(run_command("fleet", fn, passthrough=(typer.Exit,)))
 
 
 @fleet_app.command("run", context_settings={"allow_interspersed_args": False})
@@ -48,8 +51,12 @@ def run_cmd(
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the summary to this file."),
 ) -> None:
     """Run `LAUNCHER... envdoctor check --fleet-member` once and summarize the nodes' reports."""
-    _run(lambda cmd: cmd.run(launcher, python, quick, rules or [], select or [], ignore or [], no_redact, timeout,
-                             member_command, fleet_timeout, expect, names, fmt, output))
+    from envdoctor.options import FleetRunOptions
+
+    _run(lambda cmd: cmd.run(FleetRunOptions(
+        launcher=launcher, python=python, quick=quick, rules_dirs=rules or [], select=select or [],
+        ignore=ignore or [], no_redact=no_redact, timeout=timeout, member_command=member_command,
+        fleet_timeout=fleet_timeout, expect=expect, names=names, fmt=fmt, output=output)))
 
 
 @fleet_app.command("summarize")
@@ -105,21 +112,22 @@ def member_argv(member_command: str, run_id: str, python: Optional[str], quick: 
     return argv
 
 
-def run(launcher: list[str], python: Optional[str], quick: bool, rules: list[str], select: list[str],
-        ignore: list[str], no_redact: bool, timeout: float, member_command: str, fleet_timeout: Optional[float],
-        expect: Optional[str], names: Optional[str], fmt: str, output: Optional[str]) -> int:
+def run(opts: "FleetRunOptions") -> int:
     import secrets
 
-    from envdoctor.cli import _split, _timeout
+    from envdoctor.options import positive_timeout, split_ids
     from envdoctor.errors import UsageError
     from envdoctor.fleet import hostlist
     from envdoctor.fleet.collect import run_launcher
 
+    launcher, python, quick, rules, no_redact, timeout = (opts.launcher, opts.python, opts.quick, opts.rules_dirs,
+                                                          opts.no_redact, opts.timeout)
+    fleet_timeout, expect, names, fmt, output = opts.fleet_timeout, opts.expect, opts.names, opts.fmt, opts.output
     _check_format(fmt)
-    sel, ign = _split(select) or [], _split(ignore) or []
+    sel, ign = split_ids(opts.select) or [], split_ids(opts.ignore) or []
     if output or sel or ign:
         # imported only when needed: `check`'s module loads every check, a quarter second before the launcher starts
-        from envdoctor.commands.check import check_selectors
+        from envdoctor.pipeline import check_selectors
         from envdoctor.render.formats import check_output_path
 
         check_output_path(output)
@@ -127,7 +135,7 @@ def run(launcher: list[str], python: Optional[str], quick: bool, rules: list[str
         check_selectors("--ignore", ign)
     if not launcher:
         raise UsageError("give the launcher after --, e.g. `envdoctor fleet run -- srun -N 4 --ntasks-per-node=1`")
-    _timeout(timeout)
+    positive_timeout(timeout)
     if fleet_timeout is not None and not (fleet_timeout > 0 and fleet_timeout != float("inf")):
         raise UsageError(f"--fleet-timeout {fleet_timeout:g}: give a positive number of seconds")
     try:
@@ -135,7 +143,7 @@ def run(launcher: list[str], python: Optional[str], quick: bool, rules: list[str
     except ValueError as exc:
         raise UsageError(f"--expect {expect}: {exc}") from None
     run_id = secrets.token_hex(6)
-    argv = list(launcher) + member_argv(member_command, run_id, python, quick, rules, sel, ign, no_redact, timeout)
+    argv = list(launcher) + member_argv(opts.member_command, run_id, python, quick, rules, sel, ign, no_redact, timeout)
     if sys.stderr.isatty():  # a spinner on stderr while the nodes run, only on a terminal
         from rich.console import Console
 

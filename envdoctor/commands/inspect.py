@@ -19,6 +19,7 @@ from envdoctor.checks import run_checks
 from envdoctor.errors import UsageError
 from envdoctor.facts import Component, LoadResult, Report
 from envdoctor.facts import package_dir_paths
+from envdoctor.options import InspectOptions
 from envdoctor.render.formats import check_format, write_formatted
 from envdoctor.render.inspect import inspect_json, render_inspect
 
@@ -48,9 +49,9 @@ def build_context(path: str, python: Optional[str], search_dirs: list[str]) -> t
                   ld_library_path=[p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p],
                   system=sys.platform != "win32")
     if python:
-        from envdoctor.probe import collect
+        from envdoctor.pipeline import static_facts
 
-        target = collect(python, quick=True)  # static facts only: where torch is, which version
+        target = static_facts(python)  # where torch is, which version
         torch = target.components.get("torch")
         report = Report(envdoctor="", mode="inspect", python=target.python, packages=target.packages,
                         host=target.host, components={"torch": torch} if torch is not None else {})
@@ -111,11 +112,12 @@ def inspect_file(path: str, python: Optional[str] = None, search_dirs: Optional[
     return analysis, replace(report, findings=tuple(run_checks(report, Tables(), select=["ED7"])))
 
 
-def run(path: str, python: Optional[str], search_dirs: list[str], fmt: str, no_redact: bool = False) -> int:
-    check_format(fmt, FORMATS)
-    analysis, report = inspect_file(path, python, search_dirs)
+def run(opts: InspectOptions) -> int:
+    check_format(opts.fmt, FORMATS)
+    fmt = opts.fmt
+    analysis, report = inspect_file(opts.file, opts.python, opts.search_dirs)
     bad = (not analysis.get("would_load", False)) or any(f.severity == "error" for f in report.findings)
-    if not no_redact:  # paths to the file and its libraries name the user, like check's report
+    if not opts.no_redact:  # paths to the file and its libraries name the user, like check's report
         from envdoctor.redact import Redactor, redact_report
 
         redactor = Redactor()

@@ -1,4 +1,9 @@
-"""Run pip of the TARGET interpreter (`python -m pip`), never our own, and read the target's layout.
+"""Run pip of the TARGET interpreter (`python -m pip`), never our own.
+
+The target's layout (install paths, markers) comes from the probe (envdoctor.probe.target_layout).
+pip itself runs from here, not from probe/: it is the one process of the target that writes to it,
+and its life is tied to the transaction's (the lock's descriptor, death with envdoctor, the journal's
+crash points), which probe/'s read-only scripts have no business knowing.
 
 Every call is logged to the transaction directory. The environment lock's descriptor is
 passed down so that a pip left running by a killed `envdoctor fix` still holds the lock.
@@ -7,7 +12,6 @@ passed down so that a pip left running by a killed `envdoctor fix` still holds t
 from __future__ import annotations
 
 import ctypes
-import json
 import ntpath
 import os
 import re
@@ -23,66 +27,6 @@ from typing import Any, Callable, Iterable, Optional
 from urllib.parse import unquote, urlparse
 
 from envdoctor.fix.journal import wants_crash
-
-# Facts pip's own decisions depend on, read from the target (stdlib only, Python 3.6+).
-TARGET_INFO = r"""
-import json, os, platform, sys, sysconfig
-def fmt(info):
-    v = "%d.%d.%d" % tuple(info[:3])
-    if info[3] != "final":
-        v += info[3][0] + str(info[4])
-    return v
-markers = {
-    "implementation_name": sys.implementation.name,
-    "implementation_version": fmt(sys.implementation.version),
-    "os_name": os.name, "platform_machine": platform.machine(), "platform_release": platform.release(),
-    "platform_system": platform.system(), "platform_version": platform.version(),
-    "python_full_version": platform.python_version(),
-    "platform_python_implementation": platform.python_implementation(),
-    "python_version": ".".join(platform.python_version_tuple()[:2]), "sys_platform": sys.platform,
-}
-paths = sysconfig.get_paths()
-import site
-user_scheme = {"nt": "nt_user", "posix": "posix_user"}.get(os.name)
-if sys.platform == "darwin" and "osx_framework_user" in sysconfig.get_scheme_names():
-    user_scheme = "osx_framework_user"
-try:
-    user_paths = sysconfig.get_paths(scheme=user_scheme) if user_scheme else {}
-except KeyError:
-    user_paths = {}
-user = {"site": getattr(site, "USER_SITE", None), "enabled": bool(getattr(site, "ENABLE_USER_SITE", False)),
-        "paths": user_paths}
-try:
-    import pip
-    pip_version = pip.__version__
-except Exception:
-    pip_version = None
-print(json.dumps({"markers": markers, "paths": paths, "prefix": sys.prefix, "pip": pip_version, "user": user}))
-"""
-
-
-@dataclass
-class TargetInfo:
-    python: str
-    prefix: str
-    markers: dict[str, str]
-    paths: dict[str, str]
-    pip: Optional[str]
-    user: dict[str, Any] = field(default_factory=dict)  # site, enabled, paths (the user scheme's)
-
-    @property
-    def windows(self) -> bool:
-        return self.markers.get("os_name") == "nt"
-
-
-def target_info(python: str, timeout: float = 60) -> TargetInfo:
-    proc = subprocess.run([python, "-c", TARGET_INFO], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{python} did not report its layout: {proc.stderr.strip()[-300:]}")
-    d = json.loads(proc.stdout.strip().splitlines()[-1])
-    return TargetInfo(python, d["prefix"], d["markers"], d["paths"], d["pip"], d.get("user") or {})
-
 
 def is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")

@@ -31,11 +31,12 @@ from envdoctor.fix.pip_runner import source_args
 from envdoctor.fix.wheels import norm_name
 from envdoctor import commandline as shell
 from envdoctor.compat.errors import SERVED_SUMMARY
+from envdoctor.options import FIX_STRATEGIES
 
 if TYPE_CHECKING:
     from envdoctor.rules import Tables
 
-STRATEGIES = ("auto", "wheel", "compat", "build")
+STRATEGIES = FIX_STRATEGIES
 BAD = ("missing", *FAILED)
 PIP_INSTALL = ("--no-cache-dir", "--only-binary=:all:")
 

@@ -23,8 +23,9 @@ from envdoctor.filehash import sha256_file
 from envdoctor.fix import backup as bk
 from envdoctor.fix import holders, owned
 from envdoctor.fix.journal import Journal
+from envdoctor.options import ON_CONFLICT
 
-CONFLICT_CHOICES = ("keep", "restore")
+CONFLICT_CHOICES = ON_CONFLICT
 
 
 @dataclass

@@ -13,10 +13,11 @@ from typing import Any, Callable, Optional
 from envdoctor.errors import UsageError
 from envdoctor.fix import backup as bk
 from envdoctor.fix import recover as rc
-from envdoctor.fix.apply import FixResult
 from envdoctor.fix.journal import Journal
+from envdoctor.fix.result import FixResult
 
 Echo = Callable[[str], None]
+KEEP_COMMITTED = 3  # committed transactions whose backups are kept for --undo
 
 
 def _quiet(_: str) -> None:
@@ -67,6 +68,14 @@ def _run_undo(u: Journal, echo: Echo) -> list[str]:
     u.set(state="done")
     rc.cleanup(t, keep_backup=False)
     return []
+
+
+def prune_committed(state: Path) -> None:
+    """Keep the backups of the last KEEP_COMMITTED committed fixes only; older ones can no longer be undone."""
+    committed = [j for j in Journal.all(state) if j.data.get("kind") == "fix" and j.state == "committed"]
+    for j in committed[:-KEEP_COMMITTED]:
+        rc.cleanup(j, keep_backup=False)
+        j.set(state="committed", undo_available=False)
 
 
 def last_committed(state: Path) -> Optional[Journal]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import os
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence, Union
 
 from envdoctor import __version__
 from envdoctor.errors import UsageError
@@ -18,7 +18,9 @@ from envdoctor.probe.exitcodes import describe_exit
 from envdoctor.probe.gpu import probe_gpu
 from envdoctor.probe.host import newest_glibcxx, probe_host
 from envdoctor.probe.pip_cache import probe_pip_cache
-from envdoctor.probe.loads import LOAD_SOURCES, LoadRun, apply_loads, load_module  # noqa: F401 - public
+from envdoctor.probe.loads import (  # noqa: F401 - public
+    LOAD_SOURCES, LoadRun, apply_loads, load_module, statement_results)
+from envdoctor.probe.layout import TargetInfo
 from envdoctor.probe.target import OLD_PYTHON_EXIT, Target
 from envdoctor.probe.ops_verify import verify_ops  # noqa: F401 - public (fix's verification)
 from envdoctor.probe.toolkit import probe_toolkit
@@ -50,9 +52,10 @@ def environment_facts() -> dict[str, str]:
     return env
 
 
-def probe_static(target: Target, timeout: float) -> dict[str, Any]:
-    """Run static_facts.py in the target; a target that cannot run it is a usage error (exit 2)."""
-    run = target_mod.run_script(target, "static_facts.py", [], timeout)
+def _run_checked(target: Target, script: str, timeout: float) -> target_mod.ScriptRun:
+    """Run a light probe script in the target; one that cannot run it (an old Python, a broken
+    interpreter) is a usage error (exit 2), said in one line. The run has its data."""
+    run = target_mod.run_script(target, script, [], timeout)
     if run.returncode == OLD_PYTHON_EXIT and "ENVDOCTOR-OLD-PYTHON" in run.stderr:
         version = run.stderr.split("ENVDOCTOR-OLD-PYTHON", 1)[1].split()[0]
         raise UsageError(
@@ -70,16 +73,36 @@ def probe_static(target: Target, timeout: float) -> dict[str, Any]:
         hint = f": {last[0].strip()[:200]}" if last[0] else ""
         raise UsageError(f"{target.executable} did not run the probe ({why}); is it a working Python "
                          f"interpreter?{hint}")
-    for problem in run.data.get("path_problems", []):
+    return run
+
+
+def resolve_target(python: Optional[str]) -> Target:
+    """The interpreter to probe: --python PATH, else the active venv / conda env, else `python` on PATH."""
+    return target_mod.resolve(python)
+
+
+def target_layout(target: Target, timeout: float = 60.0) -> TargetInfo:
+    """prefix, install paths, markers, user scheme and pip of the target (scripts/target_layout.py)."""
+    data = _run_checked(target, "target_layout.py", timeout).data
+    assert data is not None
+    return TargetInfo.from_data(target.executable, data)
+
+
+def probe_static(target: Target, timeout: float) -> dict[str, Any]:
+    """Run static_facts.py in the target; a target that cannot run it is a usage error (exit 2)."""
+    run = _run_checked(target, "static_facts.py", timeout)
+    data, stderr = run.data, run.stderr
+    assert data is not None
+    for problem in data.get("path_problems", []):
         if problem.get("site_packages") and problem.get("under_prefix"):
             raise UsageError(f"cannot read the site-packages of {target.executable}: {problem['path']} is "
                              f"{_describe_problem(problem)}")
-    found = run.data.get("startup")
+    found = data.get("startup")
     startup: dict[str, Any] = found if isinstance(found, dict) else {}
-    if STARTUP_MARK in run.stderr:
-        startup["stderr"] = run.stderr.split(STARTUP_MARK, 1)[0][-STARTUP_STDERR_MAX:]
-    run.data["startup"] = startup
-    return run.data
+    if STARTUP_MARK in stderr:
+        startup["stderr"] = stderr.split(STARTUP_MARK, 1)[0][-STARTUP_STDERR_MAX:]
+    data["startup"] = startup
+    return data
 
 
 def _describe_problem(problem: dict[str, Any]) -> str:
@@ -220,20 +243,31 @@ def _in_thread(fn: Callable[[], Any], default: Any, timeout: float, errors: list
     return get
 
 
-def collect(python: Optional[str] = None, quick: bool = False, timeout: float = 60.0,
+def collect(python: Union[Target, str, None] = None, quick: bool = False, timeout: float = 60.0,
             progress: Optional[Progress] = None, fork: Optional[bool] = None,
             started: Optional[Callable[[], None]] = None) -> Report:
     """Probe the machine and the target environment; a Report without findings.
 
+    `python`: a Target already resolved (the pipeline resolves once), else what --python said.
     The load probes start first and run while the static probe, the host, GPU and
     toolkit probes do their (short) work, so the wall time is about that of
     `import torch` + the slowest dependent import. `started()` is called once the target is
     resolved and its probe processes are starting: the caller's own work can begin then without
     delaying them.
     """
-    tgt = target_mod.resolve(python)
+    return collect_verified(python, (), quick=quick, timeout=timeout, progress=progress, fork=fork,
+                            started=started)[0]
+
+
+def collect_verified(python: Union[Target, str, None], statements: Sequence[str], quick: bool = False,
+                     timeout: float = 60.0, progress: Optional[Progress] = None, fork: Optional[bool] = None,
+                     started: Optional[Callable[[], None]] = None) -> tuple[Report, dict[str, LoadResult]]:
+    """collect(), and each statement (fix's verify imports) run in the same probe: on Linux a child forked
+    after `import torch` beside the components' children, elsewhere a process of its own. A failed
+    statement is a LoadResult like a failed import (its status, error, the stack of a crash or hang)."""
+    tgt = python if isinstance(python, Target) else target_mod.resolve(python)
     try:
-        return _collect(tgt, quick, timeout, progress, fork, started)
+        return _collect(tgt, quick, timeout, progress, fork, list(statements), started)
     except BaseException:
         # Ctrl-C (or any error) anywhere: no probe process may outlive us, no scratch directory may stay
         target_mod.abort_all()
@@ -241,10 +275,12 @@ def collect(python: Optional[str] = None, quick: bool = False, timeout: float = 
 
 
 def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progress], fork: Optional[bool],
-             started: Optional[Callable[[], None]] = None) -> Report:
+             statements: list[str], started: Optional[Callable[[], None]] = None
+             ) -> tuple[Report, dict[str, LoadResult]]:
     created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
     errors: list[str] = []
-    loads = None if quick else LoadRun(tgt, timeout, fork=fork)
+    verified: dict[str, LoadResult] = {}
+    loads = None if quick else LoadRun(tgt, timeout, fork=fork, verify=statements)
     if started is not None:
         started()
     if not quick:
@@ -268,6 +304,7 @@ def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progre
         assert loads is not None
         outcomes = loads.wait(progress)
         apply_loads(components, outcomes)
+        verified = statement_results(statements, outcomes)
         _libstdcxx_in_use(host, components)
         gpu, toolkit, pip_cache = gpu_get(), tk_get(), cache_get()
         report = Report(envdoctor=__version__, created=created, mode="full", host=host, gpu=gpu,
@@ -279,7 +316,7 @@ def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progre
         from envdoctor.binary import attach_analysis
 
         attach_analysis(report)  # why a failed extension does not load, read from its file (adds its own errors)
-    return report
+    return report, verified
 
 
 def _libstdcxx_in_use(host: Host, components: dict[str, Component]) -> None:

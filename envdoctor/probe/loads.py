@@ -78,20 +78,23 @@ class LoadRun:
     """The load probes, started at once (so they overlap the static probe) and awaited later."""
 
     def __init__(self, target: Target, timeout: float, fork: Optional[bool] = None,
-                 parallel: Optional[int] = None) -> None:
+                 parallel: Optional[int] = None, verify: Sequence[str] = ()) -> None:
         self.timeout = timeout
         self.target = target
         self.fork = use_fork() if fork is None else fork
         self.runs: dict[str, RunningScript] = {}
         self.pending: list[str] = []
+        # fix's verify statements: each a probe of its own (verify-N), beside the components'
+        self.statements = {verify_key(i): s for i, s in enumerate(verify)}
         if self.fork:
             # torch import (<= timeout), then the children in parallel (each <= timeout), plus slack
             self.parallel = 1
-            self.runs = {"*": RunningScript(target, "load_probe.py", ["components", str(timeout)],
+            flags = [a for s in verify for a in ("--verify", s)]
+            self.runs = {"*": RunningScript(target, "load_probe.py", ["components", str(timeout), *flags],
                                             2 * timeout + 10, out_is_dir=True)}
         else:
             self.parallel = parallel if parallel is not None else parallel_limit()
-            self.pending = ["torch", "torchvision", "mmcv"]
+            self.pending = ["torch", "torchvision", "mmcv", *self.statements]
             while self.pending and len(self.runs) < self.parallel:
                 self._start_next()
 
@@ -99,8 +102,10 @@ class LoadRun:
         name = self.pending.pop(0)
         # each process imports torch (<= timeout) and then probes (the CUDA init, the import: <= timeout),
         # each under the probe's own watchdog, which dumps the stack first; the kill here is the backstop
-        self.runs[name] = RunningScript(self.target, "load_probe.py", ["component", name, str(self.timeout)],
-                                        2 * self.timeout + 10, out_is_dir=True)
+        args = ["component", name, str(self.timeout)]
+        if name in self.statements:  # a verify statement alone in a fresh process, as the user would run it
+            args = ["statement", name, str(self.timeout), self.statements[name]]
+        self.runs[name] = RunningScript(self.target, "load_probe.py", args, 2 * self.timeout + 10, out_is_dir=True)
 
     def abort(self) -> None:
         self.pending = []
@@ -161,7 +166,7 @@ class LoadRun:
             run = finished["*"]
             out["torch"] = _outcome("torch", run.files.get("torch.json"), run)
             children = run.files.get("children.json") or {}
-            for name in PROBES[1:]:
+            for name in PROBES[1:] + tuple(self.statements):
                 data = run.files.get(f"{name}.json")
                 if data is None:
                     continue
@@ -183,6 +188,28 @@ class LoadRun:
             for name, run in finished.items():
                 out[name] = _outcome(name, run.files.get(f"{name}.json"), run)
         return out
+
+
+def verify_key(index: int) -> str:
+    return f"verify-{index}"
+
+
+def statement_results(statements: Sequence[str], outcomes: dict[str, ProbeOutcome]) -> dict[str, LoadResult]:
+    """How each of fix's verify statements went (run by LoadRun(verify=...)), by statement."""
+    out: dict[str, LoadResult] = {}
+    torch = outcomes.get("torch")
+    for i, stmt in enumerate(statements):
+        outcome = outcomes.get(verify_key(i))
+        if outcome is None:
+            why = ("not tried: the probe process died while importing torch"
+                   if torch is not None and not (torch.data or {}).get("done") else "not tried: the probe did not run")
+            out[stmt] = LoadResult(status="skipped", note=why)
+            continue
+        results = stage_results(outcome)
+        out[stmt] = results.get(stmt) or results.get("*") or LoadResult(
+            status="error", error=LoadError(type="ProbeError", message="the probe left no result",
+                                            traceback=outcome.stderr[-4000:] or None))
+    return out
 
 
 def _outcome(name: str, data: Optional[dict[str, Any]], run: ScriptRun) -> ProbeOutcome:

@@ -6,9 +6,11 @@ which imported modules print to), rewritten after every stage, so that when an
 import kills its process the parent still knows which stage was running.
 
 Usage:
-  load_probe.py OUT_DIR components TIMEOUT [--no-fork]
+  load_probe.py OUT_DIR components TIMEOUT [--no-fork] [--verify STATEMENT]...
       `import torch` once in this process, then (on Linux) fork one child per
-      dependent probe: torch.cuda facts, torchvision (+ ops), mmcv (+ _ext).
+      dependent probe: torch.cuda facts, torchvision (+ ops), mmcv (+ _ext), and
+      one per STATEMENT (fix's verification: verify-N.json, its stage named by
+      the statement).
       Each child reports through its own file and its own stdout/stderr files,
       so a crash in mmcv._ext cannot take the torch or torchvision result with
       it. Without fork (Windows, macOS, --no-fork) the dependent probes run one
@@ -16,6 +18,8 @@ Usage:
       processes instead (mode `component`).
   load_probe.py OUT_DIR component NAME TIMEOUT
       one of torch | torchvision | mmcv in this process (no fork).
+  load_probe.py OUT_DIR statement NAME TIMEOUT STATEMENT
+      run one of fix's verify statements alone in this process (NAME.json).
   load_probe.py OUT_DIR module NAME TIMEOUT [EXTRA_SYS_PATH...]
       a plain `import NAME`, with EXTRA_SYS_PATH entries put first on sys.path.
 
@@ -205,6 +209,14 @@ def mmcv_probe(rec):
         rec.flush()
 
 
+def statement_runner(statement):
+    """fix's verification statement (`import mmcv.ops`, `from mmcv.ops import X`), run at module level."""
+    def run():
+        exec(compile(statement, "<envdoctor verify>", "exec"), {"__name__": "__envdoctor_verify__"})
+        return True
+    return run
+
+
 def module_probe(rec, name):
     mod = rec.stage(name, importer(name))
     if mod is not None:
@@ -292,7 +304,7 @@ def signal_name(num):
         return "signal %d" % num
 
 
-def run_components(out_dir, timeout, use_fork):
+def run_components(out_dir, timeout, use_fork, statements=()):
     rec = Recorder(os.path.join(out_dir, "torch.json"), "torch")
     torch = None
     if installed("torch"):
@@ -314,6 +326,9 @@ def run_components(out_dir, timeout, use_fork):
             missing = Recorder(os.path.join(out_dir, name + ".json"), name)
             missing.state["stages"].append({"name": name, "status": "missing", "seconds": 0.0})
             missing.done()
+    for i, statement in enumerate(statements):
+        jobs.append(("verify-%d" % i, lambda r, s=statement: with_watchdog(
+            timeout, lambda: r.stage(s, statement_runner(s)))))
 
     if use_fork:
         children = {}
@@ -349,8 +364,10 @@ def main():
     warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "fork() in a multi-threaded process"
     if mode == "components":
         timeout = float(name_or_timeout)
-        use_fork = hasattr(os, "fork") and sys.platform.startswith("linux") and "--no-fork" not in sys.argv[4:]
-        run_components(out_dir, timeout, use_fork)
+        flags = sys.argv[4:]
+        use_fork = hasattr(os, "fork") and sys.platform.startswith("linux") and "--no-fork" not in flags
+        statements = [flags[i + 1] for i, f in enumerate(flags[:-1]) if f == "--verify"]
+        run_components(out_dir, timeout, use_fork, statements)
     elif mode == "component":
         name, timeout = name_or_timeout, float(sys.argv[4])
         rec = Recorder(os.path.join(out_dir, name + ".json"), name)
@@ -368,6 +385,11 @@ def main():
             if installed("torch"):  # mmcv._ext needs torch's libraries loaded first, as in real use
                 with_watchdog(timeout, lambda: rec.stage("torch", importer("torch")))
             with_watchdog(timeout, lambda: mmcv_probe(rec))
+        rec.done()
+    elif mode == "statement":
+        name, timeout, statement = name_or_timeout, float(sys.argv[4]), sys.argv[5]
+        rec = Recorder(os.path.join(out_dir, name + ".json"), name)
+        with_watchdog(timeout, lambda: rec.stage(statement, statement_runner(statement)))
         rec.done()
     elif mode == "module":
         name, timeout = name_or_timeout, float(sys.argv[4])
