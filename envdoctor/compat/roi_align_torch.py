@@ -52,7 +52,7 @@ class _Group(object):
     """Corner rows [S, n*P, 4], weights [S, n*P, 4], sample coordinates [S, n*P] of a chunk of
     RoIs sharing one sample grid; S = grid_h*grid_w samples in (iy, ix) order."""
 
-    def __init__(self, geo, idx, gh, gw, H, W):
+    def __init__(self, geo, idx, gh, gw, H, W, coords):
         n, ph, pw = idx.shape[0], geo.ph, geo.pw
         yc, yin, y0, y1, ly, hy = (_to_samples(t, True) for t in _axis(geo.sh[idx], geo.bh[idx], gh, ph, H))
         xc, xin, x0, x1, lx, hx = (_to_samples(t, False) for t in _axis(geo.sw[idx], geo.bw[idx], gw, pw, W))
@@ -62,9 +62,10 @@ class _Group(object):
         self.rows = torch.stack([r0 + x0, r0 + x1, r1 + x0, r1 + x1], -1).reshape(S, NP, 4)
         ins = (yin & xin).to(yc.dtype)
         self.w = (torch.stack([hy * hx, hy * lx, ly * hx, ly * lx], -1) * ins[..., None]).reshape(S, NP, 4)
-        shape = (gh, gw, n, ph, pw)
-        self.y = yc.expand(shape).reshape(S, NP)
-        self.x = xc.expand(shape).reshape(S, NP)
+        if coords:  # max mode records the argmax sample's coordinates
+            shape = (gh, gw, n, ph, pw)
+            self.y = yc.expand(shape).reshape(S, NP)
+            self.x = xc.expand(shape).reshape(S, NP)
 
 
 def _sample_values(flat, rows, w):
@@ -76,13 +77,25 @@ def _sample_values(flat, rows, w):
     return val.add_(v[:, :, 1]).add_(v[:, :, 2]).add_(v[:, :, 3])
 
 
+def _first_max(val):
+    """(value, index) of the first maximum over samples of ``val`` [s, NP, C], NaN skipped like the
+    kernels' ``>``.  ``amax`` is vectorised; the index is the largest "rank" among the hits."""
+    top = val.amax(0)
+    if bool(torch.isnan(top).any()):
+        val = torch.where(torch.isnan(val), torch.full_like(val, float("-inf")), val)
+        top = val.amax(0)
+    s = val.shape[0]
+    dt = torch.uint8 if s < 256 else torch.int16 if s < 32768 else torch.int32
+    rank = torch.arange(s, 0, -1, device=val.device, dtype=dt)[:, None, None]  # s - index
+    k = (s - ((val == top) * rank).amax(0).to(torch.int64))[None]
+    return torch.gather(val, 0, k)[0], k  # the first hit's own value (-0.0 vs 0.0)
+
+
 def _max_step(best, arg_y, arg_x, val, ys, xs):
     """Fold the samples ``val`` [s, NP, C] (coordinates ys, xs [s, NP]) into the running max."""
-    if bool(torch.isnan(val).any()):
-        val = torch.where(torch.isnan(val), torch.full_like(val, float("-inf")), val)
-    top, k = val.max(0)  # the first of equal maxima
-    y = torch.gather(ys[:, :, None].expand(val.shape), 0, k[None])[0]
-    x = torch.gather(xs[:, :, None].expand(val.shape), 0, k[None])[0]
+    top, k = _first_max(val)
+    y = torch.gather(ys[:, :, None].expand(val.shape), 0, k)[0]
+    x = torch.gather(xs[:, :, None].expand(val.shape), 0, k)[0]
     upd = top > best  # an earlier block keeps ties
     return torch.where(upd, top, best), torch.where(upd, y, arg_y), torch.where(upd, x, arg_x)
 
@@ -107,7 +120,7 @@ def forward(x, geo, mode, floor_val):
         for i0 in range(0, sel.shape[0], step):
             idx = sel[i0:i0 + step]
             NP = idx.shape[0] * P
-            g = _Group(geo, idx, gh, gw, H, W)
+            g = _Group(geo, idx, gh, gw, H, W, mode == 0)
             if mode == 1:
                 acc = x.new_zeros((NP, C))
                 for s0 in range(0, S, s_step):
@@ -162,7 +175,7 @@ def backward_max(acc, g_rows, arg_y, arg_x, batch, P, H, W):
     ``g_rows``, ``arg_y``, ``arg_x`` [R*P, C] channels-last; ``batch`` [R] the RoIs' images.
     """
     C = acc.shape[1]
-    flat = acc.view(-1)
+    flat = acc.new_zeros(acc.numel() + 1)  # the last element takes the skipped samples' adds
     chan = torch.arange(C, device=acc.device)
     for r0, r1 in _consecutive(batch.shape[0], P * C * 4):
         sl = slice(r0 * P, r1 * P)
@@ -175,7 +188,6 @@ def backward_max(acc, g_rows, arg_y, arg_x, batch, P, H, W):
                            _rows(b, H, W, y1, x0), _rows(b, H, W, y1, x1)], -1) * C + chan[None, :, None]
         g = g_rows[sl]
         src = torch.stack([g * wk for wk in w], -1)
-        if not bool(keep.all()):
-            sel = keep.unsqueeze(-1).expand_as(src)
-            idx, src = idx[sel], src[sel]
+        idx = torch.where(keep[..., None], idx, torch.full_like(idx, acc.numel()))
         flat.index_add_(0, idx.reshape(-1), src.reshape(-1))
+    acc.view(-1).add_(flat[:-1])
