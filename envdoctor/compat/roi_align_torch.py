@@ -59,9 +59,13 @@ class _Group(object):
         base = (geo.batch[idx] * (H * W))[None, None, :, None, None]
         r0, r1 = base + y0 * W, base + y1 * W
         S, NP = gh * gw, n * ph * pw
-        self.rows = torch.stack([r0 + x0, r0 + x1, r1 + x0, r1 + x1], -1).reshape(S, NP, 4)
-        ins = (yin & xin).to(yc.dtype)
-        self.w = (torch.stack([hy * hx, hy * lx, ly * hx, ly * lx], -1) * ins[..., None]).reshape(S, NP, 4)
+        # a sample outside [-1, H] x [-1, W] reads pixel (0, 0) of its image with weight 0, as in the
+        # kernels' pre-calculation (so an inf/NaN elsewhere does not leak into it)
+        ins = (yin & xin)[..., None]
+        rows = torch.stack([r0 + x0, r0 + x1, r1 + x0, r1 + x1], -1)
+        self.rows = torch.where(ins, rows, base[..., None]).reshape(S, NP, 4)
+        w = torch.stack([hy * hx, hy * lx, ly * hx, ly * lx], -1)
+        self.w = torch.where(ins, w, torch.zeros_like(w)).reshape(S, NP, 4)
         if coords:  # max mode records the argmax sample's coordinates
             shape = (gh, gw, n, ph, pw)
             self.y = yc.expand(shape).reshape(S, NP)
