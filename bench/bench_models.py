@@ -1,7 +1,7 @@
 """Whole-model speed: mmdet 3.3 Faster R-CNN inference on the compat layer vs mmcv's compiled kernels.
 
 Usage:  PYTHONPATH=. python bench/bench_models.py --wheel PATH/mmcv-2.2.0-cp311-cp311-linux_x86_64.whl
-        [--size 512] [--reps 3]
+        [--size 512] [--reps 3] [--threads N]
 
 Anchor: the same model, weights and image on mmcv 2.2.0's real compiled CPU ops (a wheel built
 for torch 2.13 CPU, e.g. by `envdoctor fix --strategy build`, cached under
@@ -12,7 +12,10 @@ mmcv < 2.2.0 at import; the worker lowers `mmcv.__version__` before importing mm
 kernels, not that check, are what is measured). Shipped config, random weights (seed 0), the
 config's own test-time settings (1000 proposals), one image of --size x --size.
 Time = best of --reps calls after one warm-up, per variant in its own process, variants
-interleaved (robust on a shared machine). Prints the ratio compat / compiled (goal <= 1.3).
+interleaved (robust on a shared machine). Prints the ratio compat / compiled (goal <= 1.3) and, per
+run, the seconds spent inside the two kernels the model calls (roi_align_forward, nms). On a loaded
+machine set OMP_WAIT_POLICY=PASSIVE (passed to the workers): libgomp's spinning otherwise turns every
+parallel region of the pure-PyTorch kernels into a wait for a descheduled thread.
 """
 
 import argparse
@@ -26,13 +29,32 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = "faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py"
 
 
-def worker(size, reps):
+def _time_kernels(ext):
+    """Wrap the _ext kernels the model calls: {name: [calls, seconds]} of the current inference."""
+    spent = {}
+    for name in ("roi_align_forward", "nms"):
+        def timed(*a, _fn=getattr(ext, name), _name=name, **k):
+            t0 = time.perf_counter()
+            try:
+                return _fn(*a, **k)
+            finally:
+                s = spent.setdefault(_name, [0, 0.0])
+                s[0] += 1
+                s[1] += time.perf_counter() - t0
+        setattr(ext, name, timed)  # mmcv.ops looks the kernel up on the module at each call
+    return spent
+
+
+def worker(size, reps, threads):
     import mmcv
 
     mmcv.__version__ = "2.1.0"  # mmdet 3.3.0's import-time cap (< 2.2.0); see the docstring
     import torch
 
     import mmcv._ext as ext
+    if threads:
+        torch.set_num_threads(threads)
+    spent = _time_kernels(ext)
     import mmdet
     from mmengine.config import Config
 
@@ -52,17 +74,20 @@ def worker(size, reps):
     img = torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=g)
     meta = dict(img_id=0, img_shape=(size, size), ori_shape=(size, size), scale_factor=(1.0, 1.0))
     data = dict(inputs=[img], data_samples=[DetDataSample(metainfo=meta)])
-    times = []
+    times, kernels = [], []
     with torch.no_grad():
         prepared = model.data_preprocessor(data, False)
         for _ in range(reps + 1):
+            spent.clear()
             t0 = time.perf_counter()
             out = model(**prepared, mode="predict")
             times.append(time.perf_counter() - t0)
+            kernels.append({k: round(v[1], 3) for k, v in spent.items()})
     pred = out[0].pred_instances
     print("RESULT " + json.dumps({
         "compat": bool(getattr(ext, "__envdoctor_compat__", False)),
         "best": min(times[1:]), "times": times, "detections": len(pred),
+        "kernels": kernels[1 + times[1:].index(min(times[1:]))],
         "score_sum": float(pred.scores.sum()) if len(pred) else 0.0,
         "threads": torch.get_num_threads()}))
 
@@ -73,6 +98,7 @@ def main():
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of both variants")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads in the workers (0: torch's default)")
     args = ap.parse_args()
 
     sys.path.insert(0, os.path.dirname(HERE))
@@ -95,7 +121,8 @@ def main():
                 env.pop("PYTHONPATH", None)
                 env["ENVDOCTOR_COMPAT"] = "force" if variant == "compat" else "auto"
                 p = subprocess.run([str(envs.python_in(venv)), os.path.abspath(__file__), "--worker",
-                                    str(args.size), str(args.reps)], capture_output=True, text=True, env=env)
+                                    str(args.size), str(args.reps), str(args.threads)],
+                                   capture_output=True, text=True, env=env)
                 if p.returncode != 0:
                     sys.exit(f"{variant} worker failed:\n{p.stderr[-3000:]}")
                 res = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
@@ -104,7 +131,7 @@ def main():
                 best[variant].append(res["best"])
                 print(f"{variant:9s} best {res['best']:.3f} s  runs {[round(t, 3) for t in res['times']]}  "
                       f"detections {res['detections']}  score sum {res['score_sum']:.4f}  "
-                      f"threads {res['threads']}")
+                      f"threads {res['threads']}  in kernels {res['kernels']}")
     finally:
         hook.disable(site)
     c, k = min(best["compat"]), min(best["compiled"])
@@ -114,6 +141,6 @@ def main():
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        worker(int(sys.argv[2]), int(sys.argv[3]))
+        worker(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     else:
         main()

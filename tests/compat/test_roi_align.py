@@ -7,6 +7,7 @@ import torch
 
 from envdoctor.compat import ext
 from envdoctor.compat import roi_align as RA
+from envdoctor.compat import roi_align_torch as RT
 from envdoctor.compat.errors import CompatUnsupportedError
 from ref_roi_align import roi_align_ref
 
@@ -172,3 +173,130 @@ def test_in_place_conventions_and_errors():
     # float16 is served (tests/compat/test_half_kernels.py); no mmcv kernel takes bfloat16
     with pytest.raises(CompatUnsupportedError, match="bfloat16"):
         run(x.bfloat16(), rois.bfloat16(), 2, 2, 1.0, 0, 1, True)
+
+
+# --- the grouped pure path (envdoctor/compat/roi_align_torch.py): bit-equal, not merely close -------------
+
+def _ref(x, rois, ph, pw, scale, sr, mode, aligned, grad):
+    r = roi_align_ref(x.tolist(), rois.tolist(), ph, pw, scale, sr, mode, aligned, grad.tolist())
+    return [torch.tensor(t, dtype=torch.float64) for t in r]
+
+
+def _many_grids(aligned, B=2, C=4, H=9, W=11):
+    """40 RoIs whose adaptive 2x2-bin grids differ (0..6 samples per axis, non-square), over every
+    border, two with samples exactly on -1 and on H / W (both in, the kernels' closed window)."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(B, C, H, W, generator=g, dtype=torch.float64)
+    rows = []
+    for i in range(40):
+        w = 2.0 * (i % 7) + 0.25 * (i % 3)  # bin = w / 2 -> grid ceil(bin) = 0..6
+        h = 2.0 * ((i // 7) % 7) + 0.5 * (i % 2)
+        x1 = float(torch.rand(1, generator=g, dtype=torch.float64)) * (W + 8) - 6
+        y1 = float(torch.rand(1, generator=g, dtype=torch.float64)) * (H + 8) - 6
+        rows.append([i % B, x1, y1, x1 + w, y1 + h])
+    off = 0.5 if aligned else 0.0  # 2-unit RoIs: one sample per bin at start + 0.5 + bin
+    rows.append([0, -1.0 - 0.5 + off, -1.0 - 0.5 + off, 1.0 - 0.5 + off, 1.0 - 0.5 + off])
+    rows.append([1, W - 1.5 + off, H - 1.5 + off, W + 0.5 + off, H + 0.5 + off])
+    return x, torch.tensor(rows, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("mode", [0, 1])
+def test_grouped_grids_bit_equal_to_the_reference(monkeypatch, mode, aligned):
+    monkeypatch.setenv("ENVDOCTOR_COMPAT_BACKEND", "torch")
+    x, rois = _many_grids(aligned)
+    H, W = x.shape[2:]
+    geo = RA._Rois(rois, 2, 2, 1.0, 0, aligned)
+    assert len(set(zip(geo.gh.tolist(), geo.gw.tolist()))) >= 15  # many groups, non-square ones
+    _, _, ys, xs = geo.samples()
+    assert (ys == -1).any() and (ys == H).any() and (xs == -1).any() and (xs == W).any()
+    assert ((ys < -1) | (ys > H)).any() and ((xs < -1) | (xs > W)).any()
+    grad = torch.randn(rois.shape[0], x.shape[1], 2, 2, dtype=torch.float64,
+                       generator=torch.Generator().manual_seed(6))
+    want = _ref(x, rois, 2, 2, 1.0, 0, mode, aligned, grad)
+    for chunk in (RT._CHUNK, 1):  # the default chunks; one RoI and one sample per block
+        monkeypatch.setattr(RT, "_CHUNK", chunk)
+        got = run(x, rois, 2, 2, 1.0, 0, mode, aligned, grad)
+        assert torch.equal(got[0], want[0]), chunk
+        assert torch.equal(got[3], want[3]), chunk
+        if mode == 0:
+            assert torch.equal(got[1], want[1]) and torch.equal(got[2], want[2]), chunk
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_max_mode_ties_nan_and_the_start_value(monkeypatch, chunk):
+    """Ties keep the first sample (the kernels' strict '>'), NaN samples are skipped, a bin below the
+    CPU kernel's start value -10000 gives -10000 and argmax -1, a RoI without samples too."""
+    monkeypatch.setenv("ENVDOCTOR_COMPAT_BACKEND", "torch")
+    if chunk:
+        monkeypatch.setattr(RT, "_CHUNK", chunk)
+    x = torch.randn(1, 3, 6, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    x[0, 0] = 2.5  # constant, and dyadic sample coordinates: every sample of a bin is exactly 2.5
+    x[0, 1] = -20000.0
+    x[0, 2, 2, 3] = float("nan")
+    rois = torch.tensor([[0, 0.5, 0.5, 5.0, 4.5], [0, 1.0, 1.5, 7.0, 5.5], [0, 2.0, 2.0, 2.0, 2.0]],
+                        dtype=torch.float64)
+    grad = torch.randn(3, 3, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    out, ay, ax, gi = run(x, rois, 2, 2, 1.0, 0, 0, True, grad)
+    geo = RA._Rois(rois, 2, 2, 1.0, 0, True)
+    assert geo.gh.tolist() == [2, 2, 0] and geo.gw.tolist() == [3, 3, 0]
+    bins, _, ys, xs = geo.samples()
+    first = torch.ones_like(bins, dtype=torch.bool)
+    first[1:] = bins[1:] != bins[:-1]
+    assert torch.equal(ay[:2, 0].flatten(), ys[first]) and torch.equal(ax[:2, 0].flatten(), xs[first])
+    assert (out[:2, 0] == 2.5).all()
+    assert (out[:, 1] == -10000.0).all() and (ay[:, 1] == -1).all() and (ax[:, 1] == -1).all()
+    assert (out[2] == -10000.0).all() and (ay[2] == -1).all()  # the empty RoI
+    assert not torch.isnan(out).any()  # some samples of channel 2 are NaN, none of its bins only NaN
+    want = _ref(x, rois, 2, 2, 1.0, 0, 0, True, grad)
+    assert torch.equal(out, want[0]) and torch.equal(ay, want[1]) and torch.equal(ax, want[2])
+    assert torch.equal(gi, want[3])
+
+
+@pytest.mark.parametrize("mode", [0, 1])
+def test_samples_outside_read_pixel_zero_with_weight_zero(monkeypatch, mode):
+    """mmcv's pre-calculation gives a sample outside [-1, H] weight 0 at pixel (0, 0): an inf at the
+    border pixel its clamped corners would read must not turn it into NaN."""
+    monkeypatch.setenv("ENVDOCTOR_COMPAT_BACKEND", "torch")
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    x[0, :, 4, :] = float("inf")
+    x[0, :, :, 5] = float("inf")
+    rois = torch.tensor([[0, 6.5, 5.5, 9.0, 8.0], [0, 0.5, 0.5, 3.0, 2.5]], dtype=torch.float64)
+    _, roi, ys, xs = RA._Rois(rois, 2, 2, 1.0, 0, True).samples()
+    assert ((ys > 5) | (xs > 6))[roi == 0].all()  # every sample of the first RoI is outside
+    assert ((ys < 3) & (xs < 4))[roi == 1].all()  # the second one's never touch the inf pixels
+    out = run(x, rois, 2, 2, 1.0, 0, mode, True)[0]
+    assert torch.equal(out[0], torch.zeros_like(out[0]))
+    want = _ref(x, rois, 2, 2, 1.0, 0, mode, True, torch.zeros(2, 2, 2, 2, dtype=torch.float64))
+    assert torch.equal(out, want[0])
+
+
+def test_no_rois_writes_nothing(monkeypatch):
+    monkeypatch.setenv("ENVDOCTOR_COMPAT_BACKEND", "torch")
+    x = torch.randn(1, 3, 4, 4)
+    for mode in (0, 1):
+        out, ay, ax, gi = run(x, torch.zeros((0, 5)), 2, 2, 1.0, 0, mode, True, torch.zeros(0, 3, 2, 2))
+        assert out.shape == (0, 3, 2, 2) and torch.equal(gi, torch.zeros_like(x))
+
+
+def test_float32_model_shape_equals_float64_rounded(monkeypatch):
+    """Faster R-CNN-like call (7x7, scale 1/4, adaptive, many grid groups, 2 images) in float32: equal to
+    the float64 result within float32 rounding, and chunking-invariant bit for bit."""
+    monkeypatch.setenv("ENVDOCTOR_COMPAT_BACKEND", "torch")
+    g = torch.Generator().manual_seed(10)
+    x = torch.randn(2, 8, 40, 52, generator=g)
+    ctr = torch.rand(120, 2, generator=g) * torch.tensor([208.0, 160.0])
+    wh = torch.rand(120, 2, generator=g) * 110 + 2
+    rois = torch.cat([torch.randint(0, 2, (120, 1), generator=g).float(), ctr - wh / 2, ctr + wh / 2], 1)
+    grad = torch.randn(120, 8, 7, 7, generator=g)
+    for mode in (0, 1):
+        got = run(x, rois, 7, 7, 0.25, 0, mode, True, grad)
+        ref = run(x.double(), rois.double(), 7, 7, 0.25, 0, mode, True, grad.double())
+        # coordinates up to ~50 carry float32 rounding of ~4e-6 times image slopes of a few units
+        assert (got[0].double() - ref[0]).abs().max().item() <= 1e-4
+        assert (got[3].double() - ref[3]).abs().max().item() <= 1e-3
+        monkeypatch.setattr(RT, "_CHUNK", 1 << 12)
+        again = run(x, rois, 7, 7, 0.25, 0, mode, True, grad)
+        monkeypatch.undo()
+        monkeypatch.setenv("ENVDOCTOR_COMPAT_BACKEND", "torch")
+        assert all(torch.equal(a, b) for a, b in zip(got, again) if a.numel())
