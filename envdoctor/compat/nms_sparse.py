@@ -36,6 +36,8 @@ _ROUNDS = 12
 # scores simulated per soft-NMS round, and the largest padded neighbour table (entries)
 _POOL = 48
 _TABLE = 1 << 24
+# up to this many boxes the weights are one dense matrix (16 MB at 2048)
+_DENSE = 2048
 
 
 def _columns(boxes):
@@ -186,6 +188,23 @@ def _weighted_pairs(x1, y1, x2, y2, areas, offset, method, thr, sig):
     return torch.cat(out_a), torch.cat(out_b), torch.cat(out_w)
 
 
+class _Dense:
+    """All pairwise weights as one [N, N] float32 matrix (1 = no effect); for small N."""
+
+    def __init__(self, n, a, b, w):
+        self.w = torch.ones((n, n), dtype=torch.float32)
+        self.w[a, b] = w
+        self.w[b, a] = w
+        self.cols = torch.arange(n).repeat(_POOL)
+        self.n = n
+
+    def rows(self, sel_t):
+        return self.cols[:sel_t.shape[0] * self.n], self.w.index_select(0, sel_t).reshape(-1)
+
+    def block(self, pool_t):
+        return self.w.index_select(0, pool_t).index_select(1, pool_t)
+
+
 class _Table:
     """Per box, its neighbours (padding: id N) and their weights (padding: 1); for large N."""
 
@@ -216,6 +235,8 @@ class _Table:
 
 
 def _weights(n, a, b, w):
+    if n <= _DENSE:
+        return _Dense(n, a, b, w)
     deg = int(torch.bincount(torch.cat([a, b]), minlength=n).max()) if a.numel() else 1
     return _Table(n, a, b, w) if n * deg <= _TABLE else None
 
