@@ -33,21 +33,38 @@ def torchvision_available():
     return _TV_STATE["ok"], _TV_STATE["reason"]
 
 
+# integer base coordinates per call shape: built once (on a GPU, eight small kernels less
+# in every backward)
+_BASE: dict = {}
+
+
+def _base(Ho, Wo, kernel_hw, stride, padding, dilation, device, dtype):
+    key = (Ho, Wo, kernel_hw, stride, padding, dilation, device, dtype)
+    hit = _BASE.get(key)
+    if hit is None:
+        kh, kw = kernel_hw
+        K = kh * kw
+        oh = torch.arange(Ho, device=device) * stride[0] - padding[0]
+        ow = torch.arange(Wo, device=device) * stride[1] - padding[1]
+        ki = torch.arange(kh, device=device) * dilation[0]
+        kj = torch.arange(kw, device=device) * dilation[1]
+        by = (ki.view(kh, 1, 1, 1) + oh.view(1, 1, Ho, 1)).expand(kh, kw, Ho, 1).reshape(K, Ho, 1)
+        bx = (kj.view(1, kw, 1, 1) + ow.view(1, 1, 1, Wo)).expand(kh, kw, 1, Wo).reshape(K, 1, Wo)
+        if len(_BASE) >= 256:
+            _BASE.clear()
+        hit = _BASE[key] = (by.to(dtype), bx.to(dtype))
+    return hit
+
+
 def _valid_mask(offset, in_hw, kernel_hw, stride, padding, dilation, deform_groups):
     """valid[b, g, k, oh, ow] = (-1 < y < H) & (-1 < x < W), computed like the kernels do."""
     B, _, Ho, Wo = offset.shape
-    kh, kw = kernel_hw
-    K = kh * kw
-    dev = offset.device
+    K = kernel_hw[0] * kernel_hw[1]
     off = offset.reshape(B, deform_groups, K, 2, Ho, Wo)
-    oh = torch.arange(Ho, device=dev) * stride[0] - padding[0]
-    ow = torch.arange(Wo, device=dev) * stride[1] - padding[1]
-    ki = torch.arange(kh, device=dev) * dilation[0]
-    kj = torch.arange(kw, device=dev) * dilation[1]
-    by = (ki.view(kh, 1, 1, 1) + oh.view(1, 1, Ho, 1)).expand(kh, kw, Ho, 1).reshape(K, Ho, 1)
-    bx = (kj.view(1, kw, 1, 1) + ow.view(1, 1, 1, Wo)).expand(kh, kw, 1, Wo).reshape(K, 1, Wo)
-    y = by.to(offset.dtype) + off[:, :, :, 0]
-    x = bx.to(offset.dtype) + off[:, :, :, 1]
+    by, bx = _base(Ho, Wo, tuple(kernel_hw), tuple(stride), tuple(padding), tuple(dilation),
+                   offset.device, offset.dtype)
+    y = by + off[:, :, :, 0]
+    x = bx + off[:, :, :, 1]
     return (y > -1) & (y < in_hw[0]) & (x > -1) & (x < in_hw[1])
 
 

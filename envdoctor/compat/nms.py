@@ -25,6 +25,8 @@ import os
 
 import torch
 
+from .nms_sparse import greedy_edges, nms_edges, softnms_fast, sparse_ok
+
 __all__ = ["nms", "softnms", "nms_match", "nms_keep_sorted", "greedy_keep"]
 
 # rows of the pairwise-suppression matrix computed at once (bounds the float32 temporaries)
@@ -106,9 +108,17 @@ def greedy_keep(n, suppress_rows, device, rows_per_block=_ROWS):
 
 
 def nms_keep_sorted(boxes_sorted, thr, offset, rule):
-    """Greedy axis-aligned NMS over boxes already in score order; kept positions (int64, CPU)."""
+    """Greedy axis-aligned NMS over boxes already in score order; kept positions (int64).
+
+    Only the overlapping pairs are tested where that is provably the same (see
+    :mod:`.nms_sparse`); otherwise (a negative threshold, a box with no positive area,
+    non-finite coordinates) the full pairwise matrix, in blocks.
+    """
     x1, y1, x2, y2 = _columns(boxes_sorted)
     areas = (x2 - x1 + offset) * (y2 - y1 + offset)
+    if sparse_ok(x1, y1, x2, y2, areas, thr):
+        src, dst = nms_edges(x1, y1, x2, y2, areas, offset, thr, rule)
+        return greedy_edges(x1.shape[0], src, dst)
     return greedy_keep(boxes_sorted.shape[0], lambda rows, cols: _overlap_rows(
         x1, y1, x2, y2, areas, rows, cols, offset, thr, rule), x1.device)
 
@@ -163,6 +173,20 @@ def softnms(boxes, scores, dets, iou_threshold, sigma, min_score, method, offset
     offset = int(offset)
     method = int(method)
     thr, sig, mins = _f32(iou_threshold), _f32(sigma), _f32(min_score)
+    fast = softnms_fast(boxes, scores, offset, method, thr, sig, mins)
+    if fast is not None:
+        sel, vals = fast
+        k = len(sel)
+        idx = torch.tensor(sel, dtype=torch.int64)
+        rows = torch.cat([boxes.detach().to(torch.float32).index_select(0, idx),
+                          torch.tensor(vals, dtype=torch.float32)[:, None]], 1)
+        dets[:k].copy_(rows.to(dets.dtype))
+        return idx
+    return _softnms_loop(boxes, scores, dets, offset, method, thr, sig, mins)
+
+
+def _softnms_loop(boxes, scores, dets, offset, method, thr, sig, mins):
+    """The kernel's loop, one selection at a time (every case, including ties at the top)."""
     x1, y1, x2, y2 = (c.clone() for c in _columns(boxes))
     sc = scores.detach().to(torch.float32).clone()
     areas = (x2 - x1 + offset) * (y2 - y1 + offset)

@@ -27,6 +27,7 @@ __all__ = [
     "modulated_deform_conv2d",
     "torchvision_available",
     "select_backend",
+    "reset_backend_choice",
     "output_size",
     "forward_nograd",
     "backward",
@@ -129,6 +130,24 @@ def _needs_grad(*tensors):
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+# the ``auto`` choice per (device, dtype, torchvision state) and the override read once
+_CHOICE: dict = {}
+# validated call shapes -> (Ho, Wo): a repeated call (every step of a model) is checked once
+_CHECKED: dict = {}
+_CHECKED_MAX = 4096
+
+
+def _choose(device, dtype, env):
+    if env in ("torch", "torchvision"):
+        return env
+    if device.type != "cuda":
+        return "torch"
+    ok, _ = torchvision_available()
+    if ok and _tv_supports(device, dtype):
+        return "torchvision"
+    return "torch"
+
+
 def select_backend(input, backend="auto", needs_grad=False):
     """Resolve ``backend`` to "torch" or "torchvision" for a call on ``input``.
 
@@ -139,29 +158,60 @@ def select_backend(input, backend="auto", needs_grad=False):
     exact, so the choice changes results only by float rounding.
     ``needs_grad`` is accepted for callers that know it; the current policy does
     not depend on it.  ``ENVDOCTOR_COMPAT_BACKEND=torch|torchvision`` overrides
-    ``auto``.
+    ``auto``; like ``ENVDOCTOR_COMPAT_CHUNK_BYTES`` it is read once per process (a
+    missing variable costs a raised KeyError per lookup, ~2 us, on every call of a
+    training loop otherwise); :func:`reset_backend_choice` reads it again.  The choice is
+    made once per device and dtype, then it is one dict lookup.
     """
+    if backend == "auto":
+        # the torchvision probe's state is part of the key (None until probed on a GPU)
+        key = (input.device, input.dtype, _TV_STATE.get("ok"))
+        name = _CHOICE.get(key)
+        if name is None:
+            if "override" not in _CHOICE:
+                _CHOICE["override"] = os.environ.get("ENVDOCTOR_COMPAT_BACKEND", "").strip().lower()
+            name = _CHOICE[key] = _choose(input.device, input.dtype, _CHOICE["override"])
+        return name
     if backend not in BACKENDS:
         raise ValueError("backend must be one of %s, got %r" % (BACKENDS, backend))
-    if backend == "auto":
-        env = os.environ.get("ENVDOCTOR_COMPAT_BACKEND", "").strip().lower()
-        if env in ("torch", "torchvision"):
-            return env
-        if input.device.type != "cuda":
-            return "torch"
-        ok, _ = torchvision_available()
-        if ok and _tv_supports(input.device, input.dtype):
-            return "torchvision"
-        return "torch"
     return backend
+
+
+def reset_backend_choice():
+    """Forget the ``auto`` choices and read ``ENVDOCTOR_COMPAT_BACKEND`` again."""
+    _CHOICE.clear()
+
+
+def _shape_key(input, offset, mask, weight, bias, stride, padding, dilation, groups,
+               deform_groups):
+    return (input.shape, offset.shape, weight.shape, input.dtype, offset.dtype, weight.dtype,
+            input.device, offset.device, weight.device,
+            None if mask is None else (mask.shape, mask.dtype, mask.device),
+            None if bias is None else (bias.shape, bias.dtype, bias.device),
+            stride, padding, dilation, groups, deform_groups)
+
+
+def _checked(input, offset, mask, weight, bias, stride, padding, dilation, groups,
+             deform_groups):
+    """``_check`` once per call shape (its result depends on nothing else)."""
+    key = _shape_key(input, offset, mask, weight, bias, stride, padding, dilation, groups,
+                     deform_groups)
+    hw = _CHECKED.get(key)
+    if hw is None:
+        hw = _check(input, offset, mask, weight, bias, stride, padding, dilation, groups,
+                    deform_groups)
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED[key] = hw
+    return hw
 
 
 def _dispatch(input, offset, mask, weight, bias, stride, padding, dilation, groups,
               deform_groups, backend):
     stride, padding, dilation, groups, deform_groups = _normalize(
         stride, padding, dilation, groups, deform_groups)
-    Ho, Wo = _check(input, offset, mask, weight, bias, stride, padding, dilation, groups,
-                    deform_groups)
+    Ho, Wo = _checked(input, offset, mask, weight, bias, stride, padding, dilation, groups,
+                      deform_groups)
     if input.shape[0] == 0:
         out = input.new_zeros((0, weight.shape[0], Ho, Wo))
         # keep the graph connected so backward works on empty batches

@@ -22,6 +22,9 @@ from .roi_align import _CHUNK_ELEMS, _DTYPES, _bilinear, _f32, _Rois, _rows
 
 __all__ = ["roi_align_rotated_forward", "roi_align_rotated_backward"]
 
+# elements of one gathered [bins, C] block of the forward (small enough to stay in cache)
+_SLOT_ELEMS = 1 << 19
+
 
 class _RotRois(_Rois):
     """roi_align's per-RoI geometry around the centre, plus the rotation."""
@@ -63,9 +66,28 @@ def _chunks(geo_all, R, ph, pw, C):
         yield r0, min(R, r0 + step)
 
 
+def _groups(geo_all, R, ph, pw, C):
+    """(grid h, grid w, RoI ids) chunks: RoIs of one sample grid, ~_SLOT_ELEMS per gathered block."""
+    gh, gw = geo_all.gh, geo_all.gw
+    key = gh * (int(gw.max()) + 1) + gw
+    for k in torch.unique(key).tolist():
+        ids = torch.nonzero(key == k).flatten()
+        step = max(1, _SLOT_ELEMS // (ph * pw * C))
+        g_h, g_w = int(gh[ids[0]]), int(gw[ids[0]])
+        for r0 in range(0, ids.shape[0], step):
+            yield g_h, g_w, ids[r0:r0 + step]
+
+
 def roi_align_rotated_forward(input, rois, output, pooled_height, pooled_width, spatial_scale,
                               sampling_ratio, aligned, clockwise):
-    """``mmcv._ext.roi_align_rotated_forward``: fills ``output`` [R, C, ph, pw]."""
+    """``mmcv._ext.roi_align_rotated_forward``: fills ``output`` [R, C, ph, pw].
+
+    RoIs are taken in groups of one sample grid, so every bin has the same samples: per
+    sample slot the four corners of all bins are gathered at once and summed in the kernel's
+    order (``((w1*v1 + w2*v2) + w3*v3) + w4*v4`` added to the bin's running sum, slot after
+    slot).  A sample outside the image contributes ``0 * input[b, c, 0, 0]``, as in the
+    kernel's pre-calculation.
+    """
     ph, pw, scale, sr = _args(input, rois, pooled_height, pooled_width, spatial_scale,
                               sampling_ratio)
     B, C, H, W = input.shape
@@ -74,23 +96,35 @@ def roi_align_rotated_forward(input, rois, output, pooled_height, pooled_width, 
         return
     x = input.detach()
     rois = rois.detach().to(x.dtype)
-    flat = x.permute(0, 2, 3, 1).reshape(B * H * W, C)
-    res = x.new_empty((R * ph * pw, C))
+    # channels-last rows, contiguous (for B == 1 the reshape alone is a strided view whose
+    # rows are scattered over the whole input: every gather would miss the cache)
+    flat = x.permute(0, 2, 3, 1).contiguous().view(B * H * W, C)
+    res = x.new_empty((R, ph * pw, C))
     geo_all = _RotRois(rois, ph, pw, scale, sr, bool(aligned), bool(clockwise))
-    for r0, r1 in _chunks(geo_all, R, ph, pw, C):
-        geo = _RotRois(rois[r0:r1], ph, pw, scale, sr, bool(aligned), bool(clockwise))
-        bins, roi, yc, xc = geo.rotated_samples()
-        inside, (y0, x0, y1, x1), w = _bilinear(yc, xc, H, W)
-        keep = torch.nonzero(inside).flatten()
-        b, bins = geo.batch[roi][keep], bins[keep]
-        y0, x0, y1, x1 = y0[keep], x0[keep], y1[keep], x1[keep]
-        w = [wk[keep][:, None] for wk in w]
-        v = [flat.index_select(0, _rows(b, H, W, yy, xx))
-             for yy, xx in ((y0, x0), (y0, x1), (y1, x0), (y1, x1))]
-        val = ((w[0] * v[0] + w[1] * v[1]) + w[2] * v[2]) + w[3] * v[3]
-        acc = x.new_zeros(((r1 - r0) * ph * pw, C)).index_add_(0, bins, val)
-        count = (geo.gh * geo.gw).clamp(min=1).to(x.dtype).repeat_interleave(ph * pw)
-        res[r0 * ph * pw:r1 * ph * pw] = acc / count[:, None]
+    for g_h, g_w, ids in _groups(geo_all, R, ph, pw, C):
+        nb = ids.shape[0] * ph * pw
+        g = g_h * g_w
+        acc = x.new_zeros((nb, C))
+        if g:
+            geo = _RotRois(rois.index_select(0, ids), ph, pw, scale, sr, bool(aligned),
+                           bool(clockwise))
+            _, roi, yc, xc = geo.rotated_samples()
+            inside, (y0, x0, y1, x1), w = _bilinear(yc, xc, H, W)
+            b = geo.batch[roi]
+            origin = b * (H * W)
+            rows = [torch.where(inside, _rows(b, H, W, yy, xx), origin).view(nb, g)
+                    for yy, xx in ((y0, x0), (y0, x1), (y1, x0), (y1, x1))]
+            wts = [torch.where(inside, wk, torch.zeros_like(wk)).view(nb, g, 1) for wk in w]
+            val = x.new_empty((nb, C))
+            part = x.new_empty((nb, C))
+            for k in range(g):
+                torch.index_select(flat, 0, rows[0][:, k], out=val).mul_(wts[0][:, k])
+                for c in range(1, 4):
+                    torch.index_select(flat, 0, rows[c][:, k], out=part).mul_(wts[c][:, k])
+                    val.add_(part)
+                acc.add_(val)
+        count = torch.full((nb, 1), max(g, 1), dtype=x.dtype, device=x.device)
+        res.index_copy_(0, ids, (acc / count).view(ids.shape[0], ph * pw, C))
     output.copy_(res.view(R, ph, pw, C).permute(0, 3, 1, 2))
 
 

@@ -29,3 +29,15 @@ def mmcv2_env():
 @pytest.fixture(scope="session")
 def mmcv1_env():
     return real_env("mmcv172-tv291")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_backend_choice():
+    """ops reads ENVDOCTOR_COMPAT_BACKEND once per process: a test that sets it (with
+    monkeypatch) must not leave its choice to the tests after it."""
+    yield
+    import sys
+
+    ops = sys.modules.get("envdoctor.compat.ops")
+    if ops is not None:
+        ops.reset_backend_choice()

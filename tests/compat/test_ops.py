@@ -325,17 +325,40 @@ def test_torchvision_backend_rejects_unsupported_dtype_by_name():
 def test_auto_backend_selection(monkeypatch):
     x = torch.zeros(1, 1, 2, 2)
     monkeypatch.delenv("ENVDOCTOR_COMPAT_BACKEND", raising=False)
+    ops.reset_backend_choice()
     # CPU: the pure-PyTorch backend is the faster exact one (bench/bench_compat.py)
     assert ops.select_backend(x, "auto", needs_grad=True) == "torch"
     assert ops.select_backend(x, "auto", needs_grad=False) == "torch"
     assert ops.select_backend(x, "torchvision") == "torchvision"
     monkeypatch.setenv("ENVDOCTOR_COMPAT_BACKEND", "torchvision")
-    assert ops.select_backend(x, "auto") == "torchvision"
-    monkeypatch.setenv("ENVDOCTOR_COMPAT_BACKEND", "torch")
+    # the override is read once per process (no environment lookup per call) ...
     assert ops.select_backend(x, "auto") == "torch"
+    ops.reset_backend_choice()  # ... and again after a reset
+    assert ops.select_backend(x, "auto") == "torchvision"
+    assert ops.select_backend(x.double(), "auto") == "torchvision"
+    monkeypatch.setenv("ENVDOCTOR_COMPAT_BACKEND", "torch")
+    ops.reset_backend_choice()
+    assert ops.select_backend(x, "auto") == "torch"
+    monkeypatch.delenv("ENVDOCTOR_COMPAT_BACKEND")
+    ops.reset_backend_choice()
     if torch.cuda.is_available() and TV_OK:
-        monkeypatch.delenv("ENVDOCTOR_COMPAT_BACKEND")
         assert ops.select_backend(x.cuda(), "auto") == "torchvision"
+        monkeypatch.setitem(ops._TV_STATE, "ok", False)  # a changed probe is a new key
+        assert ops.select_backend(x.cuda(), "auto") == "torch"
+
+
+def test_call_shapes_are_validated_once_and_stay_validated():
+    x, off, w = torch.zeros(1, 2, 5, 5), torch.zeros(1, 18, 5, 5), torch.zeros(3, 2, 3, 3)
+    ops.deform_conv2d(x, off, w, padding=1)
+    n = len(ops._CHECKED)
+    ops.deform_conv2d(x, off, w, padding=1)
+    assert len(ops._CHECKED) == n  # the same call shape: one lookup
+    # a different shape is checked again, so a wrong one still raises every time
+    for _ in range(2):
+        with pytest.raises(ValueError, match="offset must have shape"):
+            ops.deform_conv2d(x, off[:, :16], w, padding=1)
+    with pytest.raises(ValueError, match="offset must have shape"):
+        ops.deform_conv2d(x, off, w, padding=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
