@@ -169,12 +169,7 @@ app.add_typer(fleet_app, name="fleet")
 
 
 def main() -> None:
-    # Windows consoles with a legacy code page cannot print ✓ / ✗ otherwise.
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.reconfigure(errors="replace")  # type: ignore[union-attr]
-        except (AttributeError, ValueError):
-            pass
+    command_run.replace_unencodable()
     try:
         from typer._click import exceptions as click_exceptions  # typer >= 0.20 vendors click
     except ImportError:  # pragma: no cover - older typer uses click itself

@@ -35,6 +35,15 @@ def set_sigint(handler: "Callable[..., object] | signal.Handlers") -> None:
         pass
 
 
+def replace_unencodable() -> None:
+    """Windows consoles with a legacy code page cannot print ✓ / ✗ otherwise: such characters become '?'."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="replace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError):
+            pass
+
+
 def quiet_stdout() -> None:
     # The reader went away (`envdoctor check | head -1`): point stdout at /dev/null so the
     # interpreter's final flush does not print "Exception ignored ... BrokenPipeError".

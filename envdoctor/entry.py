@@ -71,12 +71,7 @@ def parse_check(args: list[str]) -> Optional[dict[str, Any]]:
 
 
 def main() -> None:
-    # Windows consoles with a legacy code page cannot print ✓ / ✗ otherwise.
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.reconfigure(errors="replace")  # type: ignore[union-attr]
-        except (AttributeError, ValueError):
-            pass
+    command_run.replace_unencodable()
     # Ctrl-C while the command line is read: one line and 130 (the command's own handling starts in run_command)
     command_run.set_sigint(command_run.interrupted_while_starting)
     params = parse_check(sys.argv[1:])
