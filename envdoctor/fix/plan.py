@@ -36,7 +36,6 @@ from envdoctor.options import FIX_STRATEGIES
 if TYPE_CHECKING:
     from envdoctor.rules import Tables
 
-STRATEGIES = FIX_STRATEGIES
 BAD = ("missing", *FAILED)
 PIP_INSTALL = ("--no-cache-dir", "--only-binary=:all:")
 
@@ -344,7 +343,7 @@ def _plan_torchvision(report: Report, tables: Tables, opts: PlanOptions, plan: P
 
 
 def make_plan(report: Report, tables: Tables, opts: PlanOptions) -> Plan:
-    if opts.strategy not in STRATEGIES:
+    if opts.strategy not in FIX_STRATEGIES:
         raise ValueError(f"unknown strategy {opts.strategy}")
     plan = Plan(python=report.python.executable, prefix=report.python.prefix, strategy=opts.strategy)
     _plan_torchvision(report, tables, opts, plan)

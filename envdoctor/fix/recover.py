@@ -23,9 +23,6 @@ from envdoctor.filehash import sha256_file
 from envdoctor.fix import backup as bk
 from envdoctor.fix import holders, owned
 from envdoctor.fix.journal import Journal
-from envdoctor.options import ON_CONFLICT
-
-CONFLICT_CHOICES = ON_CONFLICT
 
 
 @dataclass

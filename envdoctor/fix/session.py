@@ -36,7 +36,7 @@ AFTER_PROBE = ("envdoctor.fix.plan", "envdoctor.fix.apply", "envdoctor.fix.compa
 class Outcome:
     code: int
     report: Optional[Report] = None  # the report --format json carries (the verified one, else the before)
-    fix: Optional[dict[str, Any]] = None  # plan, applied, result: what -o / extra.fix carry
+    fix: Optional[dict[str, Any]] = None  # plan, applied, result: the report's `fix` field
 
 
 class Session:
