@@ -27,7 +27,7 @@ from envdoctor.command_run import quiet_stdout as _quiet_stdout  # noqa: E402
 from envdoctor.command_run import run_command  # noqa: E402
 from envdoctor.command_run import set_sigint as _set_sigint  # noqa: E402
 from envdoctor.options import (  # noqa: E402
-    DiffOptions, FixOptions, InspectOptions, positive_timeout)
+    DiffOptions, InspectOptions, positive_timeout)
 
 if _previous_sigint is not None:
     signal.signal(signal.SIGINT, _previous_sigint)
@@ -115,10 +115,9 @@ def fix(
                                    "in fix's output."),
 ) -> None:
     """Plan the repair of the environment; --apply carries it out transactionally, --undo reverts it."""
-    _run("fix", lambda cmd: cmd.run(FixOptions(
-        python=python, apply=apply, strategy=strategy, index_url=index_url, allow_torch_change=allow_torch_change,
-        yes=yes, undo=undo, recover=recover, on_conflict=on_conflict, pins=pin or [], rules_dirs=rules or [],
-        fmt=fmt, output=output, timeout=positive_timeout(timeout), no_redact=no_redact, cpu=cpu, source=source)))
+    raise typer.Exit(command_run.fix(python, apply, strategy, cpu, source, index_url, allow_torch_change, yes, undo,
+                                     recover, on_conflict, pin, rules, fmt, output, timeout, no_redact,
+                                     passthrough=(typer.Exit,)))
 
 
 @app.command()

@@ -141,3 +141,17 @@ def check(python: Optional[str], fmt: str, output: Optional[str], quick: bool, r
         python=python, fmt=fmt, output=output, quick=quick, rules_dirs=rules or [], select=split_ids(select),
         ignore=split_ids(ignore), no_redact=no_redact, timeout=positive_timeout(timeout), verbose=verbose,
         fleet_member=fleet_member, no_fork=no_fork)), passthrough)
+
+
+def fix(python: Optional[str], apply: bool, strategy: str, cpu: bool, source: Optional[str], index_url: Optional[str],
+        allow_torch_change: bool, yes: bool, undo: bool, recover: bool, on_conflict: Optional[str],
+        pin: Optional[List[str]], rules: Optional[List[str]], fmt: str, output: Optional[str], timeout: float,
+        no_redact: bool, passthrough: tuple[type[BaseException], ...] = ()) -> int:
+    """`envdoctor fix` with its options as parsed: the one call both the entry and the typer app make."""
+    from envdoctor.options import FixOptions, positive_timeout
+
+    return run_command("fix", lambda cmd: cmd.run(FixOptions(
+        python=python, apply=apply, strategy=strategy, index_url=index_url, allow_torch_change=allow_torch_change,
+        yes=yes, undo=undo, recover=recover, on_conflict=on_conflict, pins=pin or [], rules_dirs=rules or [],
+        fmt=fmt, output=output, timeout=positive_timeout(timeout), no_redact=no_redact, cpu=cpu, source=source)),
+        passthrough)

@@ -19,7 +19,7 @@ from typing import Optional
 
 import pytest
 
-from envdoctor.entry import CHECK_DEFAULTS, CHECK_FLAGS, CHECK_LISTS, CHECK_VALUES, parse_check
+from envdoctor.entry import CHECK_DEFAULTS, COMMANDS, FIX_DEFAULTS, parse, parse_check
 from tests.conftest import ROOT
 
 HEAVY = ("typer", "click", "rich", "pydantic", "pydantic_core", "shellingham")
@@ -102,11 +102,20 @@ def _same(a: subprocess.CompletedProcess, b: subprocess.CompletedProcess) -> Non
     ["check", "--quick", "-o", "DIR"],
     ["check", "--quick", "--python", "/nonexistent/bin/python"],
     ["check", "--quick", "--rules", "/nonexistent/rules"],
+    ["fix", "--python", "PY", "--format", "json", "--rules", "/nonexistent/rules"],
+    ["fix", "--strategy", "magic"],
+    ["fix", "--pin", "mmcv", "--no-redact"],
+    ["fix", "--undo", "--recover", "-y"],
+    ["fix", "--cpu", "--apply"],
+    ["fix", "--on-conflict=maybe", "--recover"],
+    ["fix", "--timeout", "0", "--allow-torch-change"],
+    ["fix", "--source", "/nonexistent/src", "--strategy", "build", "--index-url", "/nowhere", "-o", "DIR"],
+    ["fix", "-f", "yaml", "--pin=mmcv==2.1.0"],
 ])
 def test_the_entry_answers_as_the_typer_app_does(tmp_path, args):
     args = [{"PY": sys.executable, "DIR": str(tmp_path)}.get(a, a) for a in args]
     args = [a.replace("=PY", "=" + sys.executable) for a in args]
-    assert parse_check(args) is not None, args  # the entry's own path is the one compared
+    assert parse(args) is not None, args  # the entry's own path is the one compared
     fast, slow = _cli(args, cwd=tmp_path), _cli(args, typer_path=True, cwd=tmp_path)
     _same(fast, slow)
     assert fast.stdout or fast.returncode == 2, fast.stderr
@@ -121,8 +130,16 @@ def test_the_entry_answers_as_the_typer_app_does(tmp_path, args):
 def test_what_the_entry_leaves_to_typer(args):
     if args == ["check"]:
         assert parse_check(args) == CHECK_DEFAULTS
+    elif args == ["fix"]:
+        assert parse(args) == ("fix", FIX_DEFAULTS)
     else:
-        assert parse_check(args) is None, args
+        assert parse(args) is None, args
+
+
+@pytest.mark.parametrize("args", [["fix", "--help"], ["fix", "--apply=1"], ["fix", "-ay"], ["fix", "--pin"],
+                                  ["fix", "--quick"], ["fix", "--strategy", "--apply"], ["fixit"]])
+def test_what_the_entry_leaves_to_typer_for_fix(args):
+    assert parse(args) is None, args
 
 
 def test_the_entry_reads_each_option_as_click_does():
@@ -134,20 +151,39 @@ def test_the_entry_reads_each_option_as_click_does():
                    "fleet_member": "run1", "no_fork": True}
 
 
-def test_the_entry_knows_the_options_cli_declares():
-    # an option added to cli.py's check and not here would only send that command line to typer; a changed
+def test_the_entry_reads_fix_options_as_click_does():
+    got = parse(["fix", "--apply", "-y", "--strategy=build", "--cpu", "--source", "src", "--pin", "mmcv==2.1.0",
+                 "--pin=x==1", "--rules", "r", "-f", "json", "-o", "o", "--timeout", "5", "--no-redact",
+                 "--index-url", "u", "--allow-torch-change", "--on-conflict", "keep", "--python", "p"])
+    assert got == ("fix", {"python": "p", "apply": True, "strategy": "build", "cpu": True, "source": "src",
+                           "index_url": "u", "allow_torch_change": True, "yes": True, "undo": False,
+                           "recover": False, "on_conflict": "keep", "pin": ["mmcv==2.1.0", "x==1"], "rules": ["r"],
+                           "fmt": "json", "output": "o", "timeout": 5.0, "no_redact": True})
+
+
+def test_fix_dry_run_imports_no_typer(tmp_path):
+    proc, mods = imported(["fix", "--python", "/nonexistent/bin/python"], tmp_path)
+    assert proc.returncode == 2 and "/nonexistent/bin/python" in proc.stderr, proc.stderr[-2000:]
+    assert "envdoctor.commands.fix" in mods
+    assert [m for m in heavy(mods) if m.split(".")[0] in ("typer", "click", "pydantic")] == []
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_the_entry_knows_the_options_cli_declares(name):
+    # an option added to cli.py's command and not here would only send that command line to typer; a changed
     # spelling or default would make the two paths differ: both fail here
     import typer.main
 
     from envdoctor.cli import app
 
-    command = typer.main.get_command(app).commands["check"]  # type: ignore[attr-defined]
+    command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
     declared = {}
     for p in command.params:
         kind = "flag" if p.is_flag else "list" if p.multiple else "value"
         declared[p.name] = (kind, sorted(p.opts + p.secondary_opts), p.default)
-    ours = {}
-    for kind, table in (("flag", CHECK_FLAGS), ("list", CHECK_LISTS), ("value", CHECK_VALUES)):
-        for spelling, name in table.items():
-            ours.setdefault(name, (kind, [], CHECK_DEFAULTS[name]))[1].append(spelling)
+    spec = COMMANDS[name]
+    ours: dict = {}
+    for kind, table in (("flag", spec.flags), ("list", spec.lists), ("value", spec.values)):
+        for spelling, param in table.items():
+            ours.setdefault(param, (kind, [], spec.defaults[param]))[1].append(spelling)
     assert {k: (v[0], sorted(v[1]), v[2]) for k, v in ours.items()} == declared
