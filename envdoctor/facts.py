@@ -194,6 +194,8 @@ class LoadProbes:
 
     fork: bool = False
     parallel: int = 1
+    # fix's verification: its children were forked from the before-probe's `import torch`, kept for it
+    reused: bool = False
 
 
 @dataclass

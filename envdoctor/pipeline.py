@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 from envdoctor.errors import UsageError
 from envdoctor.facts import LoadResult, Report
 from envdoctor.options import CheckOptions
-from envdoctor.probe import Target, TargetInfo, collect, collect_verified, resolve_target, target_layout
+from envdoctor.probe import Holder, Target, TargetInfo, collect, collect_verified, resolve_target, target_layout
 
 # imported while the probes run, what is needed first, first (binary forensics only after a full probe)
 AFTER_PROBE = ("envdoctor.checks", "envdoctor.classify", "envdoctor.fix.lock", "envdoctor.fix.recover",
@@ -124,11 +124,13 @@ def check_selectors(option: str, patterns: Optional[list[str]]) -> None:
 
 
 def diagnose(tgt: Target, settings: Settings, fix_recovery: Optional[dict[str, Any]] = None,
-             read_pending: bool = True, verify: Sequence[str] = (), preload: Sequence[str] = ()) -> Diagnosis:
+             read_pending: bool = True, verify: Sequence[str] = (), preload: Sequence[str] = (),
+             hold: Optional[Holder] = None) -> Diagnosis:
     """probe -> facts -> checks -> findings, once. `verify`: statements run in the same probe (fix's
     verification). `fix_recovery`: what the calling fix recovered first (for ED601). `read_pending=False`:
     the caller's own fix is the pending one (not an ED601). `preload`: modules the caller needs next,
-    imported while the probe runs."""
+    imported while the probe runs. `hold`: fix's before-probe keeps its `import torch` there, and its
+    verification forks from it (probe/held.py)."""
     if settings.progress:  # before the thread, which imports rich too: two threads importing one package's
         from rich.console import Console  # modules in different orders can deadlock
     # started once the target is resolved and its processes are starting: resolving it (reading the
@@ -138,13 +140,13 @@ def diagnose(tgt: Target, settings: Settings, fix_recovery: Optional[dict[str, A
     try:
         if not settings.progress:
             report, verified = collect_verified(tgt, verify, quick=settings.quick, timeout=settings.timeout,
-                                                fork=settings.fork, started=imports.start)
+                                                fork=settings.fork, started=imports.start, hold=hold)
         else:
             # a spinner on stderr, only on a terminal; its text follows the probes as they finish
             with Console(stderr=True).status("probing: starting isolated imports of torch, torchvision, mmcv") \
                     as status:
                 report, verified = collect_verified(tgt, verify, quick=settings.quick, timeout=settings.timeout,
-                                                    fork=settings.fork, started=imports.start,
+                                                    fork=settings.fork, started=imports.start, hold=hold,
                                                     progress=lambda text: status.update(f"probing: {text}"))
     finally:
         if imports.ident is not None:

@@ -20,7 +20,7 @@ from envdoctor import pipeline
 from envdoctor.errors import UsageError
 from envdoctor.facts import LoadResult, Report
 from envdoctor.options import FixOptions
-from envdoctor.probe import Target
+from envdoctor.probe import Holder, Target
 
 if TYPE_CHECKING:
     from envdoctor.fix.lock import EnvLock
@@ -50,6 +50,7 @@ class Session:
         self.target: Target = pipeline.target(opts.python)  # the one resolution; a bad --python is exit 2 here
         self.settings = pipeline.Settings(timeout=opts.timeout, rules_dirs=list(opts.rules_dirs),
                                           progress=sys.stderr.isatty())
+        self.hold: Optional[Holder] = None  # --apply: the before-probe, held for the verification
 
     def echo(self, msg: str) -> None:
         print(msg, file=self.out, flush=True)
@@ -94,15 +95,18 @@ class Session:
             previous_term = signal.signal(signal.SIGTERM, on_sigterm)  # rolled back like Ctrl-C
         except ValueError:  # not the main thread
             pass
+        # the before-probe's `import torch` waits for the verification, which forks from it (probe/held.py)
+        self.hold = Holder()
         try:
             recs = self._recover(state)
             if not all(r["status"] in DONE for r in recs):
                 self.echo("Nothing applied: the interrupted fix above must be recovered first.")
                 return Outcome(1)
             before = pipeline.diagnose(self.target, self.settings, fix_recovery=recs[-1] if recs else None,
-                                       preload=AFTER_PROBE)
+                                       preload=AFTER_PROBE, hold=self.hold)
             return self._plan_and_apply(before, lock, info)
         finally:
+            self.hold.close()
             if previous_term is not None:
                 signal.signal(signal.SIGTERM, previous_term)
             lock.release()
@@ -196,7 +200,7 @@ class Session:
                 def verification(statements: list[str]) -> tuple[Report, dict[str, LoadResult]]:
                     # this fix's own journal is the pending one now: not an ED601
                     after = pipeline.diagnose(self.target, dataclasses.replace(self.settings, progress=False),
-                                              read_pending=False, verify=statements)
+                                              read_pending=False, verify=statements, hold=self.hold)
                     return after.report, after.verified
 
                 result, after = apply_plan(plan, report, info, lock, allow_torch=opts.allow_torch_change,

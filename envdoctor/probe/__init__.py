@@ -20,6 +20,7 @@ from envdoctor.probe.host import newest_glibcxx, probe_host
 from envdoctor.probe.pip_cache import probe_pip_cache
 from envdoctor.probe.loads import (  # noqa: F401 - public
     LOAD_SOURCES, LoadRun, apply_loads, load_module, statement_results)
+from envdoctor.probe.held import HeldProbe
 from envdoctor.probe.layout import TargetInfo
 from envdoctor.probe.target import OLD_PYTHON_EXIT, Target
 from envdoctor.probe.ops_verify import verify_ops  # noqa: F401 - public (fix's verification)
@@ -40,6 +41,18 @@ STARTUP_MARK = "ENVDOCTOR-STATIC-START"  # scripts/static_facts.py writes it fir
 STARTUP_STDERR_MAX = 6000
 # NVML, nvidia-smi and nvcc run beside the imports; a hung driver tool must not hold the report.
 SIDE_PROBE_TIMEOUT = 20.0
+
+
+class Holder:
+    """fix's before-probe, kept for its verification probe (collect_verified's `hold`)."""
+
+    def __init__(self) -> None:
+        self.loads: Optional[LoadRun] = None
+
+    def close(self) -> None:
+        if self.loads is not None and self.loads.held is not None:
+            self.loads.held.close()
+        self.loads = None
 
 
 def environment_facts() -> dict[str, str]:
@@ -261,13 +274,18 @@ def collect(python: Union[Target, str, None] = None, quick: bool = False, timeou
 
 def collect_verified(python: Union[Target, str, None], statements: Sequence[str], quick: bool = False,
                      timeout: float = 60.0, progress: Optional[Progress] = None, fork: Optional[bool] = None,
-                     started: Optional[Callable[[], None]] = None) -> tuple[Report, dict[str, LoadResult]]:
+                     started: Optional[Callable[[], None]] = None, hold: Optional[Holder] = None
+                     ) -> tuple[Report, dict[str, LoadResult]]:
     """collect(), and each statement (fix's verify imports) run in the same probe: on Linux a child forked
     after `import torch` beside the components' children, elsewhere a process of its own. A failed
-    statement is a LoadResult like a failed import (its status, error, the stack of a crash or hang)."""
+    statement is a LoadResult like a failed import (its status, error, the stack of a crash or hang).
+
+    `hold` (fix): a probe run of this holder that still holds its `import torch` forks this probe's
+    dependent children from it (held.py says when that is a fresh process's equal; else this probe starts
+    afresh); a holder with none gets this probe's, held for the next call. The caller closes the holder."""
     tgt = python if isinstance(python, Target) else target_mod.resolve(python)
     try:
-        return _collect(tgt, quick, timeout, progress, fork, list(statements), started)
+        return _collect(tgt, quick, timeout, progress, fork, list(statements), started, hold)
     except BaseException:
         # Ctrl-C (or any error) anywhere: no probe process may outlive us, no scratch directory may stay
         target_mod.abort_all()
@@ -275,12 +293,23 @@ def collect_verified(python: Union[Target, str, None], statements: Sequence[str]
 
 
 def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progress], fork: Optional[bool],
-             statements: list[str], started: Optional[Callable[[], None]] = None
+             statements: list[str], started: Optional[Callable[[], None]] = None, hold: Optional[Holder] = None
              ) -> tuple[Report, dict[str, LoadResult]]:
     created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
     errors: list[str] = []
     verified: dict[str, LoadResult] = {}
-    loads = None if quick else LoadRun(tgt, timeout, fork=fork, verify=statements)
+    loads, reused = None, False
+    if not quick and hold is not None and hold.loads is not None:
+        reused = hold.loads.again(statements)
+        loads = hold.loads if reused else None
+    if not quick and loads is None:
+        held = None
+        if hold is not None:
+            hold.close()
+            hold.loads, held = None, HeldProbe()
+        loads = LoadRun(tgt, timeout, fork=fork, verify=statements, held=held)
+        if hold is not None and loads.held is not None:
+            hold.loads = loads
     if started is not None:
         started()
     if not quick:
@@ -302,7 +331,12 @@ def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progre
                         probe_errors=path_notes(static) + errors)
     else:
         assert loads is not None
-        outcomes = loads.wait(progress)
+        again = loads.wait_again() if reused else None
+        if reused and again is None:  # the install changed what the held process had loaded: afresh
+            reused, loads = False, LoadRun(tgt, timeout, fork=fork, verify=statements)
+            if hold is not None:
+                hold.loads = None
+        outcomes = again if again is not None else loads.wait(progress)
         apply_loads(components, outcomes)
         verified = statement_results(statements, outcomes)
         _libstdcxx_in_use(host, components)
@@ -310,7 +344,8 @@ def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progre
         report = Report(envdoctor=__version__, created=created, mode="full", host=host, gpu=gpu,
                         cuda_toolkit=toolkit, python=python, environment=environment_facts(), packages=pkgs,
                         components=components, probe_errors=path_notes(static) + errors,
-                        load_probes=LoadProbes(fork=loads.fork, parallel=loads.parallel), pip_cache=pip_cache)
+                        load_probes=LoadProbes(fork=loads.fork, parallel=loads.parallel, reused=reused),
+                        pip_cache=pip_cache)
     if not quick:
         # imported here: pyelftools/pefile are not needed to start the probes (check imports them meanwhile)
         from envdoctor.binary import attach_analysis

@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 from envdoctor.facts import Component, LoadError, LoadResult
 from envdoctor.probe import target as target_mod
 from envdoctor.probe.exitcodes import describe_exit
+from envdoctor.probe.held import HeldProbe
 from envdoctor.probe.target import RunningScript, ScriptRun, Target
 
 Progress = Callable[[str], None]
@@ -78,10 +79,12 @@ class LoadRun:
     """The load probes, started at once (so they overlap the static probe) and awaited later."""
 
     def __init__(self, target: Target, timeout: float, fork: Optional[bool] = None,
-                 parallel: Optional[int] = None, verify: Sequence[str] = ()) -> None:
+                 parallel: Optional[int] = None, verify: Sequence[str] = (), held: Optional[HeldProbe] = None) -> None:
         self.timeout = timeout
         self.target = target
         self.fork = use_fork() if fork is None else fork
+        # fix's before-probe: its torch-importing process waits afterwards, for the verification (held.py)
+        self.held = held if self.fork else None
         self.runs: dict[str, RunningScript] = {}
         self.pending: list[str] = []
         # fix's verify statements: each a probe of its own (verify-N), beside the components'
@@ -89,9 +92,11 @@ class LoadRun:
         if self.fork:
             # torch import (<= timeout), then the children in parallel (each <= timeout), plus slack
             self.parallel = 1
-            flags = [a for s in verify for a in ("--verify", s)]
+            flags = [a for s in verify for a in ("--verify", s)] + (["--hold"] if self.held is not None else [])
             self.runs = {"*": RunningScript(target, "load_probe.py", ["components", str(timeout), *flags],
-                                            2 * timeout + 10, out_is_dir=True)}
+                                            2 * timeout + 10, out_is_dir=True, stdin_pipe=self.held is not None)}
+            if self.held is not None:
+                self.held.attach(self.runs["*"])
         else:
             self.parallel = parallel if parallel is not None else parallel_limit()
             self.pending = ["torch", "torchvision", "mmcv", *self.statements]
@@ -128,12 +133,29 @@ class LoadRun:
         for key in order:
             if key not in self.runs:
                 self._start_next()
+            if key == "*" and self.held is not None:
+                finished[key] = self.held.wait_first(tick if progress else None)
+                continue
             finished[key] = self.runs[key].wait(tick if progress else None)
             while self.pending and sum(1 for k in self.runs if k not in finished) < self.parallel:
                 self._start_next()  # a slot is free: the next probe starts while this one is read
         if progress:
             progress(self.progress_text(finished))
         return self.outcomes(finished)
+
+    def again(self, verify: Sequence[str]) -> bool:
+        """fix's verification: the dependent probes once more, forked from the held `import torch` (held.py).
+        False: no process is held (the caller probes afresh)."""
+        if self.held is None or not self.held.next_round(list(verify)):
+            return False
+        self.statements = {verify_key(i): s for i, s in enumerate(verify)}
+        return True
+
+    def wait_again(self) -> Optional[dict[str, ProbeOutcome]]:
+        """The round `again` asked for; None: the held process could not stand for a fresh one (probe afresh)."""
+        assert self.held is not None
+        run = self.held.wait_round()
+        return None if run is None else self.outcomes({"*": run})
 
     def progress_text(self, finished: Optional[dict[str, ScriptRun]] = None) -> str:
         """"torch ✓ 1.4 s · torchvision … · mmcv …" from the probes' result files as they are now."""

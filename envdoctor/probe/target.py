@@ -220,16 +220,16 @@ class RunningScript:
     """
 
     def __init__(self, target: Target, script: str, args: list[str], timeout: float, out_is_dir: bool = False,
-                 env: Optional[dict[str, str]] = None) -> None:
+                 env: Optional[dict[str, str]] = None, stdin_pipe: bool = False) -> None:
         with shielded():
             try:
-                self._start(target, script, args, timeout, out_is_dir, env)
+                self._start(target, script, args, timeout, out_is_dir, env, stdin_pipe)
             except BaseException:
                 self.abort()
                 raise
 
     def _start(self, target: Target, script: str, args: list[str], timeout: float, out_is_dir: bool,
-               env: Optional[dict[str, str]]) -> None:
+               env: Optional[dict[str, str]], stdin_pipe: bool) -> None:
         self.target = target
         self.timeout = timeout
         root = scratch_root(target.executable)
@@ -261,7 +261,7 @@ class RunningScript:
                 cmd,
                 cwd=self.scratch,
                 env=full_env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,  # a pipe: requests (--hold)
                 stdout=self._stdout,
                 stderr=self._stderr,
                 # its own session (POSIX) / process group (Windows): the terminal's Ctrl-C reaches envdoctor
@@ -290,7 +290,8 @@ class RunningScript:
                 _LIVE.remove(self)
 
     def _close(self) -> None:
-        for f in (getattr(self, "_stdout", None), getattr(self, "_stderr", None)):
+        proc = getattr(self, "proc", None)
+        for f in (getattr(self, "_stdout", None), getattr(self, "_stderr", None), getattr(proc, "stdin", None)):
             try:
                 if f is not None:
                     f.close()
@@ -347,29 +348,7 @@ class RunningScript:
         # Forked children of a parent that died would be orphans: end the whole session.
         _kill(self.proc)
         self._close()
-        files: dict[str, Any] = {}
-        try:
-            names = sorted(os.listdir(self.out_dir))
-        except OSError:
-            names = []
-        for name in names:
-            if name.endswith(".tmp"):
-                continue
-            path = os.path.join(self.out_dir, name)
-            try:
-                with open(path, "rb") as f:
-                    raw = f.read(1 << 22)
-            except OSError:
-                continue
-            if name.endswith(".json"):
-                try:
-                    files[name] = json.loads(raw.decode("utf-8"))
-                except ValueError:
-                    files[name] = None
-            elif name.endswith(".stdout"):
-                files[name] = len(raw)  # imported code printed this much; never parsed
-            else:
-                files[name] = raw.decode("utf-8", "backslashreplace")[-8000:]
+        files = read_files(self.out_dir)
         try:
             stdout_bytes = os.path.getsize(os.path.join(self.scratch, "proc.stdout"))
             with open(os.path.join(self.scratch, "proc.stderr"), "rb") as f:
@@ -389,6 +368,34 @@ class RunningScript:
             stdout_bytes=stdout_bytes,
             files=files,
         )
+
+
+def read_files(directory: str) -> dict[str, Any]:
+    """Every file a script left in `directory`: *.json parsed, *.stdout as its size, other files as text."""
+    files: dict[str, Any] = {}
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        names = []
+    for name in names:
+        if name.endswith(".tmp"):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(1 << 22)
+        except OSError:
+            continue
+        if name.endswith(".json"):
+            try:
+                files[name] = json.loads(raw.decode("utf-8"))
+            except ValueError:
+                files[name] = None
+        elif name.endswith(".stdout"):
+            files[name] = len(raw)  # imported code printed this much; never parsed
+        else:
+            files[name] = raw.decode("utf-8", "backslashreplace")[-8000:]
+    return files
 
 
 def run_script(target: Target, script: str, args: list[str], timeout: float, out_is_dir: bool = False,

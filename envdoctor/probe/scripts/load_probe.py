@@ -6,14 +6,15 @@ which imported modules print to), rewritten after every stage, so that when an
 import kills its process the parent still knows which stage was running.
 
 Usage:
-  load_probe.py OUT_DIR components TIMEOUT [--no-fork] [--verify STATEMENT]...
+  load_probe.py OUT_DIR components TIMEOUT [--no-fork] [--hold] [--verify STATEMENT]...
       `import torch` once in this process, then (on Linux) fork one child per
       dependent probe: torch.cuda facts, torchvision (+ ops), mmcv (+ _ext), and
       one per STATEMENT (fix's verification: verify-N.json, its stage named by
       the statement).
       Each child reports through its own file and its own stdout/stderr files,
       so a crash in mmcv._ext cannot take the torch or torchvision result with
-      it. Without fork (Windows, macOS, --no-fork) the dependent probes run one
+      it. --hold: then wait for more rounds on stdin (probe_hold.py).
+      Without fork (Windows, macOS, --no-fork) the dependent probes run one
       after another in this process; the caller runs them as separate
       processes instead (mode `component`).
   load_probe.py OUT_DIR component NAME TIMEOUT
@@ -23,9 +24,8 @@ Usage:
   load_probe.py OUT_DIR module NAME TIMEOUT [EXTRA_SYS_PATH...]
       a plain `import NAME`, with EXTRA_SYS_PATH entries put first on sys.path.
 
-Files: OUT_DIR/<probe>.json with {"component", "stages": [...], "facts", "done"} (probe_record.py);
-OUT_DIR/children.json with each forked child's exit (pid, status, signal,
-timed_out, seconds); OUT_DIR/<probe>.stdout / .stderr for forked children.
+Files: OUT_DIR/<probe>.json with {"component", "stages": [...], "facts", "done"} (probe_record.py); OUT_DIR/
+children.json with each forked child's exit (pid, status, signal, timed_out, seconds); <probe>.stdout/.stderr.
 """
 import faulthandler
 import os
@@ -300,11 +300,11 @@ def wait_children(out_dir, children, timeout):
 def signal_name(num):
     try:
         return signal.Signals(num).name
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError):  # a number Python has no name for
         return "signal %d" % num
 
 
-def run_components(out_dir, timeout, use_fork, statements=()):
+def run_components(out_dir, timeout, use_fork, statements=(), hold=False):
     rec = Recorder(os.path.join(out_dir, "torch.json"), "torch")
     torch = None
     if installed("torch"):
@@ -314,7 +314,15 @@ def run_components(out_dir, timeout, use_fork, statements=()):
     else:
         rec.state["stages"].append({"name": "torch", "status": "missing", "seconds": 0.0})
         rec.flush()
+    run_dependents(rec, out_dir, timeout, use_fork, torch, statements)
+    rec.done()
+    if hold and use_fork and torch is not None:
+        # fix's verification: more rounds of the dependent probes, forked from this very import
+        sibling("probe_hold").serve(rec, out_dir, write_json, lambda new_dir, statements: run_dependents(
+            rec, new_dir, timeout, True, torch, statements))
 
+
+def run_dependents(rec, out_dir, timeout, use_fork, torch, statements):  # all but torch: forked if use_fork
     jobs = []
     if torch is not None:
         jobs.append(("torch.cuda", lambda r: with_watchdog(timeout, lambda: torch_cuda_facts(r, torch))))
@@ -329,7 +337,6 @@ def run_components(out_dir, timeout, use_fork, statements=()):
     for i, statement in enumerate(statements):
         jobs.append(("verify-%d" % i, lambda r, s=statement: with_watchdog(
             timeout, lambda: r.stage(s, statement_runner(s)))))
-
     if use_fork:
         children = {}
         for name, fn in jobs:
@@ -342,7 +349,6 @@ def run_components(out_dir, timeout, use_fork, statements=()):
             sub = Recorder(os.path.join(out_dir, name + ".json"), name)
             fn(sub)
             sub.done()
-    rec.done()
 
 
 def main():
@@ -367,7 +373,7 @@ def main():
         flags = sys.argv[4:]
         use_fork = hasattr(os, "fork") and sys.platform.startswith("linux") and "--no-fork" not in flags
         statements = [flags[i + 1] for i, f in enumerate(flags[:-1]) if f == "--verify"]
-        run_components(out_dir, timeout, use_fork, statements)
+        run_components(out_dir, timeout, use_fork, statements, hold="--hold" in flags)
     elif mode == "component":
         name, timeout = name_or_timeout, float(sys.argv[4])
         rec = Recorder(os.path.join(out_dir, name + ".json"), name)

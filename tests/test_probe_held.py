@@ -1,0 +1,116 @@
+"""fix's verification forks from its before-probe's `import torch` (envdoctor/probe/held.py), and only where a
+child of that process is what a fresh process would be.
+
+A real torch (the cached `torch213` env, hard-linked: files are only ever added or replaced by rename here, so
+the cache is never written). Each reused round is compared with a fresh probe of the same environment.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from envdoctor.probe import Holder, Target, collect_verified
+from tests.conftest import real_env
+from tests.envs import copy_venv, site_packages
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="holding needs fork (Linux)")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Path:
+    dest = tmp_path / "env"
+    copy_venv(real_env("torch213"), dest, link=True)
+    return dest
+
+
+def loads(report) -> dict[str, str]:
+    return {name: c.load.status for name, c in report.components.items() if c.load is not None}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead too: its parent (us) has not reaped it yet
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ", 1)[1][0] != "Z"
+
+
+def held_pid(hold: Holder) -> int:
+    assert hold.loads is not None and hold.loads.held is not None and hold.loads.held.run is not None
+    return hold.loads.held.run.proc.pid
+
+
+def test_the_next_round_is_forked_and_sees_what_was_installed(env, tmp_path):
+    target = Target(str(env / "bin" / "python"), "--python")
+    hold = Holder()
+    try:
+        first, _ = collect_verified(target, [], timeout=120, hold=hold)
+        assert first.load_probes is not None and not first.load_probes.reused
+        assert loads(first)["torch"] == "ok"
+        pid = held_pid(hold)
+        # installed after the first round: a module in site-packages (the directory's cached listing is stale),
+        # and a new .pth file with a path line and an import line (site runs it at start-up; the held process
+        # must run it before forking)
+        extra = tmp_path / "extra"
+        extra.mkdir()
+        (extra / "edheld_mod.py").write_text("VALUE = 7\n")
+        sp = site_packages(env)
+        (sp / "edheld_pkg.py").write_text("X = 1\n")
+        (sp / "edheld.pth").write_text(f"{extra}\nimport os; os.environ['EDHELD'] = 'ran'\n")
+        stmt = "import os, edheld_mod, edheld_pkg; assert os.environ['EDHELD'] == 'ran' and edheld_mod.VALUE == 7"
+        again, got = collect_verified(target, [stmt, "import no_such_module_xyz"], timeout=120, hold=hold)
+        assert again.load_probes is not None and again.load_probes.reused
+        assert held_pid(hold) == pid  # the same process, still held
+        fresh, got_fresh = collect_verified(target, [stmt, "import no_such_module_xyz"], timeout=120)
+        assert fresh.load_probes is not None and not fresh.load_probes.reused
+        assert {s: r.status for s, r in got.items()} == {s: r.status for s, r in got_fresh.items()} == {
+            stmt: "ok", "import no_such_module_xyz": "import_error"}
+        assert loads(again) == loads(fresh)
+        assert again.components["torch"].facts["runtime"]["version"] == fresh.components["torch"].facts["runtime"][
+            "version"]
+    finally:
+        hold.close()
+    assert not alive(pid)
+
+
+@pytest.mark.parametrize("changed", ["a module torch imported", "a .pth file site ran"])
+def test_a_changed_loaded_file_means_a_fresh_probe(env, changed):
+    target = Target(str(env / "bin" / "python"), "--python")
+    sp = site_packages(env)
+    (sp / "edheld_old.pth").write_text("import os\n")
+    hold = Holder()
+    try:
+        collect_verified(target, [], timeout=120, hold=hold)
+        pid = held_pid(hold)
+        path = sp / "torch" / "version.py" if changed.startswith("a module") else sp / "edheld_old.pth"
+        # the same bytes in a new file, swapped in as an installer does: a fresh process would read the new file
+        data = path.read_bytes()
+        tmp = path.with_name(path.name + ".new")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        again, got = collect_verified(target, ["import torch"], timeout=120, hold=hold)
+        assert again.load_probes is not None and not again.load_probes.reused
+        assert got["import torch"].status == "ok" and loads(again)["torch"] == "ok"
+        assert hold.loads is None  # nothing held any more: the stale process ended
+        assert not alive(pid)
+    finally:
+        hold.close()
+
+
+def test_without_torch_nothing_is_held(tmp_path):
+    target = Target(str(real_env("bare") / "bin" / "python"), "--python")
+    hold = Holder()
+    try:
+        report, _ = collect_verified(target, [], timeout=60, hold=hold)
+        assert loads(report)["torch"] == "missing"
+        assert hold.loads is None or hold.loads.held is None or hold.loads.held.run is None
+        again, got = collect_verified(target, ["import json"], timeout=60, hold=hold)
+        assert got["import json"].status == "ok" and again.load_probes is not None and not again.load_probes.reused
+    finally:
+        hold.close()
