@@ -85,6 +85,20 @@ def pytest_configure(config: Any) -> None:
     config.addinivalue_line("markers", "after_mmcv_build: needs the real mmcv build (tests/mmcv_build.py); runs last")
 
 
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
+    # a full disk fails many unrelated tests at once: the summary says how much was left at the end
+    import shutil
+    import tempfile
+
+    parts = []
+    for label, path in (("checkout", ROOT), ("temp", Path(tempfile.gettempdir()))):
+        try:
+            parts.append(f"{label} {shutil.disk_usage(path).free / 2**30:.1f} GiB free")
+        except OSError:
+            pass
+    terminalreporter.write_line("disk at the end: " + ", ".join(parts))
+
+
 def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -> None:
     # tests/run.sh starts the real mmcv build in the background (when envdoctor's cache is cold): the tests
     # that wait for it run last, so that the rest of the suite overlaps the build instead of waiting for it

@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -186,6 +187,7 @@ def get_env(name: str) -> Path:
     spec = SPECS[name]
     target = env_dir(name)
     if (target / ".ready").exists():
+        _used(target)
         return target
     CACHE.mkdir(parents=True, exist_ok=True)
     base_dir = get_env(spec.base) if spec.base else None
@@ -215,6 +217,52 @@ def get_env(name: str) -> Path:
     return target
 
 
+def _used(prefix: Path) -> None:
+    # the ready mark's time is the env's last use: prune() keeps what another checkout sharing the cache
+    # (ENVDOCTOR_TEST_ENVS) still uses
+    try:
+        os.utime(prefix / ".ready")
+    except OSError:
+        pass
+
+
+# a cache shared through ENVDOCTOR_TEST_ENVS may serve checkouts of other commits: their envs stay this long
+SHARED_KEEP_SECONDS = 2 * 24 * 3600
+
+
+def prune(keep_seconds: Optional[float] = None) -> list[Path]:
+    """Remove cached envs of specs that are no longer current (built by an older commit: another hash).
+
+    Each spec change leaves its old env behind (the mmcv172-tv291 env alone is ~6 GB), and a machine that
+    keeps the cache between CI runs fills its disk. In the checkout's own cache (the default) an older
+    spec's env is never used again; in a shared one it is kept until unused for SHARED_KEEP_SECONDS."""
+    if keep_seconds is None:
+        keep_seconds = SHARED_KEEP_SECONDS if "ENVDOCTOR_TEST_ENVS" in os.environ else 0.0
+    current = {env_dir(n).name for n in SPECS}
+    removed: list[Path] = []
+    now = time.time()
+    for d in sorted(CACHE.iterdir()) if CACHE.is_dir() else []:
+        name, _, digest = d.name.rpartition("-")
+        if not d.is_dir() or d.name in current or len(digest) != 12 or not all(
+                c in "0123456789abcdef" for c in digest):
+            continue
+        mark = d / ".ready"
+        try:
+            used = (mark if mark.exists() else d).stat().st_mtime
+        except OSError:
+            continue
+        if now - used < keep_seconds:
+            continue
+        with open(CACHE / f"{name}.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # not while that name is being built
+            except OSError:
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
 def clone_env(name: str, dest: Path) -> Path:
     """A private, mutable copy of a cached env (for fix/undo tests)."""
     copy_venv(get_env(name), dest)
@@ -229,6 +277,10 @@ def site_packages(prefix: Path) -> Path:
 
 
 if __name__ == "__main__":
-    # `python -m tests.envs NAME...` builds envs ahead of a test run.
+    # `python -m tests.envs NAME...` builds envs ahead of a test run; `--prune` removes outdated ones
+    if sys.argv[1:] == ["--prune"]:
+        for gone in prune():
+            print(f"tests/envs.py: removed the outdated test environment {gone.name}")
+        raise SystemExit(0)
     for n in sys.argv[1:] or list(SPECS):
         print(n, get_env(n))

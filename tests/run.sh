@@ -39,6 +39,10 @@ fi
 # (a fresh CI machine) the build itself takes ~16 min on 2 idle cores: start it now, nice'd, so that it overlaps
 # the rest of the suite; the e2e test runs last and waits for it (tests/mmcv_build.py; a warm cache: seconds).
 # Only for whole-suite runs (no test paths given); ENVDOCTOR_PREBUILD=0 turns it off.
+# A machine that keeps .cache between runs keeps the envs of older specs too (GBs each): remove them first.
+.venv/bin/python -m tests.envs --prune
+# The suite needs ~20 GB of disk on a cold cache; a full disk fails many tests at once, so say what is free.
+df -h . "${TMPDIR:-/tmp}" 2>/dev/null | sed 's/^/tests\/run.sh: disk: /' >&2 || true
 only_options=1
 for a in "$@"; do case "$a" in -*) ;; *) only_options=0 ;; esac; done
 if [ "$only_options" = 1 ] && [ "${ENVDOCTOR_PREBUILD:-1}" != 0 ]; then
