@@ -62,6 +62,30 @@ def entry_of(path: str) -> Optional[list]:
         return None
 
 
+def _walk(top: str, excluded: tuple[str, ...], out: Manifest) -> None:
+    """Every entry under `top` (not following symlinked dirs, which are recorded as links), with the stat
+    os.scandir already made: the manifest of a site-packages with torch is ~30,000 entries, twice a fix."""
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:  # vanished or unreadable since it was listed: as os.walk, skip it
+            continue
+        with it:
+            for e in it:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                    entry = _entry(e.path, st)
+                except FileNotFoundError:  # removed since listed (as entry_of)
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    if e.path in excluded:  # not recorded, not entered (the state directory, say)
+                        continue
+                    stack.append(e.path)
+                out[e.path] = entry
+
+
 def scan(roots: Roots) -> Manifest:
     out: Manifest = {}
     excluded = tuple(os.path.normpath(e) for e in roots.exclude)
@@ -69,14 +93,7 @@ def scan(roots: Roots) -> Manifest:
         if not os.path.isdir(root):
             continue
         out[root] = entry_of(root)  # type: ignore[assignment]
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in excluded]
-            for name in dirnames + filenames:
-                p = os.path.join(dirpath, name)
-                e = entry_of(p)
-                if e is not None:
-                    out[p] = e
-            # os.walk does not descend into symlinked dirs; they are recorded as links above
+        _walk(root, excluded, out)
     for root in roots.flat:
         try:
             names = os.listdir(root)

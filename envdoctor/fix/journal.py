@@ -83,7 +83,9 @@ def write_json_durably(path: Path, data: Any, indent: Optional[int] = 1,
     """Write, fsync, rename over, fsync the directory: after a crash the file is old or new, never torn."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=indent, default=str)
+        # json.dumps, not json.dump: dump streams through the pure-Python encoder (10x slower; the manifests of a
+        # site-packages with torch hold ~30,000 entries), dumps without indent takes the C one
+        f.write(json.dumps(data, indent=indent, default=str))
         f.flush()
         os.fsync(f.fileno())
     retry_sharing(lambda: replace(tmp, path))

@@ -154,7 +154,7 @@ def main():
     result["path_problems"] = path_problems(result["python"])
     tmp = out_path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(result, f)
+        f.write(json.dumps(result))  # dumps: the C encoder (dump streams through the pure-Python one)
     os.replace(tmp, out_path)
 
 

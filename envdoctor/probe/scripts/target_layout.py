@@ -58,7 +58,7 @@ def main():
            "paths": sysconfig.get_paths(), "user": user_scheme(), "pip": pip_version()}
     tmp = sys.argv[1] + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(out, f)
+        f.write(json.dumps(out))  # dumps: the C encoder
     os.replace(tmp, sys.argv[1])
 
 
