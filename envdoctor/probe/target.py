@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 
 from envdoctor.errors import UsageError
 from envdoctor.probe import choose
+from envdoctor.probe.exitwait import ExitWaiter
 from envdoctor.probe.interpreter import identify
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -325,17 +326,16 @@ class RunningScript:
         return data if isinstance(data, dict) else None
 
     def wait(self, tick: Optional[Callable[["RunningScript"], None]] = None, interval: float = 0.05) -> ScriptRun:
-        if tick is None:
-            try:
-                self.proc.wait(timeout=max(0.0, self.timeout - self.elapsed()))
-            except subprocess.TimeoutExpired:
-                self.timed_out = True
-                _kill(self.proc)
-                self.proc.wait()
-            return self.finish()
-        while self.poll() is None:
-            tick(self)
-            time.sleep(interval)
+        """Until the process exits or its timeout passes (then it is killed), calling `tick` every `interval`."""
+        waiter = ExitWaiter(self.proc)  # wakes at the exit, not at the next poll
+        try:
+            while self.poll() is None:
+                if tick is not None:
+                    tick(self)
+                left = self.timeout - self.elapsed()
+                waiter.wait(min(interval, left) if tick is not None else left)
+        finally:
+            waiter.close()
         return self.finish()
 
     def finish(self) -> ScriptRun:
