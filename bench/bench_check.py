@@ -52,6 +52,9 @@ def main() -> int:
     args = ap.parse_args()
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("ENVDOCTOR_DEBUG", None)
+    # as installed: pip compiles envdoctor's byte-code; a shell with PYTHONDONTWRITEBYTECODE=1 (some CI images,
+    # this one) would recompile every module on every run (~40 ms of `check --quick`). The warm-up writes it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     envs: dict[str, dict[str, str]] = {}
     me = sys.executable
     cmds = {

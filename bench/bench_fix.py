@@ -53,7 +53,8 @@ def main() -> int:
     # hard links (a compat fix only adds files, and undo removes them: the cached env is never written)
     copy_venv(get_env(args.env), prefix, link=True)
     python = str(prefix / "bin" / "python")
-    base = {k: v for k, v in os.environ.items() if k != "ENVDOCTOR_DEBUG"}
+    # as installed, with byte-code (a shell with PYTHONDONTWRITEBYTECODE=1 recompiles envdoctor every run)
+    base = {k: v for k, v in os.environ.items() if k not in ("ENVDOCTOR_DEBUG", "PYTHONDONTWRITEBYTECODE")}
     codes = {"": dict(base, PYTHONPATH=str(ROOT))}
     if args.code:
         codes[" [--code]"] = dict(base, PYTHONPATH=str(args.code.resolve()))

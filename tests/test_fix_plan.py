@@ -235,6 +235,41 @@ def test_rollback_undoes_adds_deletes_edits_and_mode_changes_it_recorded(tmp_pat
     assert recover.assess(j).work == 0  # idempotent: nothing left to do
 
 
+def test_the_file_pip_was_writing_when_killed_is_the_transactions(tmp_path):
+    """pip copies each file of a wheel in place and dies with envdoctor: a kill -9 during the install can
+    leave the file it was copying short, even empty (seen in CI: kill -9 at install:during). That file is
+    the transaction's while its bytes are a proper prefix of the wheel's; other bytes are the user's."""
+    from envdoctor.fix import owned, recover
+    from tests.wheelfactory import fakedep_wheel
+
+    site = tmp_path / "site"
+    _tree(site)
+    whl = fakedep_wheel(tmp_path / "wheels")
+    j, before, _ = _txn(tmp_path, site)
+    j.save_json("intent-install.json", {"kind": "install", "wheels": [
+        owned.wheel_intent(whl, str(site), str(tmp_path / "bin"))]})
+    with zipfile.ZipFile(whl) as zf:
+        first, second = sorted(n for n in zf.namelist() if n.startswith("mmcv_fakedep/part_"))[:2]
+        data = {n: zf.read(n) for n in (first, second)}
+    (site / "mmcv_fakedep").mkdir()
+    (site / first).write_bytes(data[first])  # copied whole
+    cut = site / second
+    for short in (b"", data[second][:5]):  # created, not written yet; written half-way
+        cut.write_bytes(short)
+        a = recover.assess(j)
+        assert not a.conflicts and {str(site / first), str(cut)} <= set(a.delete), a
+    cut.write_bytes(b"PART = 99\n")  # as long, other bytes: not what pip was copying
+    assert recover.assess(j).conflicts == [str(cut)]
+    cut.write_bytes(data[second][:5])
+    intent = j.load_json("intent-install.json")
+    del intent["wheels"][0]["wheel"]  # an intent from before the wheel's path was recorded
+    j.save_json("intent-install.json", intent)
+    assert recover.assess(j).conflicts == [str(cut)]
+    cut.write_bytes(data[second][:5])
+    done = recover.rollback(j, on_conflict="restore")
+    assert done["status"] == "rolled_back" and not (site / "mmcv_fakedep").exists()
+
+
 def test_rollback_leaves_what_appeared_or_changed_after_the_transaction(tmp_path):
     from envdoctor.fix import owned, recover
 

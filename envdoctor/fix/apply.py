@@ -48,10 +48,12 @@ def _quiet(_: str) -> None:
     pass
 
 
-def _record_written(j: Journal, before: bk.Manifest, roots: bk.Roots) -> None:
+def _record_written(j: Journal, before: bk.Manifest, roots: bk.Roots) -> bk.Manifest:
     """How the transaction left every path it changed so far: a recovery undoes only these, and only while
-    they still look like this."""
-    j.save_json(owned.WRITTEN, owned.snapshot(before, roots))
+    they still look like this. Returns the manifest scanned for it (the commit's manifest-after)."""
+    now = bk.scan(roots)
+    j.save_json(owned.WRITTEN, owned.snapshot(before, roots, now))
+    return now
 
 
 class Interrupted(KeyboardInterrupt):
@@ -89,6 +91,7 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
     result = FixResult(status="verified", txn=j.id)
     after: Optional[Report] = None
     before: bk.Manifest = {}
+    written: Optional[bk.Manifest] = None  # the manifest of the last step's record of what it wrote
     dirty = False  # a pip step began after the last record of what the transaction wrote
     try:
         j.step("prepare")
@@ -120,7 +123,7 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
                 res = pip.run("uninstall", "-y", dist, name=f"uninstall:{dist}", isolated=True)
                 if not res.ok:
                     raise FixFailed(f"pip uninstall {dist} failed:\n{res.tail()}")
-                _record_written(j, before, roots)
+                written = _record_written(j, before, roots)
                 dirty = False
                 j.step(f"uninstall:{dist}", "end")
             name = "install" if i == 0 else f"install-{i + 1}"
@@ -137,7 +140,7 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
                           *[str(w) for w in p.wheels], name=name, watch=watch, isolated=True)
             if not res.ok:
                 raise FixFailed(f"pip install failed:\n{res.tail()}")
-            _record_written(j, before, roots)
+            written = _record_written(j, before, roots)
             dirty = False
             j.step(name, "end")
 
@@ -152,7 +155,10 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
         j.step("verify", "end")
 
         j.step("commit")
-        post = bk.scan(roots)
+        # the manifest the last step recorded, not a new scan (~30,000 entries with torch): what the
+        # verification probe or the user wrote since is not this transaction's, so undo neither removes
+        # it nor takes it for its own (it reports it as a change made after the fix)
+        post = written if written is not None else bk.scan(roots)
         j.save_json("manifest-after.json", post)
         added, removed, changed = bk.diff(before, post)
         result.changes = {"added": len(added), "removed": len(removed), "changed": len(changed)}

@@ -23,7 +23,8 @@ from envdoctor.fix import backup as bk
 
 # A path's state: None (absent), ["f", sha256-hex, mode] (["f", sha256-hex] from a RECORD, which has no
 # mode), ["d"], ["l", target], or ANY (present, any content:
-# files pip writes without a digest in RECORD, such as byte-code, INSTALLER and RECORD itself).
+# files pip writes without a digest in RECORD, such as byte-code, INSTALLER and RECORD itself), or
+# ["p", wheel, member]: a file pip was writing when it was killed (see cut_off).
 State = Optional[list]
 ANY = ["*"]
 WRITTEN = "written.json"
@@ -55,9 +56,11 @@ def matches(current: State, expected: State) -> bool:
     return list(current) == list(expected)
 
 
-def snapshot(before: bk.Manifest, roots: bk.Roots) -> dict[str, State]:
-    """Every path under the roots that differs from `before` now, with its state (None = removed)."""
-    now = bk.scan(roots)
+def snapshot(before: bk.Manifest, roots: bk.Roots, now: Optional[bk.Manifest] = None) -> dict[str, State]:
+    """Every path under the roots that differs from `before` now (`now`: a scan of the roots just made),
+    with its state (None = removed)."""
+    if now is None:
+        now = bk.scan(roots)
     added, removed, changed = bk.diff(before, now)
     out: dict[str, State] = {p: None for p in removed}
     for p in added + changed:
@@ -119,7 +122,45 @@ def in_flight(intent: list[dict[str, Any]]) -> dict[str, list[State]]:
             states.setdefault(s, ANY)
         for p, s in states.items():
             out.setdefault(p, []).append(s)
+        if w.get("wheel"):  # the one file pip was writing when it was killed may be cut short
+            for row in w["record"]:
+                if row and row[0] and not row[0].endswith("/RECORD"):
+                    out.setdefault(os.path.normpath(os.path.join(root, row[0])), []).append(
+                        ["p", w["wheel"], row[0]])
     return out
+
+
+def cut_off(path: str, states: list[State]) -> bool:
+    """`path` is a file pip was writing when it was killed: its bytes are a proper prefix of the wheel's
+    member it was copying. pip writes each file of a wheel in place (open, copy, close), and it dies with
+    envdoctor, so a kill -9 can leave the one file it was copying short (even empty). Only the wheel's own
+    bytes count: a file with anything else in it is not pip's."""
+    import zipfile
+
+    parts = [s for s in states if s and s[0] == "p"]
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not parts or not stat.S_ISREG(st.st_mode):
+        return False
+    for _, wheel, member in parts:
+        try:
+            with zipfile.ZipFile(wheel) as zf:
+                if st.st_size >= zf.getinfo(member).file_size:
+                    continue  # complete: its digest decides (a state "f")
+                with zf.open(member) as want, open(path, "rb") as have:
+                    left = st.st_size
+                    while left > 0:
+                        got = have.read(min(1 << 16, left))
+                        if not got or got != want.read(len(got)):
+                            break
+                        left -= len(got)
+                    else:
+                        return True
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            continue
+    return False
 
 
 def wheel_intent(wheel: Path, root: str, scripts_dir: str, windows: bool = False) -> dict[str, Any]:
@@ -134,5 +175,5 @@ def wheel_intent(wheel: Path, root: str, scripts_dir: str, windows: bool = False
     with zipfile.ZipFile(wheel) as zf:
         text = zf.read(f"{info}/RECORD").decode("utf-8", "replace")
     rows = list(csv.reader(text.splitlines()))
-    return {"root": root, "dist_info": info, "record": rows,
+    return {"root": root, "dist_info": info, "record": rows, "wheel": str(wheel),
             "scripts": [os.path.join(scripts_dir, s) for s in script_files(list(meta["scripts"]), windows)]}

@@ -183,7 +183,7 @@ def assess(j: Journal, on_conflict: Optional[str] = None) -> Assessment:
         if was.matches(path, cur):
             a.already += 1
             continue
-        if not any(owned.matches(cur, s) for s in states[path]):
+        if not any(owned.matches(cur, s) for s in states[path]) and not owned.cut_off(path, states[path]):
             a.conflicts.append(path)
             if on_conflict != "restore":
                 continue
