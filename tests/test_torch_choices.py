@@ -106,3 +106,19 @@ def test_plan_torch_parses_no_command_text():
                 for a in node.names}
     defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
     assert "shlex" not in imported and not defined & {"_parse_pip_install", "_torch_command_action"}
+
+
+def test_no_local_tag_where_pytorchs_wheels_have_none():
+    """PyTorch's cpu index has Linux aarch64 wheels without `+cpu` (torch-2.1.1-cp310-cp310-manylinux_2_17_aarch64
+    ...whl), so a `+cpu` pin there finds nothing; the untagged pin of the installed version is forced."""
+    from envdoctor.checks.advice import torch_choice
+
+    tables = load_tables()
+    x86 = _load("linux_rtx3090_torch213_cpu")
+    assert x86.packages["torch"].version.startswith("2.13.0")
+    arm = dataclasses.replace(x86, host=dataclasses.replace(x86.host, arch="aarch64"))
+    tagged = torch_choice(x86, tables, "torch", "2.13.0", None, "r")
+    untagged = torch_choice(arm, tables, "torch", "2.13.0", None, "r")
+    assert tagged.requirements == ["torch==2.13.0+cpu"] and untagged.requirements == ["torch==2.13.0"]
+    assert untagged.installs[0].replace  # pip would otherwise answer "already satisfied" for 2.13.0+cpu
+    assert torch_choice(arm, tables, "torch", "2.13.0", "12.6", "r").requirements == ["torch==2.13.0+cu126"]

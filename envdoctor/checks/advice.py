@@ -118,15 +118,21 @@ def torch_choice(report: Report, tables: Optional[Tables], component: str, versi
     idx = tables_query.pytorch_index(tables, pub, cuda)
     tag = tables_query.cuda_tag(cuda)
     option, url, source = idx if idx else ("--index-url", f"https://download.pytorch.org/whl/{tag}", "")
-    local = "" if os_ == "macos" else f"+{tag}"
+    # no local tag where PyTorch's wheels have none: macOS, and the CPU builds for Linux aarch64 on the cpu index
+    # (torch-2.1.1-cp310-cp310-manylinux_2_17_aarch64...whl: https://github.com/astral-sh/uv/issues/1497)
+    arm_cpu = cuda is None and (report.host.arch or "").lower() in ("aarch64", "arm64")
+    local = "" if os_ == "macos" or arm_cpu else f"+{tag}"
     pins = {"torch": f"{pub}{local}"}
     tv = tables_query.torchvision_for(tables, pub, cuda, python_minor(report)) if with_torchvision else None
     if tv is not None:
         pins["torchvision"] = f"{tables_query.public(tv.version)}{local}"
     installed = {n: p.version for n, p in report.packages.items()}
+    # the same build again, or an untagged pin of the installed version (pip would answer "already satisfied")
+    same = any(installed.get(n) == v or (not local and n in installed and tables_query.public(installed[n]) == v)
+               for n, v in pins.items())
     return FixChoice(strategy="torch", component=component, python=python, os=os_,
                      installs=(PipInstall(tuple(f"{n}=={v}" for n, v in pins.items()), _torch_sources(option, url),
-                                          replace=any(installed.get(n) == v for n, v in pins.items())),),
+                                          replace=same),),
                      reason=reason, source=source)
 
 
