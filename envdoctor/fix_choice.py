@@ -63,7 +63,7 @@ class FixChoice:
     """What a fix does to the target, decided once by the checks from the rule tables."""
 
     strategy: str  # CHOICE_STRATEGIES
-    component: str  # what it repairs: mmcv | torchvision
+    component: str  # what it repairs: mmcv | torchvision; a torch choice: its finding's (torch, gpu, mmcv._ext)
     python: str  # the interpreter the commands run ("python": a new environment the user makes first)
     os: str  # the target's host.os: how the commands are quoted (cmd.exe and PowerShell on Windows)
     remove: tuple[str, ...] = ()  # distributions uninstalled first (conflicting mmcv flavours)

@@ -116,13 +116,17 @@ def test_compat_unavailable_is_said():
     assert not plan.actions and "compat: no layer here" in plan.notes
 
 
+TORCH_CHOICE = FixChoice(strategy="torch", component="mmcv", python=PY, os="linux", remove=("mmcv-lite",),
+                         installs=(PipInstall(("torch==2.4.1", "torchvision==0.19.1"),
+                                              ("--index-url", "https://download.pytorch.org/whl/cpu")),
+                                   PipInstall(("mmcv==2.2.0",),
+                                              ("--find-links", "https://example.invalid/cpu/torch2.4.0/index.html"))),
+                         reason="torch 2.4.1 has an mmcv wheel")
 TORCH_FIX = Finding(id="ED405", name="no-wheel", severity="warning", component="mmcv", title="no wheel",
-                    fixes=[Fix("change torch", [f"{PY} -m pip install torch==2.4.1 torchvision==0.19.1 --index-url "
-                                               "https://download.pytorch.org/whl/cpu",
-                                               'python -m pip install --only-binary=mmcv "mmcv==2.2.0" -f '
-                                               "https://example.invalid/cpu/torch2.4.0/index.html"], "torch"),
-                           Fix("same, other spelling", ["python -m pip install torch==2.4.1 torchvision==0.19.1 "
-                                                        "--index-url https://download.pytorch.org/whl/cpu"], "torch")])
+                    fixes=[Fix("change torch", TORCH_CHOICE.commands(), "torch", choice=TORCH_CHOICE),
+                           # the same change for a new environment: one set of actions
+                           Fix("same, new environment", [], "torch", choice=dataclasses.replace(
+                               TORCH_CHOICE, python="python", remove=(), new_environment=True))])
 
 
 @pytest.mark.parametrize("allow", [False, True])
@@ -131,15 +135,38 @@ def test_torch_changes_are_printed_and_applied_only_with_the_flag(allow):
                {"torch": (True, "ok", ""), "mmcv": (True, "ok", ""), "mmcv._ext": (False, "missing", "x")},
                findings=[TORCH_FIX])
     plan = make_plan(r, load_tables(), PlanOptions(strategy="wheel", allow_torch_change=allow))
-    assert [a.kind for a in plan.actions] == ["torch", "torch"]  # the duplicate spelling is dropped
+    assert [a.kind for a in plan.actions] == ["torch", "torch"]  # the duplicate choice is dropped
     first, second = plan.actions
-    assert first.install == ["torch==2.4.1", "torchvision==0.19.1"]
+    assert first.install == ["torch==2.4.1", "torchvision==0.19.1"] and first.remove == ["mmcv-lite"]
     assert first.sources == ["--index-url", "https://download.pytorch.org/whl/cpu"]
-    assert second.install == ["mmcv==2.2.0"] and second.remove == ["mmcv-lite"]
-    assert second.sources == ["-f", "https://example.invalid/cpu/torch2.4.0/index.html"]
-    assert all(a.applies is allow for a in plan.actions)
+    assert second.install == ["mmcv==2.2.0"] and second.remove == []
+    assert second.sources == ["--find-links", "https://example.invalid/cpu/torch2.4.0/index.html"]
+    assert [line for a in plan.actions for line in a.commands] == TORCH_CHOICE.commands()
+    assert all(a.applies is allow and a.choice == TORCH_CHOICE for a in plan.actions)
     if not allow:
         assert "--allow-torch-change" in first.not_applied_because
+
+
+def test_torch_change_honours_the_users_index_url():
+    r = report({"mmcv-lite": "2.2.0", "torch": "2.13.0+cpu"},
+               {"torch": (True, "ok", ""), "mmcv": (True, "ok", ""), "mmcv._ext": (False, "missing", "x")},
+               findings=[TORCH_FIX])
+    plan = make_plan(r, load_tables(), PlanOptions(strategy="wheel", index_url="https://mirror.invalid/simple"))
+    assert [a.sources for a in plan.actions] == [["--index-url", "https://mirror.invalid/simple"]] * 2
+    assert "--index-url https://mirror.invalid/simple" in plan.actions[0].commands[-1]
+
+
+def test_a_torch_fix_without_a_choice_is_left_to_the_user():
+    """Only a report of an older envdoctor has one: no action, a note naming its command; nothing is parsed."""
+    old = Finding(id="ED405", name="no-wheel", severity="warning", component="mmcv", title="no wheel",
+                  fixes=[Fix("change torch", [f"{PY} -m pip install torch==2.4.1 --index-url "
+                                              "https://download.pytorch.org/whl/cpu"], "torch")])
+    r = report({"mmcv-lite": "2.2.0", "torch": "2.13.0+cpu"},
+               {"torch": (True, "ok", ""), "mmcv": (True, "ok", ""), "mmcv._ext": (False, "missing", "x")},
+               findings=[old])
+    plan = make_plan(r, load_tables(), PlanOptions(strategy="wheel", allow_torch_change=True))
+    assert not [a for a in plan.actions if a.kind == "torch"] and not plan.runnable
+    assert any("run it yourself" in n and "torch==2.4.1" in n for n in plan.notes), plan.notes
 
 
 def test_torchvision_that_does_not_pair_gets_the_tables_choice():

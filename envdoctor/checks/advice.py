@@ -102,6 +102,44 @@ def _torch_sources(option: str, url: str) -> tuple[str, ...]:
     return ("--find-links" if option == "-f" else option, url)
 
 
+def torch_choice(report: Report, tables: Optional[Tables], component: str, version: str, cuda: Optional[str],
+                 reason: str, with_torchvision: bool = False) -> FixChoice:
+    """torch `version`'s build for `cuda` (None: the CPU build), from PyTorch's index of that variant (the
+    [[pytorch_index]] row), with the torchvision that pairs with it when asked; no version (or no tables): the
+    latest torch from the default index. Off macOS the pins carry the variant's local tag (+cu118, +cpu: every
+    wheel of those indexes has one), so pip replaces another build of the same version and brings the new
+    build's dependencies (nvidia-*); pins equal to what is installed (the same build again) replace only those
+    distributions' files (REPLACE)."""
+    python, os_ = _target(report)
+    if not version or tables is None:
+        return FixChoice(strategy="torch", component=component, python=python, os=os_,
+                         installs=(PipInstall(("torch",)),), reason=reason)
+    pub = tables_query.public(version)
+    idx = tables_query.pytorch_index(tables, pub, cuda)
+    tag = tables_query.cuda_tag(cuda)
+    option, url, source = idx if idx else ("--index-url", f"https://download.pytorch.org/whl/{tag}", "")
+    # no local tag where PyTorch's wheels have none: macOS, and the CPU builds for Linux aarch64 on the cpu index
+    # (torch-2.1.1-cp310-cp310-manylinux_2_17_aarch64...whl: https://github.com/astral-sh/uv/issues/1497)
+    arm_cpu = cuda is None and (report.host.arch or "").lower() in ("aarch64", "arm64")
+    local = "" if os_ == "macos" or arm_cpu else f"+{tag}"
+    pins = {"torch": f"{pub}{local}"}
+    tv = tables_query.torchvision_for(tables, pub, cuda, python_minor(report)) if with_torchvision else None
+    if tv is not None:
+        pins["torchvision"] = f"{tables_query.public(tv.version)}{local}"
+    installed = {n: p.version for n, p in report.packages.items()}
+    # the same build again, or an untagged pin of the installed version (pip would answer "already satisfied")
+    same = any(installed.get(n) == v or (not local and n in installed and tables_query.public(installed[n]) == v)
+               for n, v in pins.items())
+    return FixChoice(strategy="torch", component=component, python=python, os=os_,
+                     installs=(PipInstall(tuple(f"{n}=={v}" for n, v in pins.items()), _torch_sources(option, url),
+                                          replace=same),),
+                     reason=reason, source=source)
+
+
+def torch_fix(choice: FixChoice, description: str) -> Fix:
+    return Fix(description=description, commands=choice.commands(), strategy="torch", choice=choice)
+
+
 def alternative_fixes(report: Report, tables: Tables, mmcv_major: Optional[int] = None, limit: int = 2) -> list[Fix]:
     """Official wheel sets that do exist on this OS (a new environment with another torch/Python)."""
     gpu = report.gpu

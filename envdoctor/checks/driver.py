@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from envdoctor import tables_query
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks.advice import pip
+from envdoctor.checks.advice import torch_choice, torch_fix
 from envdoctor.fact_readers import comp, os_name, runtime, torch_cuda, torch_version
 from envdoctor.facts import Finding, Fix, Report
 
@@ -72,14 +72,11 @@ def _cuda_builds_for_driver(tables: Tables, torch_ver: str, driver_cuda: Optiona
 
 
 def _torch_reinstall(report: Report, tables: Tables, ver: str, cuda: Optional[str]) -> Fix:
-    pub = tables_query.public(ver)
-    idx = tables_query.pytorch_index(tables, pub, cuda)
-    option, url = (idx[0], idx[1]) if idx else ("--index-url", f"https://download.pytorch.org/whl/{tables_query.cuda_tag(cuda)}")
-    tv = tables_query.torchvision_for(tables, pub, cuda, report.python.version)
-    pins = f"torch=={pub}" + (f" torchvision=={tv.version}" if tv and comp(report, "torchvision") else "")
-    return Fix(description=f"install the {tables_query.cuda_tag(cuda)} build of torch {pub} (changes torch: applied by "
-                           "`envdoctor fix` only with --allow-torch-change)",
-               commands=[f"{pip(report)} install --force-reinstall {pins} {option} {url}"], strategy="torch")
+    pub, tag = tables_query.public(ver), tables_query.cuda_tag(cuda)
+    choice = torch_choice(report, tables, "gpu", ver, cuda, f"the {tag} build of torch {pub} runs on this machine",
+                          with_torchvision=comp(report, "torchvision") is not None)
+    return torch_fix(choice, f"install the {tag} build of torch {pub} (changes torch: applied by `envdoctor fix` "
+                             "only with --allow-torch-change)")
 
 
 @check(NO_DRIVER)

@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 from envdoctor.checks import Rule, check, finding
+from envdoctor.checks.advice import torch_choice, torch_fix
 from envdoctor.facts import Finding, Fix, Report
 
 if TYPE_CHECKING:
@@ -230,8 +231,9 @@ def missing_library(report: Report, tables: Tables) -> Iterable[Finding]:
         fixes = []
         if torch_core and not _torch_version(report, b):
             detail += " These are torch's own libraries and torch is not installed (or not found) here."
-            fixes.append(Fix("Install torch (the version the extension was built for)", ["pip install torch"],
-                             strategy="torch"))
+            fixes.append(torch_fix(torch_choice(report, None, comp, "", None, f"{_base(b.get('path'))} links "
+                                                "torch's own libraries"),
+                                   "Install torch (the version the extension was built for)"))
         else:
             searched = b.get("searched") or {}
             dirs = [d for key in ("rpath", "ld_library_path", "runpath", "search_dirs", "dll_directories")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from envdoctor import tables_query
 from envdoctor.checks import Rule, check, finding
-from envdoctor.checks.advice import pip
+from envdoctor.checks.advice import pip, torch_choice, torch_fix
 from envdoctor.fact_readers import (comp, load_cause, load_message, os_name, python_minor, runtime, torch_cuda,
                                     torch_hip, torch_version)
 from envdoctor.facts import FAILED, Finding, Fix, Report
@@ -75,12 +75,9 @@ PYTHON = Rule(
 
 
 def _reinstall(report: Report, tables: Tables, ver: str, cuda: Any) -> Fix:
-    pub = tables_query.public(ver)
-    idx = tables_query.pytorch_index(tables, pub, cuda)
-    option, url = (idx[0], idx[1]) if idx else ("--index-url",
-                                                "https://download.pytorch.org/whl/" + tables_query.cuda_tag(cuda))
-    return Fix(description=f"reinstall torch {pub} ({tables_query.cuda_tag(cuda)}) with its dependencies",
-               commands=[f"{pip(report)} install --force-reinstall torch=={pub} {option} {url}"], strategy="torch")
+    pub, tag = tables_query.public(ver), tables_query.cuda_tag(cuda)
+    choice = torch_choice(report, tables, "torch", ver, cuda, f"torch {pub} ({tag}) from PyTorch's index of {tag}")
+    return torch_fix(choice, f"reinstall torch {pub} ({tag})")
 
 
 @check(IMPORT)

@@ -1,0 +1,124 @@
+"""Advice = action for the fixes that change torch itself (ED1xx driver/GPU, ED2xx torch, ED701's missing
+torch): each carries a FixChoice of strategy "torch", and `fix`'s planner (envdoctor/fix/plan_torch.py) installs
+exactly the choice's requirements from its sources, whatever the fix's command text says."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envdoctor.facts import Component, Fix, Report
+from envdoctor.fix.plan import Plan, PlanOptions
+from envdoctor.fix.plan_torch import plan_torch
+from envdoctor.rules import load_tables
+from tests.conftest import ROOT, validate_report
+from tests.diagnosed import diagnosed
+
+FACTS = Path(__file__).parent / "data" / "facts"
+# recorded fact sets and the torch-changing rules they trigger
+TRIGGERS = {
+    "linux_driver470_torch212_cu121": {"ED102"},
+    "linux_rtx5090_torch251_cu124": {"ED103"},
+    "linux_torch2141_cu130_tv0280": {"ED101"},
+    "linux_rtx3090_torch213_cpu": {"ED202"},
+    "windows_winerror1114_c10": {"ED101", "ED201"},
+}
+
+
+def _load(name: str) -> Report:
+    return Report.from_dict(json.loads((FACTS / f"{name}.json").read_text(encoding="utf-8")))
+
+
+def _missing_torch() -> Report:
+    """An extension that links libc10.so in an environment without torch (ED701's torch fix)."""
+    report = _load("real_mmcv-lite")
+    report.components.pop("torch", None)
+    report.packages.pop("torch", None)
+    report.components["mmcv._ext"] = Component(name="mmcv._ext", installed=True, facts={"binary": {
+        "path": "/envs/x/lib/python3.11/site-packages/mmcv/_ext.cpython-311-x86_64-linux-gnu.so", "format": "elf",
+        "missing_libraries": [{"name": "libc10.so", "needed_by": "_ext.cpython-311-x86_64-linux-gnu.so"}]}})
+    return report
+
+
+def _torch_fixes(report: Report, rules: set[str]) -> list[tuple[str, Fix]]:
+    return [(f.id, fx) for f in report.findings if f.id in rules for fx in f.fixes if fx.strategy == "torch"]
+
+
+def _planned(report: Report, component: str, opts: PlanOptions = PlanOptions()) -> list[Any]:
+    plan = Plan(python=report.python.executable, prefix=report.python.prefix, strategy="auto")
+    plan_torch(report, load_tables(), opts, plan, component)
+    return plan.actions
+
+
+CASES = [(name, rules) for name, rules in TRIGGERS.items()] + [("missing-torch", {"ED701"})]
+
+
+@pytest.mark.parametrize("name,rules", CASES, ids=[c[0] for c in CASES])
+def test_torch_fixes_carry_a_choice_and_plan_it(name: str, rules: set[str]):
+    tables = load_tables()
+    report = diagnosed(_missing_torch() if name == "missing-torch" else _load(name), tables)
+    validate_report(json.loads(json.dumps(report.to_dict())))
+    fixes = _torch_fixes(report, rules)
+    assert {rid for rid, _ in fixes} == rules, [f.id for f in report.findings]
+    for rid, fx in fixes:
+        choice = fx.choice
+        assert choice is not None and choice.strategy == "torch", (rid, fx)
+        assert fx.commands == choice.commands()
+        finding = next(f for f in report.findings if f.id == rid)
+        assert choice.component == finding.component
+        assert choice.python == report.python.executable
+        assert [r.split("==")[0] for r in choice.requirements][:1] == ["torch"]
+        if rid != "ED701":  # a build from PyTorch's index of its variant, the table row named
+            assert choice.installs[0].sources[0] in ("--index-url", "--extra-index-url", "--find-links")
+            assert choice.source.startswith("https://")
+        # the planner turns the choice into actions, even with the printed text tampered with
+        tampered = dataclasses.replace(fx, commands=["pip install something-else==0 --index-url https://x.invalid"])
+        alone = dataclasses.replace(report, findings=(dataclasses.replace(finding, fixes=[tampered]),))
+        actions = _planned(alone, finding.component, PlanOptions(allow_torch_change=True))
+        assert [a.install for a in actions] == [list(s.requirements) for s in choice.installs]
+        assert [a.sources for a in actions] == [list(s.sources) for s in choice.installs]
+        assert [line for a in actions for line in a.commands] == choice.commands()
+        assert all(a.choice == choice and a.applies for a in actions)
+
+
+def test_a_build_switch_brings_its_dependencies_and_the_same_build_is_replaced():
+    """Another build of the installed version is pinned with its local tag (pip replaces it and installs its
+    nvidia-* requirements); only a pin equal to the installed version is forced (--force-reinstall --no-deps)."""
+    tables = load_tables()
+    cpu = diagnosed(_load("linux_rtx3090_torch213_cpu"), tables)
+    [(_, fx)] = _torch_fixes(cpu, {"ED202"})
+    assert fx.choice is not None and fx.choice.requirements == ["torch==2.13.0+cu126"]
+    assert not fx.choice.installs[0].replace and "--no-deps" not in fx.commands[0]
+    win = diagnosed(_load("windows_winerror1114_c10"), tables)
+    [(_, same)] = _torch_fixes(win, {"ED201"})
+    assert same.choice is not None and same.choice.requirements == ["torch==2.9.1+cu128"]
+    assert same.choice.installs[0].replace and "--force-reinstall --no-deps" in same.commands[-1]
+
+
+def test_plan_torch_parses_no_command_text():
+    tree = ast.parse((ROOT / "envdoctor" / "fix" / "plan_torch.py").read_text(encoding="utf-8"))
+    imported = {a.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                for a in node.names}
+    defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    assert "shlex" not in imported and not defined & {"_parse_pip_install", "_torch_command_action"}
+
+
+def test_no_local_tag_where_pytorchs_wheels_have_none():
+    """PyTorch's cpu index has Linux aarch64 wheels without `+cpu` (torch-2.1.1-cp310-cp310-manylinux_2_17_aarch64
+    ...whl), so a `+cpu` pin there finds nothing; the untagged pin of the installed version is forced."""
+    from envdoctor.checks.advice import torch_choice
+
+    tables = load_tables()
+    x86 = _load("linux_rtx3090_torch213_cpu")
+    assert x86.packages["torch"].version.startswith("2.13.0")
+    arm = dataclasses.replace(x86, host=dataclasses.replace(x86.host, arch="aarch64"))
+    tagged = torch_choice(x86, tables, "torch", "2.13.0", None, "r")
+    untagged = torch_choice(arm, tables, "torch", "2.13.0", None, "r")
+    assert tagged.requirements == ["torch==2.13.0+cpu"] and untagged.requirements == ["torch==2.13.0"]
+    assert untagged.installs[0].replace  # pip would otherwise answer "already satisfied" for 2.13.0+cpu
+    assert torch_choice(arm, tables, "torch", "2.13.0", "12.6", "r").requirements == ["torch==2.13.0+cu126"]
