@@ -3,12 +3,14 @@
     python bench/bench_fix.py [--env NAME] [--repeat N] [--code DIR] [--keep DIR]
 
 Clones the cached real test environment NAME (tests/envs.py, default `mmcv-lite`: torch 2.13 + mmcv-lite
-2.2.0, where `--strategy compat` applies) and times, interleaved (so machine load hits all alike):
-`check`, the dry run `fix --strategy compat`, and `fix --apply --yes --strategy compat` (then, untimed,
-`fix --undo`, so every round starts from the same environment). Prints the medians and the ratios
-fix --apply / check (goal <= 1.3: probe before, install, one verification probe) and dry run / check
-(goal <= 1.05). `--code DIR` also times the same three commands of the envdoctor package in DIR (e.g. an
-unpacked `git archive` of an older commit), interleaved: before/after in one run, on one load.
+2.2.0, where `--strategy compat` applies) and times, interleaved (so machine load hits all alike): `check`,
+the dry run `fix --strategy compat`, `fix --apply --yes --strategy compat`, then `check` of the repaired
+environment (then, untimed, `fix --undo`, so every round starts from the same environment). Prints the
+medians and the ratios fix --apply / check (goal <= 1.3: probe before, install, one verification probe),
+dry run / check (goal <= 1.05), and fix --apply / (check + check of the repaired environment): the
+verification imports what the fix made importable, which the broken environment's check never imported.
+`--code DIR` also times the same commands of the envdoctor package in DIR (e.g. an unpacked `git archive`
+of an older commit), interleaved: before/after in one run, on one load.
 Not a test: the numbers depend on the machine; run it on an idle one.
 """
 
@@ -64,7 +66,7 @@ def main() -> int:
         "fix (dry run)": ["fix", "--python", python, "--strategy", "compat"],
         "fix --apply": ["fix", "--python", python, "--strategy", "compat", "--apply", "--yes"],
     }
-    times: dict[str, list[float]] = {f"{s}{c}": [] for c in codes for s in steps}
+    times: dict[str, list[float]] = {f"{s}{c}": [] for c in codes for s in [*steps, "check, repaired"]}
     try:
         run(me + steps["check"], codes[""], work)  # warm the page cache once, untimed
         load_before = os.getloadavg()[0]
@@ -72,7 +74,10 @@ def main() -> int:
             for suffix, env in codes.items():
                 for name, argv in steps.items():
                     times[f"{name}{suffix}"].append(run(me + argv, env, work, ok=(0,) if "apply" in name else (0, 1)))
-                    if "apply" in name:  # back to the broken environment, untimed
+                    if "apply" in name:
+                        # check of the repaired environment: its probe imports what the fix made importable
+                        # (mmcv.ops in full), as the verification must; then back to the broken one, untimed
+                        times[f"check, repaired{suffix}"].append(run(me + steps["check"], env, work))
                         run(me + ["fix", "--python", python, "--undo"], env, work, ok=(0,))
         med = {k: statistics.median(v) for k, v in times.items() if v}
         print(f"target: clone of test env {args.env!r} ({python})")
@@ -83,7 +88,9 @@ def main() -> int:
         for suffix in codes:
             check = med[f"check{suffix}"]
             print(f"ratios{suffix or ' (this tree)'}: fix --apply / check {med[f'fix --apply{suffix}'] / check:.2f} "
-                  f"(goal <= 1.3); dry run / check {med[f'fix (dry run){suffix}'] / check:.2f} (goal <= 1.05)")
+                  f"(goal <= 1.3); dry run / check {med[f'fix (dry run){suffix}'] / check:.2f} (goal <= 1.05); "
+                  f"fix --apply / (check + check of the repaired env) "
+                  f"{med[f'fix --apply{suffix}'] / (check + med[f'check, repaired{suffix}']):.2f}")
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
