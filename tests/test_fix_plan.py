@@ -287,6 +287,12 @@ def test_the_file_pip_was_writing_when_killed_is_the_transactions(tmp_path):
         assert not a.conflicts and {str(site / first), str(cut)} <= set(a.delete), a
     cut.write_bytes(b"PART = 99\n")  # as long, other bytes: not what pip was copying
     assert recover.assess(j).conflicts == [str(cut)]
+    # only the last file present (in the wheel's order) can be the one pip was copying: an earlier one cut
+    # short was emptied or truncated by someone else (review finding)
+    cut.write_bytes(data[second])
+    (site / first).write_bytes(data[first][:3])
+    assert recover.assess(j).conflicts == [str(site / first)]
+    (site / first).write_bytes(data[first])
     cut.write_bytes(data[second][:5])
     intent = j.load_json("intent-install.json")
     del intent["wheels"][0]["wheel"]  # an intent from before the wheel's path was recorded
@@ -403,6 +409,16 @@ def test_undo_removes_only_what_the_fix_added_and_refuses_after_drift(tmp_path):
     after2 = bk.scan(roots)
     (site / "newpkg" / "a.py").write_text("edited by the user")
     assert bk.drift(before, after2, b2) == [str(site / "newpkg" / "a.py")]
+    # drift: the user's own file inside a directory the fix created (undo would remove it with the directory;
+    # review finding), while byte-code Python wrote there for the fix's module is not
+    (site / "newpkg" / "a.py").write_text("")
+    after3 = bk.scan(roots)
+    (site / "newpkg" / "__pycache__").mkdir()
+    (site / "newpkg" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"x")
+    assert bk.drift(before, after3, b2) == []
+    (site / "newpkg" / "my_notes.py").write_text("# the user's\n")
+    (site / "newpkg" / "sub").mkdir()
+    assert bk.drift(before, after3, b2) == [str(site / "newpkg" / "my_notes.py"), str(site / "newpkg" / "sub")]
 
 
 def test_backups_are_hard_links_where_possible(tmp_path):

@@ -44,3 +44,15 @@ def test_a_child_that_already_exited_needs_no_descriptor():
     proc.wait()
     waiter = ExitWaiter(proc)
     assert waiter._fd is None and waiter.wait(0) is True
+
+
+def test_a_huge_timeout_is_waited_in_bounded_steps():
+    """`check --timeout 5e9` reached select() with a value past time_t (OverflowError, exit 2; review finding)."""
+    proc = _child("import sys; sys.stdin.read()")
+    waiter = ExitWaiter(proc)
+    try:
+        assert proc.stdin is not None
+        proc.stdin.close()  # it ends soon, while wait() is already waiting
+        assert waiter.wait(5e9) is True and proc.returncode == 0
+    finally:
+        waiter.close()

@@ -103,6 +103,41 @@ def test_a_changed_loaded_file_means_a_fresh_probe(env, changed):
         hold.close()
 
 
+@pytest.mark.parametrize("added", ["a module import torch looked for", "a second copy of one it loaded"])
+def test_a_new_module_that_changes_import_torch_means_a_fresh_probe(env, tmp_path, added):
+    """No file the held process loaded changes, yet a fresh `import torch` would differ: torch 2.13 looks for
+    pydot at import (torch/fx/passes/graph_drawer.py: HAS_PYDOT) and remembers it is absent; a copy of a module
+    it loaded, earlier on sys.path, would be the one a fresh process imports (review finding: a held round
+    failed a statement a fresh process passes)."""
+    target = Target(str(env / "bin" / "python"), "--python")
+    sp = site_packages(env)
+    hold = Holder()
+    try:
+        collect_verified(target, [], timeout=120, hold=hold)
+        pid = held_pid(hold)
+        if added.startswith("a module"):
+            (sp / "pydot.py").write_text("class Dot:\n    pass\n")
+            stmt = "import torch.fx.passes.graph_drawer as g; assert g.HAS_PYDOT"
+        else:
+            # typing_extensions: loaded by `import torch` from site-packages; a copy in a .pth path line's
+            # directory would come later on sys.path, so put one where the path finder looks first for it
+            assert (sp / "typing_extensions.py").exists()
+            early = tmp_path / "early"
+            early.mkdir()
+            (early / "typing_extensions.py").write_text("EDHELD_COPY = True\n" + (
+                sp / "typing_extensions.py").read_text())
+            (sp / "aaa_edheld.pth").write_text("import sys; sys.path.insert(0, %r)\n" % str(early))
+            stmt = "import typing_extensions as t; assert t.EDHELD_COPY"
+        again, got = collect_verified(target, [stmt], timeout=120, hold=hold)
+        fresh, got_fresh = collect_verified(target, [stmt], timeout=120)
+        assert got_fresh[stmt].status == "ok", got_fresh[stmt]
+        assert again.load_probes is not None and not again.load_probes.reused
+        assert got[stmt].status == "ok", got[stmt]
+        assert not alive(pid)
+    finally:
+        hold.close()
+
+
 def test_without_torch_nothing_is_held(tmp_path):
     target = Target(str(real_env("bare") / "bin" / "python"), "--python")
     hold = Holder()

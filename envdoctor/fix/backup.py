@@ -287,12 +287,27 @@ def recreate_dirs(before: Manifest) -> list[str]:
     return problems
 
 
+def _derived_bytecode(path: str, after: Manifest) -> bool:
+    """Byte-code Python writes later for a module the fix installed (its `__pycache__` and `.pyc` files)."""
+    d, name = os.path.split(path)
+    if name == "__pycache__":
+        return d in after
+    if os.path.basename(d) != "__pycache__" or not name.endswith(".pyc"):
+        return False
+    return os.path.join(os.path.dirname(d), name.split(".", 1)[0] + ".py") in after
+
+
 def drift(before: Manifest, after: Manifest, backup: Backup) -> list[str]:
-    """What changed in the environment since `after` (a committed fix), among the paths an undo touches."""
+    """What changed in the environment since `after` (a committed fix), among the paths an undo touches:
+    the paths it wrote, and anything new inside a directory it created (undo removes that directory)."""
     out = []
-    for p in set(after) - set(before):
+    added = set(after) - set(before)
+    for p in added:
         if not _same(entry_of(p), after[p]):
             out.append(p)
+    for top in sorted(p for p in added if after[p][0] == "d" and os.path.dirname(p) not in added):
+        if os.path.isdir(top) and not os.path.islink(top):
+            out += [p for p in scan(Roots((top,))) if p not in after and not _derived_bytecode(p, after)]
     for p in backup.index:
         expect = after.get(p)
         cur = entry_of(p)
@@ -308,7 +323,7 @@ def undo_to(before: Manifest, after: Manifest, roots: Roots, backup: Backup) -> 
     added_dirs = {p for p in added if after[p][0] == "d"}
     for p in added:
         try:
-            _remove(p)  # a directory the fix created goes with whatever appeared in it since
+            _remove(p)  # a directory the fix created: drift() refused the undo if anything but byte-code appeared in it
         except OSError as exc:
             failed.append((p, exc))
     # byte-code that Python wrote later for modules the fix added, outside directories it created

@@ -122,19 +122,36 @@ def in_flight(intent: list[dict[str, Any]]) -> dict[str, list[State]]:
             states.setdefault(s, ANY)
         for p, s in states.items():
             out.setdefault(p, []).append(s)
-        if w.get("wheel"):  # the one file pip was writing when it was killed may be cut short
-            for row in w["record"]:
-                if row and row[0] and not row[0].endswith("/RECORD"):
-                    out.setdefault(os.path.normpath(os.path.join(root, row[0])), []).append(
-                        ["p", w["wheel"], row[0]])
+        last = _last_copied(w["wheel"], root) if w.get("wheel") else None
+        if last is not None:  # the one file pip was copying when it was killed may be cut short
+            out.setdefault(last[0], []).append(["p", w["wheel"], last[1]])
     return out
 
 
+def _last_copied(wheel: str, root: str) -> Optional[tuple[str, str]]:
+    """(path, member) of the last file of the wheel's root scheme, in the archive's order (pip copies them in
+    that order), that exists now: the one pip was copying when it was killed. None if none can be read."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            names = zf.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return None
+    for member in reversed(names):
+        if member.endswith("/") or member.split("/", 1)[0].endswith(".data"):
+            continue
+        path = os.path.normpath(os.path.join(root, member))
+        if os.path.lexists(path):
+            return path, member
+    return None
+
+
 def cut_off(path: str, states: list[State]) -> bool:
-    """`path` is a file pip was writing when it was killed: its bytes are a proper prefix of the wheel's
-    member it was copying. pip writes each file of a wheel in place (open, copy, close), and it dies with
-    envdoctor, so a kill -9 can leave the one file it was copying short (even empty). Only the wheel's own
-    bytes count: a file with anything else in it is not pip's."""
+    """`path` is the file pip was writing when it was killed (the last one of its wheel present, in_flight)
+    and its bytes are a proper prefix of that member. pip writes each file of a wheel in place (open, copy,
+    close), and it dies with envdoctor, so a kill -9 can leave the one file it was copying short (even
+    empty). Only the wheel's own bytes count: a file with anything else in it is not pip's."""
     import zipfile
 
     parts = [s for s in states if s and s[0] == "p"]

@@ -14,6 +14,9 @@ import subprocess
 from typing import Optional
 
 
+MAX_WAIT = 3600.0  # one wait at most; `--timeout 5e9` overflowed select's time_t
+
+
 class ExitWaiter:
     """One child's exit: `wait(seconds)` returns True once it has exited (not reaped: call proc.poll())."""
 
@@ -30,11 +33,14 @@ class ExitWaiter:
     def wait(self, seconds: float) -> bool:
         if self.proc.poll() is not None:
             return True
+        seconds = min(max(0.0, seconds), MAX_WAIT)  # the caller loops; poll() takes no huge value
         if self._fd is not None:
-            select.select([self._fd], [], [], max(0.0, seconds))  # readable once the process has exited
+            poller = select.poll()  # not select(): it fails for a descriptor >= 1024
+            poller.register(self._fd, select.POLLIN)
+            poller.poll(int(seconds * 1000) + 1)  # readable once the process has exited
             return self.proc.poll() is not None
         try:
-            self.proc.wait(timeout=max(0.0, seconds))
+            self.proc.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
             return False
         return True

@@ -34,9 +34,7 @@ import sys
 import time
 import traceback
 
-# A child that outlives its deadline by this much is killed outright
-# (faulthandler's watchdog normally ends it first, with a stack dump).
-KILL_GRACE = 3.0
+KILL_GRACE = 3.0  # a child this late past its deadline is killed (faulthandler's watchdog normally ends it first)
 
 
 def sibling(name):
@@ -307,8 +305,10 @@ def signal_name(num):
 def run_components(out_dir, timeout, use_fork, statements=(), hold=False):
     rec = Recorder(os.path.join(out_dir, "torch.json"), "torch")
     torch = None
+    looks = sibling("probe_hold").Lookups() if hold and use_fork else None  # what `import torch` looked for
     if installed("torch"):
-        torch = with_watchdog(timeout, lambda: rec.stage("torch", importer("torch")))
+        imp = lambda: rec.stage("torch", importer("torch"))  # noqa: E731
+        torch = with_watchdog(timeout, (lambda: looks.during(imp)) if looks else imp)
         if torch is not None:
             torch_static_facts(rec, torch)
     else:
@@ -319,7 +319,7 @@ def run_components(out_dir, timeout, use_fork, statements=(), hold=False):
     if hold and use_fork and torch is not None:
         # fix's verification: more rounds of the dependent probes, forked from this very import
         sibling("probe_hold").serve(rec, out_dir, write_json, lambda new_dir, statements: run_dependents(
-            rec, new_dir, timeout, True, torch, statements))
+            rec, new_dir, timeout, True, torch, statements), looks)
 
 
 def run_dependents(rec, out_dir, timeout, use_fork, torch, statements):  # all but torch: forked if use_fork

@@ -7,7 +7,9 @@ line on stdin. A forked child of it is then what a fresh process would be, provi
 nothing this process had loaded: every module file and mapped shared object is compared with its state
 when the round ended, and so is every .pth file of the site directories. Any difference (the fix
 reinstalled torch, or replaced a .pth file whose lines already ran here) makes the process say `stale`
-and exit: the caller then probes afresh. A .pth file that is new is run here as site would have run it at
+and exit: the caller then probes afresh. So does a new file that would change what `import torch` did
+here: a module it looked for in vain (Lookups) that is found now, or a module it loaded that is found in
+another file now. A .pth file that is new is run here as site would have run it at
 start-up (its path lines added, its import lines executed), and the import system forgets what it cached
 about the directories, so the children find what was installed.
 """
@@ -75,24 +77,92 @@ def pth_files(dirs):
     return out
 
 
+class Lookups(object):
+    """--hold: a pass-through finder first on sys.meta_path while `import torch` runs, noting every module name
+    looked for. One looked for and not found then (torch's `try: import pydot`) that an install adds would have
+    changed what `import torch` did, though no file this process loaded changes (Baseline.found_now)."""
+
+    def __init__(self):
+        self.names = set()
+        self.missing = set()
+
+    def find_spec(self, fullname, path=None, target=None):
+        self.names.add(fullname)
+        return None
+
+    def during(self, fn):
+        sys.meta_path.insert(0, self)
+        try:
+            return fn()
+        finally:
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            self.missing = set(n for n in self.names if n not in sys.modules)
+
+
+def found_now(name):
+    """Where the path-based import system would find `name` now (None: nowhere), without importing anything:
+    a submodule only under a package this process has loaded."""
+    from importlib.machinery import PathFinder
+
+    parent = name.rpartition(".")[0]
+    path = None
+    if parent:
+        path = getattr(sys.modules.get(parent), "__path__", None)
+        if path is None:
+            return None
+    try:
+        spec = PathFinder.find_spec(name, path)
+    except (ImportError, ValueError, OSError):
+        return None
+    return (spec.origin or "namespace") if spec is not None else None
+
+
+def same_file(a, b):
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
 class Baseline(object):
     """What this process has loaded and run, as the files were when the first round ended."""
 
-    def __init__(self):
+    def __init__(self, lookups=None):
         self.dirs = site_dirs()
-        self.files = dict((p, file_state(p)) for p in loaded_files())
+        self.files = {}
+        self.deleted = []  # mapped files already gone: this process runs code no fresh one can load
+        for path in loaded_files():
+            self.files[path] = file_state(path)
+            if path.endswith(" (deleted)") and ".so" in os.path.basename(path):  # not memfd or SysV shm
+                self.deleted.append(path)
         self.pth = pth_files(self.dirs)
         self.replayed = set()
+        self.missing = sorted((lookups.missing if lookups else set()) | set(
+            n for n in ("sitecustomize", "usercustomize") if n not in sys.modules))
+        forget_import_caches()
+        # where the path finds each top-level module this process has loaded (None, or not the loaded file:
+        # a module served by another finder, e.g. an editable install's; only a change of this counts)
+        self.tops = dict((n, found_now(n)) for n, m in list(sys.modules.items())
+                         if "." not in n and isinstance(getattr(m, "__file__", None), str))
 
     def changes(self):
-        """The files that differ now: any one means a fresh process would not be this one."""
-        out = []
+        """The loaded and run files that differ now: any one means a fresh process would not be this one."""
+        out = list(self.deleted)
         for path, state in sorted(self.files.items()):
             if state is not None and file_state(path) != state:
                 out.append(path)
         for path, state in sorted(self.pth.items()):
             if file_state(path) != state:
                 out.append(path)
+        return out
+
+    def found_elsewhere(self):
+        """After the new .pth files ran: a module this process looked for in vain that is there now, and a
+        top-level module it loaded that the path now finds elsewhere (a new copy earlier on sys.path)."""
+        forget_import_caches()
+        out = ["%s (now found: %s)" % (n, found_now(n)) for n in self.missing if found_now(n)]
+        for name, then in sorted(self.tops.items()):
+            where = found_now(name)
+            if where != then and not (where and then and same_file(where, then)):
+                out.append("%s (now found: %s)" % (name, where))
         return out
 
     def run_new_pth_files(self):
@@ -114,20 +184,23 @@ def forget_import_caches():
             del sys.path_importer_cache[key]
 
 
-def serve(rec, out_dir, write_json, run_round):
+def serve(rec, out_dir, write_json, run_round, lookups=None):
     """Each line on stdin ({"out": DIR, "verify": [STATEMENT...]}) is one more round: run_round(DIR,
     statements) forks the dependent probes into DIR, then DIR/held.json says it is complete (or
-    DIR/stale.json says this process cannot stand for a fresh one, and it exits). EOF ends it."""
-    baseline = Baseline()
+    DIR/stale.json says this process cannot stand for a fresh one, and it exits). EOF ends it.
+    `lookups`: the names `import torch` looked for (Lookups)."""
+    baseline = Baseline(lookups)
     write_json(os.path.join(out_dir, "held.json"), {"pid": os.getpid()})
     for line in iter(sys.stdin.readline, ""):
         request = json.loads(line)
         new_dir = request["out"]
         changed = baseline.changes()
+        if not changed:
+            baseline.run_new_pth_files()  # as site would have, before anything is looked up
+            changed = baseline.found_elsewhere()
         if changed:
             write_json(os.path.join(new_dir, "stale.json"), {"changed": changed[:20]})
             return
-        baseline.run_new_pth_files()
         forget_import_caches()
         rec.path = os.path.join(new_dir, "torch.json")  # this process's own record, as it stands
         rec.flush()
