@@ -287,14 +287,12 @@ def recreate_dirs(before: Manifest) -> list[str]:
     return problems
 
 
-def _derived_bytecode(path: str, after: Manifest) -> bool:
-    """Byte-code Python writes later for a module the fix installed (its `__pycache__` and `.pyc` files)."""
+def derived_bytecode(path: str, modules: Iterable[str]) -> bool:
+    """`path` is byte-code Python writes later for one of `modules` (paths of .py files; a set or a manifest)."""
     d, name = os.path.split(path)
-    if name == "__pycache__":
-        return d in after
     if os.path.basename(d) != "__pycache__" or not name.endswith(".pyc"):
         return False
-    return os.path.join(os.path.dirname(d), name.split(".", 1)[0] + ".py") in after
+    return os.path.join(os.path.dirname(d), name.split(".", 1)[0] + ".py") in modules
 
 
 def drift(before: Manifest, after: Manifest, backup: Backup) -> list[str]:
@@ -307,7 +305,9 @@ def drift(before: Manifest, after: Manifest, backup: Backup) -> list[str]:
             out.append(p)
     for top in sorted(p for p in added if after[p][0] == "d" and os.path.dirname(p) not in added):
         if os.path.isdir(top) and not os.path.islink(top):
-            out += [p for p in scan(Roots((top,))) if p not in after and not _derived_bytecode(p, after)]
+            # byte-code Python wrote since for the fix's modules (and its __pycache__ directories) is not drift
+            out += [p for p in scan(Roots((top,))) if p not in after and not derived_bytecode(p, after)
+                    and not (os.path.basename(p) == "__pycache__" and os.path.dirname(p) in after)]
     for p in backup.index:
         expect = after.get(p)
         cur = entry_of(p)

@@ -148,14 +148,6 @@ def _pip_stash(path: str, roots: bk.Roots) -> bool:
     return any(path.startswith(r + os.sep) for r in roots.recursive) and _top(path, roots).startswith("~")
 
 
-def _derived_bytecode(path: str, gone: set[str]) -> bool:
-    """Byte-code Python wrote later for a module the transaction added (and that is being removed)."""
-    d, name = os.path.split(path)
-    if os.path.basename(d) != "__pycache__" or not name.endswith(".pyc"):
-        return False
-    return os.path.join(os.path.dirname(d), name.split(".", 1)[0] + ".py") in gone
-
-
 def _pip_temp_file(path: str, written: set[str]) -> bool:
     """pip writes some files of a wheel (INSTALLER, RECORD, REQUESTED) through a temporary file beside them,
     `<name>` + 8 random characters + `.tmp`, then renames it. A pip killed in between (it dies with
@@ -164,7 +156,7 @@ def _pip_temp_file(path: str, written: set[str]) -> bool:
     stem, dot, digits = name.rpartition(".")
     if stem.endswith(".pyc") and dot and digits.isdigit():
         # byte-code pip was compiling: Python writes `<name>.pyc.<number>` first, then renames it
-        return os.path.join(d, stem) in written or _derived_bytecode(os.path.join(d, stem), written)
+        return os.path.join(d, stem) in written or bk.derived_bytecode(os.path.join(d, stem), written)
     if not name.endswith(".tmp"):
         return False
     return any(name[:-12] == os.path.basename(w) and os.path.dirname(w) == d for w in written) and len(name) > 12
@@ -199,7 +191,7 @@ def assess(j: Journal, on_conflict: Optional[str] = None) -> Assessment:
         if p in states:
             continue
         if p not in before:
-            if _derived_bytecode(p, gone) or _pip_temp_file(p, set(states)):
+            if bk.derived_bytecode(p, gone) or _pip_temp_file(p, set(states)):
                 a.delete.append(p)
                 continue
         elif bk._same(before[p], e):
