@@ -106,10 +106,10 @@ def torch_choice(report: Report, tables: Optional[Tables], component: str, versi
                  reason: str, with_torchvision: bool = False) -> FixChoice:
     """torch `version`'s build for `cuda` (None: the CPU build), from PyTorch's index of that variant (the
     [[pytorch_index]] row), with the torchvision that pairs with it when asked; no version (or no tables): the
-    latest torch from the default index. Off macOS the pins carry the variant's local tag (+cu118, +cpu: every
-    wheel of those indexes has one), so pip replaces another build of the same version and brings the new
-    build's dependencies (nvidia-*); pins equal to what is installed (the same build again) replace only those
-    distributions' files (REPLACE)."""
+    latest torch from the default index. The pins carry the variant's local tag (+cu118, +cpu) where PyTorch's
+    wheels have one, so pip replaces another build of the same version and brings the new build's
+    dependencies (nvidia-*); a pin equal to what is installed (the same build again, or an untagged pin of its
+    version) replaces only those distributions' files (REPLACE)."""
     python, os_ = _target(report)
     if not version or tables is None:
         return FixChoice(strategy="torch", component=component, python=python, os=os_,

@@ -47,12 +47,12 @@ def plan_torch(report: Report, tables: Tables, opts: PlanOptions, plan: Plan, co
             _torch_choice_actions(report, opts, plan, component, _as_changed(fx.choice, opts), dist_names)
 
 
-def _torch_verify(specs: list[str], dist_names: set[str]) -> tuple[bool, Verify]:
+def _torch_verify(specs: list[str], dist_names: set[str]) -> Verify:
     names = {norm_name(re.split(r"[<>=!~\[; ]", s, maxsplit=1)[0]) for s in specs}
     if names & dist_names:
-        return True, Verify(description="fresh probe: `import mmcv._ext` loads; `import mmcv.ops` runs",
-                            components_ok=["mmcv", "mmcv._ext"], imports=["import mmcv.ops"])
-    return False, Verify(description="fresh probe: torch loads", components_ok=["torch"])
+        return Verify(description="fresh probe: `import mmcv._ext` loads; `import mmcv.ops` runs",
+                      components_ok=["mmcv", "mmcv._ext"], imports=["import mmcv.ops"])
+    return Verify(description="fresh probe: torch loads", components_ok=["torch"])
 
 
 def _torch_choice_actions(report: Report, opts: PlanOptions, plan: Plan, component: str, choice: FixChoice,
@@ -67,7 +67,7 @@ def _torch_choice_actions(report: Report, opts: PlanOptions, plan: Plan, compone
     for i, step in enumerate(choice.installs):
         specs = list(step.requirements)
         remove = list(choice.remove) if i == 0 else []
-        _, verify = _torch_verify(specs, dist_names)
+        verify = _torch_verify(specs, dist_names)
         plan.actions.append(Action(
             kind="torch", component=component,
             title=("change torch: install " if first and i == 0 else "then install ") + " ".join(specs),

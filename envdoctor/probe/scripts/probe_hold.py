@@ -157,8 +157,12 @@ class Baseline(object):
     def found_elsewhere(self):
         """After the new .pth files ran: a module this process looked for in vain that is there now, and a
         top-level module it loaded that the path now finds elsewhere (a new copy earlier on sys.path)."""
-        forget_import_caches()
-        out = ["%s (now found: %s)" % (n, found_now(n)) for n in self.missing if found_now(n)]
+        forget_import_caches()  # the children then find what was installed, too
+        out = []
+        for name in self.missing:
+            where = found_now(name)
+            if where:
+                out.append("%s (now found: %s)" % (name, where))
         for name, then in sorted(self.tops.items()):
             where = found_now(name)
             if where != then and not (where and then and same_file(where, then)):
@@ -201,7 +205,6 @@ def serve(rec, out_dir, write_json, run_round, lookups=None):
         if changed:
             write_json(os.path.join(new_dir, "stale.json"), {"changed": changed[:20]})
             return
-        forget_import_caches()
         rec.path = os.path.join(new_dir, "torch.json")  # this process's own record, as it stands
         rec.flush()
         run_round(new_dir, list(request.get("verify") or []))
