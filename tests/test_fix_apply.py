@@ -450,8 +450,13 @@ def test_e2e_mmcv_lite_compat_then_undo(tmp_path):
     h, listing = snapshot(site)
     stmt = "from mmcv.ops import ModulatedDeformConv2dPack"
     assert py(env, stmt).returncode != 0
-    proc = fix(env, "--apply", "--yes", "--strategy", "compat", timeout=600)
+    proc = fix(env, "--apply", "--yes", "--strategy", "compat", "--format", "json", timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    # verified by a round forked from the before-probe's `import torch`, warmed with mmengine.model & co while
+    # pip ran (nothing the warm-up loaded or looked for made it stale: torch.utils._cxx_pytree, found but
+    # failing without optree, once did)
+    assert data["fix"]["result"]["status"] == "verified" and data["load_probes"]["reused"] is True
     ok = py(env, stmt + "; import torch; m = ModulatedDeformConv2dPack(2, 2, 3, padding=1); "
                         "print(tuple(m(torch.zeros(1, 2, 5, 5)).shape))")
     assert ok.returncode == 0, ok.stderr

@@ -7,8 +7,10 @@ the cache is never written). Each reused round is compared with a fresh probe of
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -147,5 +149,69 @@ def test_without_torch_nothing_is_held(tmp_path):
         assert hold.loads is None or hold.loads.held is None or hold.loads.held.run is None
         again, got = collect_verified(target, ["import json"], timeout=60, hold=hold)
         assert got["import json"].status == "ok" and again.load_probes is not None and not again.load_probes.reused
+    finally:
+        hold.close()
+
+
+def _warm_package(sp: Path, heavy: str = "HEAVY = 1\n") -> None:
+    """edwarm (the statements' package) imports edwarm_dep.heavy at import and edwarm_lazy only in a function."""
+    (sp / "edwarm").mkdir()
+    (sp / "edwarm" / "__init__.py").write_text("from .ops import f\n")
+    (sp / "edwarm" / "ops.py").write_text("import edwarm_dep.heavy\n\ndef f():\n    import edwarm_lazy\n")
+    (sp / "edwarm_dep").mkdir()
+    (sp / "edwarm_dep" / "__init__.py").write_text("")
+    (sp / "edwarm_dep" / "heavy.py").write_text(heavy)
+    (sp / "edwarm_lazy.py").write_text("")
+
+
+# true only in a child of a process that imported edwarm_dep.heavy (the warm-up) and not edwarm itself
+WARMED = ("import sys; assert 'edwarm_dep.heavy' in sys.modules and 'edwarm' not in sys.modules "
+          "and 'edwarm_lazy' not in sys.modules")
+
+
+def test_the_warm_up_imports_what_the_statements_need_from_other_packages(env):
+    target = Target(str(env / "bin" / "python"), "--python")
+    sp = site_packages(env)
+    _warm_package(sp)
+    hold = Holder()
+    try:
+        collect_verified(target, [], timeout=120, hold=hold)
+        pid = held_pid(hold)
+        assert hold.warm(["import edwarm"], avoid=[str(sp / "edwarm")])
+        again, got = collect_verified(target, [WARMED, "import edwarm"], timeout=120, hold=hold)
+        assert again.load_probes is not None and again.load_probes.reused and held_pid(hold) == pid
+        assert {s: r.status for s, r in got.items()} == {WARMED: "ok", "import edwarm": "ok"}
+        # a fresh process has imported nothing before the statement: the first one fails there
+        _, fresh = collect_verified(target, [WARMED, "import edwarm"], timeout=120)
+        assert {s: r.status for s, r in fresh.items()} == {WARMED: "import_error", "import edwarm": "ok"}
+    finally:
+        hold.close()
+
+
+@pytest.mark.parametrize("case", ["it loads what the install changes", "an import raises", "a warmed file changes"])
+def test_a_warm_up_that_cannot_stand_for_a_fresh_import_means_a_fresh_probe(env, case):
+    target = Target(str(env / "bin" / "python"), "--python")
+    sp = site_packages(env)
+    _warm_package(sp, "raise RuntimeError('edwarm_dep fails')\n" if case == "an import raises" else "HEAVY = 1\n")
+    hold = Holder()
+    try:
+        collect_verified(target, [], timeout=120, hold=hold)
+        pid = held_pid(hold)
+        avoid = [str(sp / "edwarm"), str(sp / "edwarm_dep")] if case.startswith("it loads") else []
+        assert hold.warm(["import edwarm"], avoid=avoid)
+        if case == "a warmed file changes":
+            # changed after the warm-up read it (it says it is done in warm.json)
+            done = Path(hold.loads.held.run.out_dir) / "warm.json"  # type: ignore[union-attr]
+            deadline = time.monotonic() + 60
+            while not done.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert json.loads(done.read_text())["imported"] >= 2  # edwarm_dep, edwarm_dep.heavy
+            (sp / "edwarm_dep" / "heavy.py").write_text("HEAVY = 2\n")
+        stmt = "import edwarm_dep.heavy as h; assert h.HEAVY == 1"
+        again, got = collect_verified(target, [stmt], timeout=120, hold=hold)
+        _, fresh = collect_verified(target, [stmt], timeout=120)
+        assert again.load_probes is not None and not again.load_probes.reused
+        assert got[stmt].status == fresh[stmt].status == ("ok" if case.startswith("it loads") else "import_error")
+        assert not alive(pid)
     finally:
         hold.close()

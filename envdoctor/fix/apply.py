@@ -33,7 +33,7 @@ from envdoctor.fix.journal import Journal
 from envdoctor.fix.lock import EnvLock
 from envdoctor.fix.pip_runner import Pip
 from envdoctor.fix.plan import Plan
-from envdoctor.fix.prepare import prepare, touched_paths
+from envdoctor.fix.prepare import prepare, touched_paths, written_tops
 from envdoctor.fix.result import FixFailed, FixResult
 from envdoctor.fix.undo import prune_committed
 from envdoctor.fix.verify import statements, verify
@@ -42,6 +42,8 @@ from envdoctor.probe import TargetInfo
 
 Echo = Callable[[str], None]
 VerifyProbe = Callable[[list[str]], "tuple[Report, dict[str, LoadResult]]"]
+# the verification's warm-up (probe.Holder.warm): the statements, and the paths the install writes or removes
+Warm = Callable[[list[str], list[str]], object]
 
 
 def _quiet(_: str) -> None:
@@ -75,10 +77,12 @@ def _rollback_words(done: dict[str, Any]) -> str:
 
 
 def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, allow_torch: bool,
-               probe: VerifyProbe, timeout: float, echo: Echo = _quiet) -> tuple[FixResult, Optional[Report]]:
+               probe: VerifyProbe, timeout: float, echo: Echo = _quiet, warm: Optional[Warm] = None
+               ) -> tuple[FixResult, Optional[Report]]:
     """Run the plan's actions as one transaction. The caller holds `lock`. `probe(statements)` is the
     verification: one fresh pass of the pipeline that also runs the statements (the after-report and how
-    each statement went)."""
+    each statement went). `warm(statements, avoid)`, once the wheels are known: the verification may import
+    the statements' other packages while the install runs (never from `avoid`)."""
     state = lock.state
     user = any(a.user_site for a in plan.runnable)
     roots = roots_for(info, state, user)
@@ -99,6 +103,9 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
         to_back, roots = touched_paths(prepared, report, info, roots)
         j.set(roots=roots.to_dict())
         j.step("prepare", "end", wheels=[w.name for p in prepared for w in p.wheels])
+        if warm is not None:
+            removed = [t for p in prepared for d in p.action.remove for t in sum(dist_paths(d, roots), [])]
+            warm(statements(plan), sorted(set(to_back) | set(removed) | set(written_tops(prepared, info, roots))))
 
         j.step("manifest")
         before = bk.scan(roots)

@@ -138,3 +138,9 @@ def touched_paths(prepared: list[Prepared], report: Report, info: TargetInfo,
                     to_back.add(o)
     new_roots = bk.Roots(roots.recursive, roots.flat, tuple(sorted(extra)), roots.exclude)
     return sorted(to_back), new_roots
+
+
+def written_tops(prepared: list[Prepared], info: TargetInfo, roots: bk.Roots) -> list[str]:
+    """The top-level paths the wheels write (directories, or files directly in site-packages)."""
+    return sorted({top_path(os.path.normpath(str(t)), roots)[0]
+                   for p in prepared for w in p.wheels for t in wheel_targets(w, info.paths, info.windows)})

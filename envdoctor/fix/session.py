@@ -204,7 +204,8 @@ class Session:
                     return after.report, after.verified
 
                 result, after = apply_plan(plan, report, info, lock, allow_torch=opts.allow_torch_change,
-                                           probe=verification, timeout=opts.timeout, echo=self.echo)
+                                           probe=verification, timeout=opts.timeout, echo=self.echo,
+                                           warm=self.hold.warm if self.hold is not None else None)
                 fix["applied"] = True
                 fix["result"] = result.to_dict()
                 self.out.write(summary_text(fix["result"], report, after))

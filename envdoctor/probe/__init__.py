@@ -49,6 +49,12 @@ class Holder:
     def __init__(self) -> None:
         self.loads: Optional[LoadRun] = None
 
+    def warm(self, statements: list[str], avoid: list[str]) -> bool:
+        """The held process imports, while the install runs, what `statements` will need from other packages
+        (probe/held.py); False: nothing is held."""
+        held = self.loads.held if self.loads is not None else None
+        return held is not None and held.warm(statements, avoid)
+
     def close(self) -> None:
         if self.loads is not None and self.loads.held is not None:
             self.loads.held.close()

@@ -61,6 +61,21 @@ class HeldProbe:
         self.started = time.monotonic()
         return True
 
+    def warm(self, statements: list[str], avoid: list[str]) -> bool:
+        """Ask the held process to import, while the install runs, the other packages' modules `statements`
+        will import (never from a path in `avoid`: what the install writes or removes); the next round waits
+        for it. False: no process is held."""
+        run = self.run
+        if run is None or run.proc.poll() is not None or run.proc.stdin is None or not statements:
+            return False
+        try:
+            run.proc.stdin.write((json.dumps({"warm": statements, "avoid": avoid}) + "\n").encode())
+            run.proc.stdin.flush()
+        except OSError:
+            self.close()
+            return False
+        return True
+
     def wait_round(self, tick: Optional[Tick] = None) -> Optional[ScriptRun]:
         """The round asked for, or None: the process could not stand for a fresh one (self.stale says why),
         died, or passed the deadline; it is ended then."""

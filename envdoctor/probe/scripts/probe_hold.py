@@ -80,11 +80,14 @@ def pth_files(dirs):
 class Lookups(object):
     """--hold: a pass-through finder first on sys.meta_path while `import torch` runs, noting every module name
     looked for. One looked for and not found then (torch's `try: import pydot`) that an install adds would have
-    changed what `import torch` did, though no file this process loaded changes (Baseline.found_now)."""
+    changed what `import torch` did, though no file this process loaded changes (Baseline.found_now). One found
+    but not imported (its code raised ImportError: torch.utils._cxx_pytree without optree) is a file it ran,
+    watched as the loaded ones are."""
 
     def __init__(self):
         self.names = set()
         self.missing = set()
+        self.failed = set()  # the files of modules found but not imported (their code raised ImportError)
 
     def find_spec(self, fullname, path=None, target=None):
         self.names.add(fullname)
@@ -97,7 +100,13 @@ class Lookups(object):
         finally:
             if self in sys.meta_path:
                 sys.meta_path.remove(self)
-            self.missing = set(n for n in self.names if n not in sys.modules)
+            for name in self.names:
+                if name not in sys.modules:
+                    where = found_now(name)
+                    if where is None:
+                        self.missing.add(name)
+                    elif where != "namespace":
+                        self.failed.add(where)
 
 
 def found_now(name):
@@ -129,7 +138,7 @@ class Baseline(object):
         self.dirs = site_dirs()
         self.files = {}
         self.deleted = []  # mapped files already gone: this process runs code no fresh one can load
-        for path in loaded_files():
+        for path in loaded_files() | (lookups.failed if lookups else set()):
             self.files[path] = file_state(path)
             if path.endswith(" (deleted)") and ".so" in os.path.basename(path):  # not memfd or SysV shm
                 self.deleted.append(path)
@@ -142,6 +151,20 @@ class Baseline(object):
         # a module served by another finder, e.g. an editable install's; only a change of this counts)
         self.tops = dict((n, found_now(n)) for n, m in list(sys.modules.items())
                          if "." not in n and isinstance(getattr(m, "__file__", None), str))
+
+    def extend(self, lookups):
+        """Take in what a warm-up loaded (its files as they are now, its top-level modules, the names it looked
+        for in vain); the .pth files stay as they were when the first round ended."""
+        for path in loaded_files() | lookups.failed:
+            if path not in self.files:
+                self.files[path] = file_state(path)
+                if path.endswith(" (deleted)") and ".so" in os.path.basename(path):
+                    self.deleted.append(path)
+        self.missing = sorted(set(self.missing) | lookups.missing)
+        forget_import_caches()
+        for name, module in list(sys.modules.items()):
+            if "." not in name and name not in self.tops and isinstance(getattr(module, "__file__", None), str):
+                self.tops[name] = found_now(name)
 
     def changes(self):
         """The loaded and run files that differ now: any one means a fresh process would not be this one."""
@@ -188,17 +211,78 @@ def forget_import_caches():
             del sys.path_importer_cache[key]
 
 
+def helper(name):
+    """A module beside this file, loaded from its file (this directory is never put on sys.path)."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+    spec = importlib.util.spec_from_file_location("_envdoctor_" + name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def under(path, roots):
+    path = os.path.normcase(os.path.abspath(path))
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def warm(request, baseline):
+    """Import, while the install runs, the other packages' modules the verify statements will import
+    (import_closure.py): the next round's children then start with them, as they start with torch. Never one
+    of the statements' own packages, nor one from a path the install writes or removes (`avoid`). Returns why
+    this process can no longer stand for a fresh one (an import failed other than by ImportError, or loaded
+    something the install may change), or None."""
+    statements = list(request.get("warm") or [])
+    closure = helper("import_closure")
+    own = set(m.split(".")[0] for s in statements for m in closure.statement_modules(s))
+    roots = [os.path.normcase(os.path.abspath(p)) for p in request.get("avoid") or []]
+    before = set(sys.modules)
+    lookups = Lookups()
+
+    def run():
+        for name in closure.closure(statements):
+            if name in sys.modules or name.split(".")[0] in own:
+                continue
+            try:
+                importlib.import_module(name)
+            except ImportError:  # a `try: import x` the statements' package has too (Lookups notes it)
+                pass
+            except BaseException as exc:  # SystemExit included: this process ran code a fresh one may not
+                return "warm-up: import %s: %s: %s" % (name, type(exc).__name__, exc)
+        return None
+
+    why = lookups.during(run)
+    new = [n for n in sys.modules if n not in before]
+    for name in new:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if name.split(".")[0] in own:
+            why = why or "warm-up: imported %s" % name
+        elif isinstance(path, str) and under(path, roots):
+            why = why or "warm-up: imported %s from %s, which the install changes" % (name, path)
+    baseline.extend(lookups)
+    return why
+
+
 def serve(rec, out_dir, write_json, run_round, lookups=None):
     """Each line on stdin ({"out": DIR, "verify": [STATEMENT...]}) is one more round: run_round(DIR,
     statements) forks the dependent probes into DIR, then DIR/held.json says it is complete (or
-    DIR/stale.json says this process cannot stand for a fresh one, and it exits). EOF ends it.
+    DIR/stale.json says this process cannot stand for a fresh one, and it exits). A line {"warm":
+    [STATEMENT...], "avoid": [PATH...]} asks for warm() first. EOF ends it.
     `lookups`: the names `import torch` looked for (Lookups)."""
     baseline = Baseline(lookups)
     write_json(os.path.join(out_dir, "held.json"), {"pid": os.getpid()})
+    tainted = None
     for line in iter(sys.stdin.readline, ""):
         request = json.loads(line)
+        if "warm" in request:
+            if tainted is None:
+                count = len(sys.modules)
+                tainted = warm(request, baseline)
+                write_json(os.path.join(out_dir, "warm.json"), {"imported": len(sys.modules) - count,
+                                                                 "stale": tainted})
+            continue
         new_dir = request["out"]
-        changed = baseline.changes()
+        changed = [tainted] if tainted else baseline.changes()
         if not changed:
             baseline.run_new_pth_files()  # as site would have, before anything is looked up
             changed = baseline.found_elsewhere()
