@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from envdoctor.facts import Component, Fix, Report
-from envdoctor.fix.plan import Plan, PlanOptions
+from envdoctor.fix.plan import Plan, PlanOptions, make_plan
 from envdoctor.fix.plan_torch import plan_torch
+from envdoctor.fix.verify import verify
 from envdoctor.rules import load_tables
 from tests.conftest import ROOT, validate_report
 from tests.diagnosed import diagnosed
@@ -122,3 +123,47 @@ def test_no_local_tag_where_pytorchs_wheels_have_none():
     assert tagged.requirements == ["torch==2.13.0+cpu"] and untagged.requirements == ["torch==2.13.0"]
     assert untagged.installs[0].replace  # pip would otherwise answer "already satisfied" for 2.13.0+cpu
     assert torch_choice(arm, tables, "torch", "2.13.0", "12.6", "r").requirements == ["torch==2.13.0+cu126"]
+
+
+@pytest.mark.parametrize("name,rid", [("linux_driver470_torch212_cu121", "ED102"),
+                                      ("linux_rtx5090_torch251_cu124", "ED103")])
+def test_a_driver_or_gpu_error_plans_the_torch_build_check_advises(name: str, rid: str):
+    """`check` says the build it advises for ED102/ED103 is "applied by `envdoctor fix` only with
+    --allow-torch-change": `fix` plans exactly it (it once planned nothing: only mmcv and torchvision were
+    repaired), verified by the finding being gone."""
+    tables = load_tables()
+    report = diagnosed(_load(name), tables)
+    report = dataclasses.replace(report, packages={**report.packages, "pip": report.packages["torch"]})
+    [(_, fx)] = _torch_fixes(report, {rid})
+    for allow in (False, True):
+        plan = make_plan(report, tables, PlanOptions(allow_torch_change=allow))
+        [problem] = plan.problems
+        assert (problem.component, problem.findings) == ("gpu", [rid])
+        assert [(a.kind, a.component, a.choice) for a in plan.actions] == [("torch", "gpu", fx.choice)]
+        action = plan.actions[0]
+        assert action.commands == fx.commands and action.applies is allow
+        assert action.verify.gone == [rid] and action.verify.components_ok == ["torch"]
+    other = make_plan(report, tables, PlanOptions(strategy="compat", allow_torch_change=True))
+    assert not [a for a in other.actions if a.component == "gpu"]
+    assert any(rid in n and "--strategy auto" in n for n in other.notes)
+
+
+def test_a_warning_of_the_driver_plans_nothing():
+    """ED101 (a CUDA build with no driver: it runs on the CPU) is left as it is."""
+    tables = load_tables()
+    report = diagnosed(_load("linux_torch2141_cu130_tv0280"), tables)
+    assert any(f.id == "ED101" for f in report.findings)
+    plan = make_plan(report, tables, PlanOptions(allow_torch_change=True))
+    assert not [a for a in plan.actions if a.component == "gpu"]
+    assert not [p for p in plan.problems if p.component == "gpu"]
+
+
+def test_the_verification_fails_while_the_finding_is_still_reported():
+    tables = load_tables()
+    report = diagnosed(_load("linux_driver470_torch212_cu121"), tables)
+    report = dataclasses.replace(report, packages={**report.packages, "pip": report.packages["torch"]})
+    plan = make_plan(report, tables, PlanOptions(allow_torch_change=True))
+    assert verify(plan, report, {}, "python", 10) == [
+        f"ED102 is still reported: {next(f.title for f in report.findings if f.id == 'ED102')}"]
+    healed = dataclasses.replace(report, findings=tuple(f for f in report.findings if f.id != "ED102"))
+    assert verify(plan, healed, {}, "python", 10) == []

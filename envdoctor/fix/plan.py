@@ -60,6 +60,7 @@ class Verify:
     absent: list[str] = field(default_factory=list)  # dists that must be gone
     ops: list[str] = field(default_factory=list)  # mmcv ops run with the compiled _ext (probe/ops_verify.py)
     ops_device: str = "auto"  # "auto": the GPU when torch sees one; "cpu": CPU kernels only were built (--cpu)
+    gone: list[str] = field(default_factory=list)  # rule ids the fresh probe's checks must no longer report
 
 
 @dataclass
@@ -348,6 +349,9 @@ def make_plan(report: Report, tables: Tables, opts: PlanOptions) -> Plan:
     plan = Plan(python=report.python.executable, prefix=report.python.prefix, strategy=opts.strategy)
     _plan_torchvision(report, tables, opts, plan)
     _plan_mmcv(report, tables, opts, plan)
+    from envdoctor.fix.plan_torch import plan_gpu
+
+    plan_gpu(report, opts, plan, tables)
     if plan.runnable and "pip" not in report.packages:
         for a in plan.runnable:
             a.applies = False

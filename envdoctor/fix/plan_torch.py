@@ -8,7 +8,7 @@ Kept apart from plan.py (like plan_build.py) so that the planner of the repairs 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from envdoctor import commandline as shell
 from envdoctor.fact_readers import mmcv_dist_names
@@ -47,6 +47,36 @@ def plan_torch(report: Report, tables: Tables, opts: PlanOptions, plan: Plan, co
             _torch_choice_actions(report, opts, plan, component, _as_changed(fx.choice, opts), dist_names)
 
 
+def plan_gpu(report: Report, opts: PlanOptions, plan: Plan, tables: Tables) -> None:
+    """The driver and GPU errors (ED102 driver too old for this CUDA build, ED103 GPU not compiled for): the torch
+    build `check` advises, as any torch change (only with --allow-torch-change), verified by the finding being
+    gone from the fresh probe's checks. Warnings (ED101: a CUDA build on a machine without a driver still runs on
+    the CPU) are left as they are."""
+    errors = [f for f in report.findings if f.component == "gpu" and f.severity == "error"]
+    if not errors:
+        return
+    from envdoctor.fix.plan import Problem
+
+    ids = sorted({f.id for f in errors})
+    plan.problems.append(Problem("gpu", "error", "; ".join(f.title for f in errors), ids))
+    if opts.strategy != "auto":
+        plan.notes.append(f"gpu: {', '.join(ids)} needs a change of torch: planned with --strategy auto "
+                          "(with --allow-torch-change)")
+        return
+    planned = [tuple(a.choice.requirements) for a in plan.actions if a.kind == "torch" and a.choice is not None]
+    fixes = [fx for f in errors for fx in f.fixes if fx.strategy == "torch"]
+    for fx in fixes:
+        if fx.choice is None:
+            plan.notes.append("gpu: a torch change without a choice (a report of an older envdoctor): run it "
+                              "yourself: " + " ; ".join(fx.commands or [fx.description]))
+            continue
+        if tuple(fx.choice.requirements) not in planned:
+            _torch_choice_actions(report, opts, plan, "gpu", _as_changed(fx.choice, opts),
+                                  set(mmcv_dist_names(tables)), gone=ids)
+        return  # the first one `check` prints: a second would replace the same torch again
+    plan.notes.append("gpu: no automatic fix; see `envdoctor check` for the cause and the manual fix")
+
+
 def _torch_verify(specs: list[str], dist_names: set[str]) -> Verify:
     names = {norm_name(re.split(r"[<>=!~\[; ]", s, maxsplit=1)[0]) for s in specs}
     if names & dist_names:
@@ -56,7 +86,7 @@ def _torch_verify(specs: list[str], dist_names: set[str]) -> Verify:
 
 
 def _torch_choice_actions(report: Report, opts: PlanOptions, plan: Plan, component: str, choice: FixChoice,
-                          dist_names: set[str]) -> None:
+                          dist_names: set[str], gone: Sequence[str] = ()) -> None:
     py = report.python.executable
     if choice.new_environment:
         why_not = (f"for a new environment (Python of the tables' wheels): create it, then run these commands "
@@ -68,10 +98,14 @@ def _torch_choice_actions(report: Report, opts: PlanOptions, plan: Plan, compone
         specs = list(step.requirements)
         remove = list(choice.remove) if i == 0 else []
         verify = _torch_verify(specs, dist_names)
+        if gone:
+            verify.gone = list(gone)
+            verify.description += f"; {', '.join(gone)} no longer reported"
         plan.actions.append(Action(
             kind="torch", component=component,
             title=("change torch: install " if first and i == 0 else "then install ") + " ".join(specs),
-            why=f"no prebuilt {component} fits the installed torch; this torch has one",
+            why=(choice.reason if component == "gpu" else
+                 f"no prebuilt {component} fits the installed torch; this torch has one"),
             changes=[f"removes {d}" for d in remove] + [f"installs {' '.join(specs)} (replacing what is installed)"],
             commands=choice.commands(step=i),
             undo=f"envdoctor fix --undo --python {shell.program(py, report.host.os)}",

@@ -60,6 +60,10 @@ def verify(plan: Plan, after: Report, verified: dict[str, LoadResult], python: s
         for dist in a.verify.absent:
             if norm_name(dist) in after.packages:
                 failures.append(f"{dist} is still installed")
+        for rid in a.verify.gone:
+            still = [f for f in after.findings if f.id == rid]
+            if still:
+                failures.append(f"{rid} is still reported: {still[0].title}")
         for stmt in a.verify.imports:
             res = verified.get(stmt)
             if res is None:

@@ -6,17 +6,20 @@ first probe's process, which has kept its `import torch` and waited. It does so 
 what a fresh process would be: the install changed no file that process had loaded (module files, shared
 objects, .pth files); a new .pth file is run there as site runs it at start-up. Otherwise that process says
 so and ends, and the caller probes afresh (envdoctor.probe.collect_verified). Linux only (fork).
+
+While the install runs, the held process imports the modules of other packages that the verify statements
+will import (`warm`: scripts/import_closure.py reads them from the statements' package's source), so the
+round's children start with them as they start with torch; what it loads is watched as the rest is.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from typing import Callable, Optional
 
-from envdoctor.probe.target import RunningScript, ScriptRun, read_files, shielded
+from envdoctor.probe.target import RunningScript, ScriptRun, read_files
 
 Tick = Callable[[RunningScript], None]
 
@@ -87,18 +90,12 @@ class HeldProbe:
         return None
 
     def close(self) -> None:
-        """End the held process (EOF on its stdin, then its process group) and remove its scratch directory."""
+        """End the held process (its process group, killed: it holds nothing to save, and an interpreter with torch
+        loaded takes a while to tear down) and remove its scratch directory."""
         run, self.run = self.run, None
         if run is None:
             return
-        with shielded():
-            try:
-                if run.proc.stdin is not None:
-                    run.proc.stdin.close()
-                run.proc.wait(timeout=2)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-            run.abort()
+        run.abort()
 
     def _wait_held(self, tick: Optional[Tick]) -> bool:
         run = self.run
