@@ -167,3 +167,26 @@ def test_the_verification_fails_while_the_finding_is_still_reported():
         f"ED102 is still reported: {next(f.title for f in report.findings if f.id == 'ED102')}"]
     healed = dataclasses.replace(report, findings=tuple(f for f in report.findings if f.id != "ED102"))
     assert verify(plan, healed, {}, "python", 10) == []
+
+
+def test_a_missing_nvidia_library_brings_torchs_requirements_not_its_files_again():
+    """ED201 "libcudnn.so.9 is not found" (the nvidia-* wheels missing: torch installed with --no-deps): the fix
+    installs the same build without --no-deps, so pip installs what it requires and is missing; the forced
+    reinstall of torch's own files (--force-reinstall --no-deps) would leave them out again."""
+    from envdoctor.facts import LoadError, LoadResult
+
+    tables = load_tables()
+    report = _load("linux_torch2141_cu130_tv0280")
+    torch = report.components["torch"]
+    error = LoadError(type="ImportError", message="libcudnn.so.9: cannot open shared object file: No such file or "
+                                                  "directory")
+    report.components["torch"] = dataclasses.replace(torch, load=LoadResult(status="import_error", error=error))
+    # installed from PyTorch's cu130 index (its local tag): the same build again, which REPLACE would force
+    report.packages["torch"] = dataclasses.replace(report.packages["torch"], version="2.14.1+cu130")
+    report = diagnosed(report, tables)
+    [(_, fx)] = _torch_fixes(report, {"ED201"})
+    assert fx.choice is not None and not fx.choice.installs[0].replace
+    installed = report.packages["torch"].version
+    assert fx.choice.requirements == [f"torch=={installed}"]
+    assert all("--no-deps" not in c and "--force-reinstall" not in c for c in fx.commands), fx.commands
+    assert "requires and is missing" in fx.description

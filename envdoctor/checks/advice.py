@@ -103,13 +103,14 @@ def _torch_sources(option: str, url: str) -> tuple[str, ...]:
 
 
 def torch_choice(report: Report, tables: Optional[Tables], component: str, version: str, cuda: Optional[str],
-                 reason: str, with_torchvision: bool = False) -> FixChoice:
+                 reason: str, with_torchvision: bool = False, dependencies: bool = False) -> FixChoice:
     """torch `version`'s build for `cuda` (None: the CPU build), from PyTorch's index of that variant (the
     [[pytorch_index]] row), with the torchvision that pairs with it when asked; no version (or no tables): the
     latest torch from the default index. The pins carry the variant's local tag (+cu118, +cpu) where PyTorch's
     wheels have one, so pip replaces another build of the same version and brings the new build's
     dependencies (nvidia-*); a pin equal to what is installed (the same build again, or an untagged pin of its
-    version) replaces only those distributions' files (REPLACE)."""
+    version) replaces only those distributions' files (REPLACE), unless `dependencies`: then it is installed as
+    is, so pip installs the requirements of it that are missing (nvidia-* wheels removed or never installed)."""
     python, os_ = _target(report)
     if not version or tables is None:
         return FixChoice(strategy="torch", component=component, python=python, os=os_,
@@ -132,7 +133,7 @@ def torch_choice(report: Report, tables: Optional[Tables], component: str, versi
                for n, v in pins.items())
     return FixChoice(strategy="torch", component=component, python=python, os=os_,
                      installs=(PipInstall(tuple(f"{n}=={v}" for n, v in pins.items()), _torch_sources(option, url),
-                                          replace=same),),
+                                          replace=same and not dependencies),),
                      reason=reason, source=source)
 
 

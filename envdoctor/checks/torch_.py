@@ -28,8 +28,9 @@ IMPORT = Rule(
     "old Visual C++ runtime). NumPy and glibc causes are reported by ED501/ED502.",
     evidence=("components.torch.load", "components.torch.facts.load_cause"),
     tables=("load_error", "winerror", "win_message", "pytorch_index"),
-    fixes=("reinstall torch from the index of its CUDA variant", "install the latest VC++ redistributable "
-           "(Windows 126/1114)"),
+    fixes=("reinstall torch from the index of its CUDA variant", "a missing CUDA library of the nvidia-* wheels: "
+           "install torch's build as it is (not --no-deps), so pip installs what it requires and is missing",
+           "install the latest VC++ redistributable (Windows 126/1114)"),
     explains=("torch",),
 )
 
@@ -74,9 +75,13 @@ PYTHON = Rule(
 )
 
 
-def _reinstall(report: Report, tables: Tables, ver: str, cuda: Any) -> Fix:
+def _reinstall(report: Report, tables: Tables, ver: str, cuda: Any, dependencies: bool = False) -> Fix:
+    """torch again from its variant's index; `dependencies`: what it needs that is missing (not its files again)."""
     pub, tag = tables_query.public(ver), tables_query.cuda_tag(cuda)
-    choice = torch_choice(report, tables, "torch", ver, cuda, f"torch {pub} ({tag}) from PyTorch's index of {tag}")
+    choice = torch_choice(report, tables, "torch", ver, cuda, f"torch {pub} ({tag}) from PyTorch's index of {tag}",
+                          dependencies=dependencies)
+    if dependencies:
+        return torch_fix(choice, f"install what torch {pub} ({tag}) requires and is missing (its nvidia-* wheels)")
     return torch_fix(choice, f"reinstall torch {pub} ({tag})")
 
 
@@ -104,6 +109,8 @@ def torch_import_fails(report: Report, tables: Tables) -> Iterable[Finding]:
                                             "curand", "cusolver", "nvJitLink", "cufile", "nvshmem")):
             detail = (f"{lib} comes from the nvidia-* wheels torch depends on; they are missing or incomplete "
                       "(e.g. installed with --no-deps).")
+            # not --force-reinstall --no-deps, which would put torch's files back and still leave them out
+            fixes = [_reinstall(report, tables, ver, cuda, dependencies=True)]
         else:
             detail = "The loader could not find the library; reinstalling torch restores its own libraries."
     elif kind == "dll_init_failed":
