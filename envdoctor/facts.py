@@ -196,6 +196,7 @@ class LoadProbes:
     parallel: int = 1
     # fix's verification: its children were forked from the before-probe's `import torch`, kept for it
     reused: bool = False
+    warmed: int = 0  # and the modules that process imported for it while pip ran (probe/held.py: the warm-up)
 
 
 @dataclass

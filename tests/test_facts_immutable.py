@@ -104,12 +104,12 @@ def test_a_damaged_package_keeps_the_probes_own_status_when_built_again():
 
 
 def test_typed_fields_round_trip_through_json():
-    report = Report(load_probes=LoadProbes(fork=True, parallel=3, reused=True), redacted=True, trimmed=["x"],
+    report = Report(load_probes=LoadProbes(fork=True, parallel=3, reused=True, warmed=12), redacted=True, trimmed=["x"],
                     packages_trimmed={"a": "1.0"}, packages_trimmed_count=None,
                     pip_cache={"cache_dir": None, "wheels": [], "complete": True},
                     build={"status": "failed", "log": None, "log_text": "", "tail": [], "message": "m"})
     data = report.to_dict()
     validate_report(data)
-    assert data["extra"] == {} and data["load_probes"] == {"fork": True, "parallel": 3, "reused": True}
+    assert data["extra"] == {} and data["load_probes"] == {"fork": True, "parallel": 3, "reused": True, "warmed": 12}
     back = Report.from_dict(json.loads(json.dumps(data)))
     assert back == report

@@ -59,8 +59,13 @@ def test_the_modules_of_other_packages_that_run_at_import_in_order(tmp_path, pyt
             from edcdep_c.model import Base
             try:
                 import edcdep_optional        # tried by a fresh import too: listed
+                import edcdep_after_optional  # reached only if the first succeeds: not listed
             except ImportError:
                 edcdep_optional = None
+            else:
+                import edcdep_else            # runs only if nothing failed: not listed
+            finally:
+                import edcdep_finally         # always runs: listed
             if False:
                 import edcdep_never           # under an if: not certain to run
             def apply():
@@ -70,13 +75,13 @@ def test_the_modules_of_other_packages_that_run_at_import_in_order(tmp_path, pyt
             with open(__file__):
                 import edcdep_with
             """,
-        "edcpkg/helpers.py": "from edcpkg.sub import ops\nimport edcdep_a.deep\n",
+        "edcpkg/helpers.py": "from edcpkg.sub import ops\nimport edcdep_a.deep\nfrom .... import above_top\n",
         "edcpkg/unused.py": "import edcdep_unreached\n",  # nothing imports it
         "edcpkg/broken.py": "def (:\n",
     })
     found, loaded = closure(python, tmp_path, "import edcpkg.sub")
-    assert found == ["edcdep_a", "edcdep_b.heavy", "json", "edcdep_c.model", "edcdep_optional", "edcdep_classbody",
-                     "edcdep_with", "edcdep_a.deep"]
+    assert found == ["edcdep_a", "edcdep_b.heavy", "json", "edcdep_c.model", "edcdep_optional", "edcdep_finally",
+                     "edcdep_classbody", "edcdep_with", "edcdep_a.deep"]
     assert loaded == []  # read, never imported
 
 
@@ -85,7 +90,7 @@ def test_from_statements_and_several_statements(tmp_path):
         "edcx/__init__.py": "import edcdep_x\n",
         "edcx/mod.py": "import edcdep_y\nfrom . import broken\n",
         "edcx/broken.py": "def (:\n",  # unreadable source: skipped, not an error
-        "edcz.py": "import edcdep_z\nimport edcx\n",
+        "edcz.py": "import edcdep_z\nimport edcx\nfrom . import sibling_of_nothing\n",  # no package: skipped
     })
     found, _ = closure(sys.executable, tmp_path, "from edcx.mod import something", "import edcz")
     assert found == ["edcdep_x", "edcdep_y", "edcdep_z"]

@@ -153,13 +153,14 @@ def test_without_torch_nothing_is_held(tmp_path):
         hold.close()
 
 
-def _warm_package(sp: Path, heavy: str = "HEAVY = 1\n") -> None:
+def _warm_package(sp: Path, heavy: str = "HEAVY = 1\n", init: str = "") -> None:
     """edwarm (the statements' package) imports edwarm_dep.heavy at import and edwarm_lazy only in a function."""
     (sp / "edwarm").mkdir()
     (sp / "edwarm" / "__init__.py").write_text("from .ops import f\n")
     (sp / "edwarm" / "ops.py").write_text("import edwarm_dep.heavy\n\ndef f():\n    import edwarm_lazy\n")
     (sp / "edwarm_dep").mkdir()
-    (sp / "edwarm_dep" / "__init__.py").write_text("")
+    (sp / "edwarm_dep" / "__init__.py").write_text(init)
+    (sp / "edwarm_dep" / "part.py").write_text("")
     (sp / "edwarm_dep" / "heavy.py").write_text(heavy)
     (sp / "edwarm_lazy.py").write_text("")
 
@@ -167,6 +168,21 @@ def _warm_package(sp: Path, heavy: str = "HEAVY = 1\n") -> None:
 # true only in a child of a process that imported edwarm_dep.heavy (the warm-up) and not edwarm itself
 WARMED = ("import sys; assert 'edwarm_dep.heavy' in sys.modules and 'edwarm' not in sys.modules "
           "and 'edwarm_lazy' not in sys.modules")
+
+
+def _warm_done(hold: Holder) -> dict:
+    done = Path(hold.loads.held.run.out_dir) / "warm.json"  # type: ignore[union-attr]
+    deadline = time.monotonic() + 120
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return json.loads(done.read_text())
+
+
+def _replace(path: Path, text: str) -> None:
+    """As an installer writes: a new file renamed over the old one (never in place: the env is hard-linked)."""
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def test_the_warm_up_imports_what_the_statements_need_from_other_packages(env):
@@ -177,7 +193,8 @@ def test_the_warm_up_imports_what_the_statements_need_from_other_packages(env):
     try:
         collect_verified(target, [], timeout=120, hold=hold)
         pid = held_pid(hold)
-        assert hold.warm(["import edwarm"], avoid=[str(sp / "edwarm")])
+        assert hold.warm(["import edwarm"], avoid=[str(sp / "edwarm_new.pth")])
+        assert _warm_done(hold)["imported"] >= 2 and _warm_done(hold)["stale"] is None
         again, got = collect_verified(target, [WARMED, "import edwarm"], timeout=120, hold=hold)
         assert again.load_probes is not None and again.load_probes.reused and held_pid(hold) == pid
         assert {s: r.status for s, r in got.items()} == {WARMED: "ok", "import edwarm": "ok"}
@@ -188,30 +205,92 @@ def test_the_warm_up_imports_what_the_statements_need_from_other_packages(env):
         hold.close()
 
 
-@pytest.mark.parametrize("case", ["it loads what the install changes", "an import raises", "a warmed file changes"])
-def test_a_warm_up_that_cannot_stand_for_a_fresh_import_means_a_fresh_probe(env, case):
+@pytest.mark.parametrize("written", ["edwarm_dep", "edwarm"])
+def test_the_warm_up_leaves_alone_what_the_install_writes(env, written):
+    """A module of another package that the install writes is left to the round's children; when the statements'
+    own package is being installed its source now is not what will run: no warm-up at all."""
     target = Target(str(env / "bin" / "python"), "--python")
     sp = site_packages(env)
-    _warm_package(sp, "raise RuntimeError('edwarm_dep fails')\n" if case == "an import raises" else "HEAVY = 1\n")
+    _warm_package(sp)
+    hold = Holder()
+    try:
+        collect_verified(target, [], timeout=120, hold=hold)
+        assert hold.warm(["import edwarm"], avoid=[str(sp / written)])
+        assert _warm_done(hold) == {"imported": 0, "threads": _warm_done(hold)["threads"], "stale": None}
+        again, got = collect_verified(target, [WARMED, "import edwarm"], timeout=120, hold=hold)
+        assert again.load_probes is not None and again.load_probes.reused
+        assert {s: r.status for s, r in got.items()} == {WARMED: "import_error", "import edwarm": "ok"}
+    finally:
+        hold.close()
+
+
+STALE = {
+    # name: (edwarm_dep/heavy.py, what the "install" does while the warm-up runs, the statement a fresh probe passes)
+    "it imports a file the install writes": ("HEAVY = 1\n", None, "import edwarm_dep.heavy as h; assert h.HEAVY"),
+    "an import raises": ("raise RuntimeError('edwarm_dep fails')\n", None, "import edwarm_dep"),
+    "an import fails half-way": ("import edwarm_dep.part\nraise ImportError('needs edwarm_x')\n", None,
+                                 "import edwarm_dep.part"),
+    "a loaded file changes afterwards": ("HEAVY = 1\n", "after", "import edwarm_dep.heavy as h; assert h.HEAVY == 2"),
+    "a loaded file changes while it runs": ("import time\ntime.sleep(2)\n", "during",
+                                            "import edwarm_dep as d; assert d.VALUE == 2"),
+    "a module it looked for appears while it runs": (
+        "try:\n    import edwarm_opt\nexcept ImportError:\n    edwarm_opt = None\nimport time\ntime.sleep(2)\n",
+        "during", "import edwarm_dep.heavy as h; assert h.edwarm_opt is not None"),
+    # what cannot happen on this CPU-only machine, as torch's CUDA builds mark it: mmengine.device calls
+    # torch.cuda.is_available() at import, which initialises the CUDA runtime (children forked then cannot use it)
+    "an import initialises CUDA": ("import torch\ntorch._C._cuda_isInBadFork = lambda: True\n", None,
+                                   "import torch"),
+}
+
+
+@pytest.mark.parametrize("case", list(STALE))
+def test_a_warm_up_that_cannot_stand_for_a_fresh_import_means_a_fresh_probe(env, case):
+    """Review findings: pip writes while the warm-up runs, so what it loaded or looked up is judged as it was
+    when it began; a half-failed import, or CUDA initialised, leaves a process no fresh one is."""
+    heavy, when, stmt = STALE[case]
+    target = Target(str(env / "bin" / "python"), "--python")
+    sp = site_packages(env)
+    _warm_package(sp, heavy, init="VALUE = 1\n")
     hold = Holder()
     try:
         collect_verified(target, [], timeout=120, hold=hold)
         pid = held_pid(hold)
-        avoid = [str(sp / "edwarm"), str(sp / "edwarm_dep")] if case.startswith("it loads") else []
+        avoid = [str(sp / "edwarm_dep" / "heavy.py")] if case.startswith("it imports") else []
         assert hold.warm(["import edwarm"], avoid=avoid)
-        if case == "a warmed file changes":
-            # changed after the warm-up read it (it says it is done in warm.json)
-            done = Path(hold.loads.held.run.out_dir) / "warm.json"  # type: ignore[union-attr]
-            deadline = time.monotonic() + 60
-            while not done.exists() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert json.loads(done.read_text())["imported"] >= 2  # edwarm_dep, edwarm_dep.heavy
-            (sp / "edwarm_dep" / "heavy.py").write_text("HEAVY = 2\n")
-        stmt = "import edwarm_dep.heavy as h; assert h.HEAVY == 1"
+        if when == "during":
+            time.sleep(0.7)  # the warm-up is in edwarm_dep.heavy's 2 s sleep
+        elif when == "after":
+            assert _warm_done(hold)["imported"] >= 2
+        if case.startswith("a loaded file"):
+            _replace(sp / "edwarm_dep" / "__init__.py", "VALUE = 2\n")
+            _replace(sp / "edwarm_dep" / "heavy.py", "HEAVY = 2\n")
+        elif case.startswith("a module it looked for"):
+            (sp / "edwarm_opt.py").write_text("")
+        assert bool(_warm_done(hold)["stale"]) is (when != "after"), _warm_done(hold)  # after: the round sees it
         again, got = collect_verified(target, [stmt], timeout=120, hold=hold)
         _, fresh = collect_verified(target, [stmt], timeout=120)
         assert again.load_probes is not None and not again.load_probes.reused
-        assert got[stmt].status == fresh[stmt].status == ("ok" if case.startswith("it loads") else "import_error")
+        assert got[stmt].status == fresh[stmt].status == "ok", (got[stmt], fresh[stmt])
+        assert not alive(pid)
+    finally:
+        hold.close()
+
+
+def test_a_warm_up_that_hangs_ends_the_held_process(env):
+    target = Target(str(env / "bin" / "python"), "--python")
+    sp = site_packages(env)
+    _warm_package(sp, "import time\ntime.sleep(600)\n")
+    hold = Holder()
+    try:
+        collect_verified(target, [], timeout=15, hold=hold)
+        pid = held_pid(hold)
+        assert hold.warm(["import edwarm"], avoid=[])
+        start = time.monotonic()
+        again, got = collect_verified(target, ["import json"], timeout=15, hold=hold)
+        assert again.load_probes is not None and not again.load_probes.reused and got["import json"].status == "ok"
+        # the warm-up's own deadline (15 s), then a fresh probe; without it the round waited for its deadline
+        # (2 x 15 + 10 s) before the fresh probe
+        assert time.monotonic() - start < 35
         assert not alive(pid)
     finally:
         hold.close()

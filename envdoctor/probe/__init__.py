@@ -350,7 +350,8 @@ def _collect(tgt: Target, quick: bool, timeout: float, progress: Optional[Progre
         report = Report(envdoctor=__version__, created=created, mode="full", host=host, gpu=gpu,
                         cuda_toolkit=toolkit, python=python, environment=environment_facts(), packages=pkgs,
                         components=components, probe_errors=path_notes(static) + errors,
-                        load_probes=LoadProbes(fork=loads.fork, parallel=loads.parallel, reused=reused),
+                        load_probes=LoadProbes(fork=loads.fork, parallel=loads.parallel, reused=reused,
+                                               warmed=loads.held.warmed if reused and loads.held else 0),
                         pip_cache=pip_cache)
     if not quick:
         # imported here: pyelftools/pefile are not needed to start the probes (check imports them meanwhile)

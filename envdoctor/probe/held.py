@@ -33,6 +33,7 @@ class HeldProbe:
         self.round_dir = ""
         self.started = 0.0
         self.stale: list[str] = []  # why the last round could not be forked (files the install changed)
+        self.warmed = 0  # the modules the warm-up imported before the last round
 
     def attach(self, run: RunningScript) -> None:
         self.run, self.round_dir, self.started = run, run.out_dir, time.monotonic()
@@ -83,6 +84,7 @@ class HeldProbe:
         """The round asked for, or None: the process could not stand for a fresh one (self.stale says why),
         died, or passed the deadline; it is ended then."""
         if self.run is not None and self._wait_held(tick):
+            self.warmed = _warmed(self.run.out_dir)
             return self._snapshot()
         stale = read_files(self.round_dir).get("stale.json") if self.round_dir else None
         self.stale = [str(p) for p in (stale or {}).get("changed", [])] if isinstance(stale, dict) else []
@@ -119,3 +121,13 @@ class HeldProbe:
             stderr = ""
         return ScriptRun(data=None, returncode=0, seconds=round(time.monotonic() - self.started, 3), stderr=stderr,
                          files=read_files(self.round_dir))
+
+
+def _warmed(out_dir: str) -> int:
+    """How many modules the warm-up imported (its warm.json in the first round's directory), 0 without one."""
+    try:
+        with open(os.path.join(out_dir, "warm.json"), encoding="utf-8") as f:
+            data = json.load(f)
+        return int(data.get("imported") or 0) if isinstance(data, dict) else 0
+    except (OSError, ValueError, TypeError):
+        return 0

@@ -4,9 +4,10 @@ Runs inside the *target* interpreter: standard library only, Python 3.6+. Nothin
 the statements' own package is read as source (ast), from `import mmcv.ops` along its module-level
 imports inside the package, and the modules of other packages those import on the way are listed, in
 the order they are first met. Only imports that run whenever the module's top level runs count: at
-module level, in class bodies, `try` bodies and `with` blocks; not inside functions, and not under an
-`if` (which may not run in this interpreter: TYPE_CHECKING, version tests). So every name listed is one
-a fresh `import mmcv.ops` imports too (or tries to, inside a `try`).
+module level, in class bodies, `with` blocks and `finally`, and the first import of a `try` body (the
+others there run only if it succeeds); not inside functions, and not under an `if` (which may not run in
+this interpreter: TYPE_CHECKING, version tests). So every name listed is one a fresh `import mmcv.ops`
+imports too (or tries to, inside a `try`), once the statements' package imports at all.
 """
 import ast
 from importlib.machinery import PathFinder
@@ -62,9 +63,13 @@ def unconditional(body):
             for sub in unconditional(node.body):
                 yield sub
         elif isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
-            for block in (node.body, node.orelse, node.finalbody):
-                for sub in unconditional(block):
-                    yield sub
+            # a fresh import leaves the try body at the first import that fails (an optional module absent):
+            # only that first one is certain to be tried; `else` runs only if none failed, `finally` always
+            for sub in unconditional(node.body):
+                yield sub
+                break
+            for sub in unconditional(node.finalbody):
+                yield sub
         elif isinstance(node, (ast.With, getattr(ast, "AsyncWith", ast.With))):
             for sub in unconditional(node.body):
                 yield sub
@@ -116,9 +121,10 @@ def closure(statements):
                     reach(alias.name)
                 continue
             if node.level:
-                base_parts = package.split(".")
-                if node.level > 1:
-                    base_parts = base_parts[:-(node.level - 1)]
+                base_parts = package.split(".") if package else []
+                if node.level - 1 >= len(base_parts):
+                    continue  # above the top-level package (or in a module of no package): fails there too
+                base_parts = base_parts[:len(base_parts) - (node.level - 1)]
                 base = ".".join(base_parts + ([node.module] if node.module else []))
             else:
                 base = node.module or ""

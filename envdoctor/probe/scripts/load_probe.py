@@ -319,7 +319,7 @@ def run_components(out_dir, timeout, use_fork, statements=(), hold=False):
     if hold and use_fork and torch is not None:
         # fix's verification: more rounds of the dependent probes, forked from this very import
         sibling("probe_hold").serve(rec, out_dir, write_json, lambda new_dir, statements: run_dependents(
-            rec, new_dir, timeout, True, torch, statements), looks)
+            rec, new_dir, timeout, True, torch, statements), looks, timeout)
 
 
 def run_dependents(rec, out_dir, timeout, use_fork, torch, statements):  # all but torch: forked if use_fork

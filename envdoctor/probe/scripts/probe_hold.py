@@ -18,6 +18,7 @@ import json
 import os
 import site
 import sys
+import types
 
 
 def file_state(path):
@@ -103,9 +104,9 @@ class Lookups(object):
             for name in self.names:
                 if name not in sys.modules:
                     where = found_now(name)
-                    if where is None:
+                    if where is None or where == "namespace":  # a directory alone may be an install under way
                         self.missing.add(name)
-                    elif where != "namespace":
+                    else:
                         self.failed.add(where)
 
 
@@ -125,6 +126,13 @@ def found_now(name):
     except (ImportError, ValueError, OSError):
         return None
     return (spec.origin or "namespace") if spec is not None else None
+
+
+def changed_since(path, since_ns):
+    try:
+        return os.stat(path).st_ctime_ns >= since_ns
+    except (OSError, ValueError):
+        return True
 
 
 def same_file(a, b):
@@ -152,19 +160,30 @@ class Baseline(object):
         self.tops = dict((n, found_now(n)) for n, m in list(sys.modules.items())
                          if "." not in n and isinstance(getattr(m, "__file__", None), str))
 
-    def extend(self, lookups):
-        """Take in what a warm-up loaded (its files as they are now, its top-level modules, the names it looked
-        for in vain); the .pth files stay as they were when the first round ended."""
-        for path in loaded_files() | lookups.failed:
-            if path not in self.files:
-                self.files[path] = file_state(path)
-                if path.endswith(" (deleted)") and ".so" in os.path.basename(path):
-                    self.deleted.append(path)
+    def extend(self, lookups, since_ns):
+        """Take in what a warm-up loaded: its files, its top-level modules, the names it looked for in vain (the
+        .pth files stay as they were when the first round ended). Its files are taken as they are now, which is
+        what it read only if they did not change since it began (`since_ns`): returns those that did, or are
+        gone, or a top-level module that the path now finds in another file written since."""
+        out = []
+        for path in (loaded_files() | lookups.failed) - set(self.files):
+            state = self.files[path] = file_state(path)
+            if path.endswith(" (deleted)") and ".so" in os.path.basename(path):
+                self.deleted.append(path)
+            elif state is None:
+                out.append("%s (gone since it was loaded)" % path)
+            elif changed_since(path, since_ns):
+                out.append("%s (changed while the warm-up ran)" % path)
         self.missing = sorted(set(self.missing) | lookups.missing)
         forget_import_caches()
         for name, module in list(sys.modules.items()):
-            if "." not in name and name not in self.tops and isinstance(getattr(module, "__file__", None), str):
-                self.tops[name] = found_now(name)
+            path = getattr(module, "__file__", None)
+            if "." in name or name in self.tops or not isinstance(path, str):
+                continue
+            where = self.tops[name] = found_now(name)
+            if where and where != "namespace" and not same_file(where, path) and changed_since(where, since_ns):
+                out.append("%s (now found: %s)" % (name, where))
+        return out
 
     def changes(self):
         """The loaded and run files that differ now: any one means a fresh process would not be this one."""
@@ -221,54 +240,12 @@ def helper(name):
     return module
 
 
-def under(path, roots):
-    path = os.path.normcase(os.path.abspath(path))
-    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
-
-
-def warm(request, baseline):
-    """Import, while the install runs, the other packages' modules the verify statements will import
-    (import_closure.py): the next round's children then start with them, as they start with torch. Never one
-    of the statements' own packages, nor one from a path the install writes or removes (`avoid`). Returns why
-    this process can no longer stand for a fresh one (an import failed other than by ImportError, or loaded
-    something the install may change), or None."""
-    statements = list(request.get("warm") or [])
-    closure = helper("import_closure")
-    own = set(m.split(".")[0] for s in statements for m in closure.statement_modules(s))
-    roots = [os.path.normcase(os.path.abspath(p)) for p in request.get("avoid") or []]
-    before = set(sys.modules)
-    lookups = Lookups()
-
-    def run():
-        for name in closure.closure(statements):
-            if name in sys.modules or name.split(".")[0] in own:
-                continue
-            try:
-                importlib.import_module(name)
-            except ImportError:  # a `try: import x` the statements' package has too (Lookups notes it)
-                pass
-            except BaseException as exc:  # SystemExit included: this process ran code a fresh one may not
-                return "warm-up: import %s: %s: %s" % (name, type(exc).__name__, exc)
-        return None
-
-    why = lookups.during(run)
-    new = [n for n in sys.modules if n not in before]
-    for name in new:
-        path = getattr(sys.modules.get(name), "__file__", None)
-        if name.split(".")[0] in own:
-            why = why or "warm-up: imported %s" % name
-        elif isinstance(path, str) and under(path, roots):
-            why = why or "warm-up: imported %s from %s, which the install changes" % (name, path)
-    baseline.extend(lookups)
-    return why
-
-
-def serve(rec, out_dir, write_json, run_round, lookups=None):
+def serve(rec, out_dir, write_json, run_round, lookups=None, timeout=0):
     """Each line on stdin ({"out": DIR, "verify": [STATEMENT...]}) is one more round: run_round(DIR,
     statements) forks the dependent probes into DIR, then DIR/held.json says it is complete (or
     DIR/stale.json says this process cannot stand for a fresh one, and it exits). A line {"warm":
-    [STATEMENT...], "avoid": [PATH...]} asks for warm() first. EOF ends it.
-    `lookups`: the names `import torch` looked for (Lookups)."""
+    [STATEMENT...], "avoid": [PATH...]} asks for the warm-up (probe_warm.py) first. EOF ends it.
+    `lookups`: the names `import torch` looked for (Lookups); `timeout`: the probe's, also the warm-up's."""
     baseline = Baseline(lookups)
     write_json(os.path.join(out_dir, "held.json"), {"pid": os.getpid()})
     tainted = None
@@ -276,10 +253,9 @@ def serve(rec, out_dir, write_json, run_round, lookups=None):
         request = json.loads(line)
         if "warm" in request:
             if tainted is None:
-                count = len(sys.modules)
-                tainted = warm(request, baseline)
-                write_json(os.path.join(out_dir, "warm.json"), {"imported": len(sys.modules) - count,
-                                                                 "stale": tainted})
+                tools = types.SimpleNamespace(helper=helper, found_now=found_now, Lookups=Lookups)
+                tainted, done = helper("probe_warm").warm(request, baseline, tools, timeout)
+                write_json(os.path.join(out_dir, "warm.json"), dict(done, stale=tainted))
             continue
         new_dir = request["out"]
         changed = [tainted] if tainted else baseline.changes()
