@@ -168,8 +168,9 @@ class Baseline(object):
         out = []
         for path in (loaded_files() | lookups.failed) - set(self.files):
             state = self.files[path] = file_state(path)
-            if path.endswith(" (deleted)") and ".so" in os.path.basename(path):
-                self.deleted.append(path)
+            if path.endswith(" (deleted)"):  # a shared object deleted since it was mapped; memfd, SysV: never files
+                if ".so" in os.path.basename(path):
+                    self.deleted.append(path)
             elif state is None:
                 out.append("%s (gone since it was loaded)" % path)
             elif changed_since(path, since_ns):
