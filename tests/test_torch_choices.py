@@ -190,3 +190,20 @@ def test_a_missing_nvidia_library_brings_torchs_requirements_not_its_files_again
     assert fx.choice.requirements == [f"torch=={installed}"]
     assert all("--no-deps" not in c and "--force-reinstall" not in c for c in fx.commands), fx.commands
     assert "requires and is missing" in fx.description
+
+
+def test_one_change_of_torch_per_plan():
+    """When the repair of mmcv already changes torch, the driver's error gets a note, not a second change of
+    torch that would undo the first one's."""
+    from envdoctor.fix.plan import Action, Verify
+    from envdoctor.fix.plan_torch import plan_gpu
+
+    tables = load_tables()
+    report = diagnosed(_load("linux_driver470_torch212_cu121"), tables)
+    plan = Plan(python=report.python.executable, prefix=report.python.prefix, strategy="auto")
+    plan.actions.append(Action(kind="torch", component="mmcv", title="change torch", why="", changes=[], commands=[],
+                               undo="", verify=Verify(description="")))
+    plan_gpu(report, PlanOptions(allow_torch_change=True), plan, tables)
+    assert [a.component for a in plan.actions] == ["mmcv"]
+    assert [p.findings for p in plan.problems] == [["ED102"]]
+    assert any("ED102" in n and "planned above" in n for n in plan.notes)

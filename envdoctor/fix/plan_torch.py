@@ -63,16 +63,18 @@ def plan_gpu(report: Report, opts: PlanOptions, plan: Plan, tables: Tables) -> N
         plan.notes.append(f"gpu: {', '.join(ids)} needs a change of torch: planned with --strategy auto "
                           "(with --allow-torch-change)")
         return
-    planned = [tuple(a.choice.requirements) for a in plan.actions if a.kind == "torch" and a.choice is not None]
+    if any(a.kind == "torch" for a in plan.actions):  # a second change of torch would undo the first one's
+        plan.notes.append(f"gpu: {', '.join(ids)}: the change of torch planned above replaces this torch; "
+                          "`envdoctor check` after it says whether the driver runs the new one")
+        return
     fixes = [fx for f in errors for fx in f.fixes if fx.strategy == "torch"]
     for fx in fixes:
         if fx.choice is None:
             plan.notes.append("gpu: a torch change without a choice (a report of an older envdoctor): run it "
                               "yourself: " + " ; ".join(fx.commands or [fx.description]))
             continue
-        if tuple(fx.choice.requirements) not in planned:
-            _torch_choice_actions(report, opts, plan, "gpu", _as_changed(fx.choice, opts),
-                                  set(mmcv_dist_names(tables)), gone=ids)
+        _torch_choice_actions(report, opts, plan, "gpu", _as_changed(fx.choice, opts), set(mmcv_dist_names(tables)),
+                              gone=ids)
         return  # the first one `check` prints: a second would replace the same torch again
     plan.notes.append("gpu: no automatic fix; see `envdoctor check` for the cause and the manual fix")
 
