@@ -23,15 +23,15 @@ from tests.diagnosed import diagnosed
 from tests.conftest import ROOT, real_env, validate_report
 
 FACTS = sorted((Path(__file__).parent / "data" / "facts").glob("*.json"))
-COMPONENTS = ("mmcv", "torchvision", "gpu")
+COMPONENTS = ("mmcv", "torchvision", "gpu", "torch")
 
 
 def first_advice(findings: list[dict[str, Any]], component: str) -> Optional[dict[str, Any]]:
-    """The first fix with a choice for the component, in the order `check` prints the findings (for the driver
-    and the GPU only the errors': `fix` leaves ED101, a warning, as it is)."""
+    """The first fix with a choice for the component, in the order `check` prints the findings (for torch itself,
+    the driver and the GPU only the errors': `fix` leaves ED101 and ED202, warnings, as they are)."""
     return next((fx for f in findings for fx in f["fixes"]
                  if fx.get("choice") and fx["choice"]["component"] == component
-                 and (component != "gpu" or f["severity"] == "error")), None)
+                 and (component not in ("gpu", "torch") or f["severity"] == "error")), None)
 
 
 def assert_plan_is_advice(findings: list[dict[str, Any]], plan: dict[str, Any], where: str) -> int:

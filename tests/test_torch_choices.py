@@ -207,3 +207,21 @@ def test_one_change_of_torch_per_plan():
     assert [a.component for a in plan.actions] == ["mmcv"]
     assert [p.findings for p in plan.problems] == [["ED102"]]
     assert any("ED102" in n and "planned above" in n for n in plan.notes)
+
+
+def test_a_torch_that_does_not_import_is_a_problem_with_its_fix_planned():
+    """`import torch` fails (WinError 1114) with neither torchvision nor mmcv installed: `fix` said "nothing to fix:
+    torch, torchvision and mmcv load as they should". Now the problem is torch, the manual fix `check` prints first
+    is a note, and the torch change it advises is the plan's action."""
+    from envdoctor.render.fix import plan_text
+
+    tables = load_tables()
+    report = diagnosed(_load("windows_winerror1114_c10"), tables)
+    report = dataclasses.replace(report, packages={**report.packages, "pip": report.packages["torch"]})
+    [(_, fx)] = _torch_fixes(report, {"ED201"})
+    plan = make_plan(report, tables, PlanOptions(allow_torch_change=True))
+    assert [(p.component, p.status, p.findings) for p in plan.problems] == [("torch", "import_error", ["ED201"])]
+    assert [(a.kind, a.component, a.choice, a.applies) for a in plan.actions] == [("torch", "torch", fx.choice, True)]
+    assert plan.actions[0].verify.components_ok == ["torch"]
+    assert any(n.startswith("torch: by hand") and "Visual C++ Redistributable" in n for n in plan.notes)
+    assert "nothing to fix" not in plan_text(plan, applying=False)

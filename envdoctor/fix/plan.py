@@ -349,8 +349,9 @@ def make_plan(report: Report, tables: Tables, opts: PlanOptions) -> Plan:
     plan = Plan(python=report.python.executable, prefix=report.python.prefix, strategy=opts.strategy)
     _plan_torchvision(report, tables, opts, plan)
     _plan_mmcv(report, tables, opts, plan)
-    from envdoctor.fix.plan_torch import plan_gpu
+    from envdoctor.fix.plan_torch import plan_gpu, plan_torch_itself
 
+    plan_torch_itself(report, opts, plan, tables)
     plan_gpu(report, opts, plan, tables)
     if plan.runnable and "pip" not in report.packages:
         for a in plan.runnable:

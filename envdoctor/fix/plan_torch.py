@@ -11,8 +11,8 @@ import re
 from typing import TYPE_CHECKING, Any, Sequence
 
 from envdoctor import commandline as shell
-from envdoctor.fact_readers import mmcv_dist_names
-from envdoctor.facts import Report
+from envdoctor.fact_readers import load_message, mmcv_dist_names, state
+from envdoctor.facts import FAILED, Report
 from envdoctor.fix.plan import Action, Plan, PlanOptions, Verify, _as_changed
 from envdoctor.fix.wheels import norm_name
 from envdoctor.fix_choice import FixChoice
@@ -45,6 +45,26 @@ def plan_torch(report: Report, tables: Tables, opts: PlanOptions, plan: Plan, co
         if key not in seen:  # the same change for this environment and for a new one
             seen.append(key)
             _torch_choice_actions(report, opts, plan, component, _as_changed(fx.choice, opts), dist_names)
+
+
+def plan_torch_itself(report: Report, opts: PlanOptions, plan: Plan, tables: Tables) -> None:
+    """`import torch` fails (ED201 …) and no repair of torchvision or mmcv planned a change of torch: the torch
+    change `check` advises for torch itself, as any torch change (only with --allow-torch-change)."""
+    status = state(report, "torch")
+    if status not in FAILED or any(a.kind == "torch" for a in plan.actions):
+        return
+    from envdoctor.fix.plan import Problem
+
+    ids = sorted({f.id for f in report.findings if f.component == "torch" and f.severity == "error"})
+    plan.problems.append(Problem("torch", status, load_message(report, "torch", last=True, limit=300), ids))
+    for f in report.findings:  # what only the user can do, which `check` prints first (the VC++ runtime)
+        if f.id in ids:
+            plan.notes += [f"torch: by hand, as `envdoctor check` says: {fx.description}" for fx in f.fixes
+                           if fx.strategy is None and fx.choice is None]
+    if opts.strategy != "auto":
+        plan.notes.append("torch: its repair changes torch: planned with --strategy auto (with --allow-torch-change)")
+        return
+    plan_torch(report, tables, opts, plan, "torch")
 
 
 def plan_gpu(report: Report, opts: PlanOptions, plan: Plan, tables: Tables) -> None:
@@ -106,7 +126,7 @@ def _torch_choice_actions(report: Report, opts: PlanOptions, plan: Plan, compone
         plan.actions.append(Action(
             kind="torch", component=component,
             title=("change torch: install " if first and i == 0 else "then install ") + " ".join(specs),
-            why=(choice.reason if component == "gpu" else
+            why=(choice.reason if component in ("gpu", "torch") else
                  f"no prebuilt {component} fits the installed torch; this torch has one"),
             changes=[f"removes {d}" for d in remove] + [f"installs {' '.join(specs)} (replacing what is installed)"],
             commands=choice.commands(step=i),
