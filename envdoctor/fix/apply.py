@@ -103,9 +103,8 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
         to_back, roots = touched_paths(prepared, report, info, roots)
         j.set(roots=roots.to_dict())
         j.step("prepare", "end", wheels=[w.name for p in prepared for w in p.wheels])
-        if warm is not None:
-            removed = [t for p in prepared for d in p.action.remove for t in sum(dist_paths(d, roots), [])]
-            warm(statements(plan), sorted(set(to_back) | set(removed) | set(written_tops(prepared, info, roots))))
+        if warm is not None:  # to_back already holds every path of the distributions pip removes or replaces
+            warm(statements(plan), sorted(set(to_back) | set(written_tops(prepared, info, roots))))
 
         j.step("manifest")
         before = bk.scan(roots)

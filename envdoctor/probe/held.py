@@ -57,10 +57,10 @@ class HeldProbe:
         self.round_dir = os.path.join(run.scratch, f"out-{self.rounds + 1}")
         try:
             os.mkdir(self.round_dir)
-            run.proc.stdin.write((json.dumps({"out": self.round_dir, "verify": statements}) + "\n").encode())
-            run.proc.stdin.flush()
         except OSError:
             self.close()
+            return False
+        if not self._send({"out": self.round_dir, "verify": statements}):
             return False
         self.started = time.monotonic()
         return True
@@ -72,8 +72,14 @@ class HeldProbe:
         run = self.run
         if run is None or run.proc.poll() is not None or run.proc.stdin is None or not statements:
             return False
+        return self._send({"warm": statements, "avoid": avoid})
+
+    def _send(self, request: dict[str, object]) -> bool:
+        """One request line on the held process's stdin; False (and the process ended) when it cannot take it."""
+        run = self.run
+        assert run is not None and run.proc.stdin is not None
         try:
-            run.proc.stdin.write((json.dumps({"warm": statements, "avoid": avoid}) + "\n").encode())
+            run.proc.stdin.write((json.dumps(request) + "\n").encode())
             run.proc.stdin.flush()
         except OSError:
             self.close()

@@ -128,6 +128,11 @@ def found_now(name):
     return (spec.origin or "namespace") if spec is not None else None
 
 
+def deleted_object(path):
+    """A mapped shared object deleted since (/proc/self/maps says "(deleted)"; not memfd or SysV shm)."""
+    return path.endswith(" (deleted)") and ".so" in os.path.basename(path)
+
+
 def changed_since(path, since_ns):
     try:
         return os.stat(path).st_ctime_ns >= since_ns
@@ -148,7 +153,7 @@ class Baseline(object):
         self.deleted = []  # mapped files already gone: this process runs code no fresh one can load
         for path in loaded_files() | (lookups.failed if lookups else set()):
             self.files[path] = file_state(path)
-            if path.endswith(" (deleted)") and ".so" in os.path.basename(path):  # not memfd or SysV shm
+            if deleted_object(path):
                 self.deleted.append(path)
         self.pth = pth_files(self.dirs)
         self.replayed = set()
@@ -168,8 +173,8 @@ class Baseline(object):
         out = []
         for path in (loaded_files() | lookups.failed) - set(self.files):
             state = self.files[path] = file_state(path)
-            if path.endswith(" (deleted)"):  # a shared object deleted since it was mapped; memfd, SysV: never files
-                if ".so" in os.path.basename(path):
+            if path.endswith(" (deleted)"):  # memfd and SysV mappings are never files: not "gone"
+                if deleted_object(path):
                     self.deleted.append(path)
             elif state is None:
                 out.append("%s (gone since it was loaded)" % path)
