@@ -26,6 +26,9 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ho
 def env(tmp_path: Path) -> Path:
     dest = tmp_path / "env"
     copy_venv(real_env("torch213"), dest, link=True)
+    # a hard link changes the file's ctime: linked a tick before the probe starts, a file could have been
+    # changed after the probe read it, and the held process would not stand for a fresh one (probe_hold.Baseline)
+    time.sleep(0.05)
     return dest
 
 
@@ -135,6 +138,53 @@ def test_a_new_module_that_changes_import_torch_means_a_fresh_probe(env, tmp_pat
         assert got_fresh[stmt].status == "ok", got_fresh[stmt]
         assert again.load_probes is not None and not again.load_probes.reused
         assert got[stmt].status == "ok", got[stmt]
+        assert not alive(pid)
+    finally:
+        hold.close()
+
+
+DURING = ["a module torch imported", "a .pth file site ran", "a new .pth file", "a copy earlier on sys.path"]
+
+
+@pytest.mark.parametrize("case", DURING)
+def test_a_file_changed_while_the_first_round_ran_means_a_fresh_probe(env, tmp_path, case):
+    """The held process keeps the state of what it loaded as the first round left it. A file an install beside
+    that round changed after `import torch` read it would be kept as it is now, and the next round would
+    pass for a fresh process while its torch is the old one: such a file makes the next round a fresh probe.
+    The change is made by the first round's own verify statement, in a child of the held process: after the
+    parent's `import torch`, before the round ends."""
+    target = Target(str(env / "bin" / "python"), "--python")
+    sp = site_packages(env)
+    (sp / "edheld_old.pth").write_text("import os\n")
+    early = tmp_path / "early"
+    early.mkdir()  # first on sys.path from the start, empty until the first round writes into it
+    (sp / "aaa_edheld.pth").write_text("import sys; sys.path.insert(0, %r)\n" % str(early))
+    check = "import torch"
+    if case == "a module torch imported":
+        path, text = sp / "torch" / "version.py", (sp / "torch" / "version.py").read_text()
+    elif case == "a .pth file site ran":
+        path, text = sp / "edheld_old.pth", "import os\n"
+    elif case == "a new .pth file":
+        path, text = sp / "edheld_new.pth", "import os; os.environ['EDHELD'] = 'ran'\n"
+        check = "import os; assert os.environ.get('EDHELD') == 'ran'"
+    else:
+        assert (sp / "typing_extensions.py").exists()
+        path = early / "typing_extensions.py"
+        text = "EDHELD_COPY = True\n" + (sp / "typing_extensions.py").read_text()
+        check = "import typing_extensions as t; assert t.EDHELD_COPY"
+    staged = tmp_path / "staged"
+    staged.write_text(text)
+    # a new file swapped in as an installer does (same bytes where it replaces one)
+    swap = f"import os, shutil; shutil.copy({str(staged)!r}, {str(path) + '.new'!r}); os.replace(" \
+           f"{str(path) + '.new'!r}, {str(path)!r})"
+    hold = Holder()
+    try:
+        _, got_first = collect_verified(target, [swap], timeout=120, hold=hold)
+        assert got_first[swap].status == "ok", got_first[swap]
+        pid = held_pid(hold)
+        again, got = collect_verified(target, [check], timeout=120, hold=hold)
+        assert again.load_probes is not None and not again.load_probes.reused
+        assert got[check].status == "ok", got[check]
         assert not alive(pid)
     finally:
         hold.close()

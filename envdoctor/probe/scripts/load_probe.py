@@ -6,14 +6,15 @@ which imported modules print to), rewritten after every stage, so that when an
 import kills its process the parent still knows which stage was running.
 
 Usage:
-  load_probe.py OUT_DIR components TIMEOUT [--no-fork] [--hold] [--verify STATEMENT]...
+  load_probe.py OUT_DIR components TIMEOUT [--no-fork] [--hold --since NS] [--verify STATEMENT]...
       `import torch` once in this process, then (on Linux) fork one child per
       dependent probe: torch.cuda facts, torchvision (+ ops), mmcv (+ _ext), and
       one per STATEMENT (fix's verification: verify-N.json, its stage named by
       the statement).
       Each child reports through its own file and its own stdout/stderr files,
       so a crash in mmcv._ext cannot take the torch or torchvision result with
-      it. --hold: then wait for more rounds on stdin (probe_hold.py).
+      it. --hold: then wait for more rounds on stdin (probe_hold.py); NS: the time (ns since the
+      epoch) taken just before this process started.
       Without fork (Windows, macOS, --no-fork) the dependent probes run one
       after another in this process; the caller runs them as separate
       processes instead (mode `component`).
@@ -302,7 +303,7 @@ def signal_name(num):
         return "signal %d" % num
 
 
-def run_components(out_dir, timeout, use_fork, statements=(), hold=False):
+def run_components(out_dir, timeout, use_fork, statements=(), hold=False, since_ns=None):
     rec = Recorder(os.path.join(out_dir, "torch.json"), "torch")
     torch = None
     looks = sibling("probe_hold").Lookups() if hold and use_fork else None  # what `import torch` looked for
@@ -319,7 +320,7 @@ def run_components(out_dir, timeout, use_fork, statements=(), hold=False):
     if hold and use_fork and torch is not None:
         # fix's verification: more rounds of the dependent probes, forked from this very import
         sibling("probe_hold").serve(rec, out_dir, write_json, lambda new_dir, statements: run_dependents(
-            rec, new_dir, timeout, True, torch, statements), looks, timeout)
+            rec, new_dir, timeout, True, torch, statements), looks, timeout, since_ns)
 
 
 def run_dependents(rec, out_dir, timeout, use_fork, torch, statements):  # all but torch: forked if use_fork
@@ -373,7 +374,9 @@ def main():
         flags = sys.argv[4:]
         use_fork = hasattr(os, "fork") and sys.platform.startswith("linux") and "--no-fork" not in flags
         statements = [flags[i + 1] for i, f in enumerate(flags[:-1]) if f == "--verify"]
-        run_components(out_dir, timeout, use_fork, statements, hold="--hold" in flags)
+        since = [int(flags[i + 1]) for i, f in enumerate(flags[:-1]) if f == "--since"]
+        run_components(out_dir, timeout, use_fork, statements, hold="--hold" in flags,
+                       since_ns=since[0] if since else None)
     elif mode == "component":
         name, timeout = name_or_timeout, float(sys.argv[4])
         rec = Recorder(os.path.join(out_dir, name + ".json"), name)

@@ -140,30 +140,65 @@ def changed_since(path, since_ns):
         return True
 
 
+# The kernel stamps a file from its coarse clock, which lags the one read before the probe started by up to a
+# tick (10 ms at HZ=100); some file systems keep whole seconds only (ext3; FAT: 2 s).
+FINE_MARGIN_NS = 10000000
+COARSE_MARGIN_NS = 2000000000
+
+
+def changed_after_start(path, since_ns):
+    """Whether the file changed (ctime) after the process started, when it may already have read it."""
+    try:
+        ctime = os.stat(path).st_ctime_ns
+    except (OSError, ValueError):
+        return True
+    return ctime >= since_ns - (COARSE_MARGIN_NS if ctime % 1000000000 == 0 else FINE_MARGIN_NS)
+
+
 def same_file(a, b):
     return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
 
 class Baseline(object):
-    """What this process has loaded and run, as the files were when the first round ended."""
+    """What this process has loaded and run, as the files were when the first round ended. `since_ns`: when
+    the process started. A file changed after that (an install beside the first round) may differ from what
+    was read, so the baseline cannot stand for it: the next round is a fresh probe (`unsure`)."""
 
-    def __init__(self, lookups=None):
+    def __init__(self, lookups=None, since_ns=None):
         self.dirs = site_dirs()
         self.files = {}
         self.deleted = []  # mapped files already gone: this process runs code no fresh one can load
+        self.unsure = []
         for path in loaded_files() | (lookups.failed if lookups else set()):
-            self.files[path] = file_state(path)
+            state = self.files[path] = file_state(path)
             if deleted_object(path):
                 self.deleted.append(path)
+            elif since_ns is None or path.endswith(" (deleted)"):
+                continue
+            elif state is None:  # not a member of a zip archive, whose path is no file: one gone since
+                if os.path.isdir(os.path.dirname(path)):
+                    self.unsure.append("%s (gone since it was loaded)" % path)
+            elif changed_after_start(path, since_ns):
+                self.unsure.append("%s (changed while the first round ran)" % path)
         self.pth = pth_files(self.dirs)
+        if since_ns is not None:  # one that changed, or is new (site never ran it), since the process started
+            self.unsure += ["%s (changed while the first round ran)" % path for path, state in sorted(self.pth.items())
+                            if state is not None and changed_after_start(path, since_ns)]
         self.replayed = set()
         self.missing = sorted((lookups.missing if lookups else set()) | set(
             n for n in ("sitecustomize", "usercustomize") if n not in sys.modules))
         forget_import_caches()
         # where the path finds each top-level module this process has loaded (None, or not the loaded file:
         # a module served by another finder, e.g. an editable install's; only a change of this counts)
-        self.tops = dict((n, found_now(n)) for n, m in list(sys.modules.items())
-                         if "." not in n and isinstance(getattr(m, "__file__", None), str))
+        self.tops = {}
+        for name, module in list(sys.modules.items()):
+            path = getattr(module, "__file__", None)
+            if "." in name or not isinstance(path, str):
+                continue
+            where = self.tops[name] = found_now(name)
+            if (since_ns is not None and where and where != "namespace" and not same_file(where, path)
+                    and changed_after_start(where, since_ns)):  # a copy earlier on sys.path, written since
+                self.unsure.append("%s (now found: %s)" % (name, where))
 
     def extend(self, lookups, since_ns):
         """Take in what a warm-up loaded: its files, its top-level modules, the names it looked for in vain (the
@@ -193,7 +228,7 @@ class Baseline(object):
 
     def changes(self):
         """The loaded and run files that differ now: any one means a fresh process would not be this one."""
-        out = list(self.deleted)
+        out = self.deleted + self.unsure
         for path, state in sorted(self.files.items()):
             if state is not None and file_state(path) != state:
                 out.append(path)
@@ -246,13 +281,14 @@ def helper(name):
     return module
 
 
-def serve(rec, out_dir, write_json, run_round, lookups=None, timeout=0):
+def serve(rec, out_dir, write_json, run_round, lookups=None, timeout=0, since_ns=None):
     """Each line on stdin ({"out": DIR, "verify": [STATEMENT...]}) is one more round: run_round(DIR,
     statements) forks the dependent probes into DIR, then DIR/held.json says it is complete (or
     DIR/stale.json says this process cannot stand for a fresh one, and it exits). A line {"warm":
     [STATEMENT...], "avoid": [PATH...]} asks for the warm-up (probe_warm.py) first. EOF ends it.
-    `lookups`: the names `import torch` looked for (Lookups); `timeout`: the probe's, also the warm-up's."""
-    baseline = Baseline(lookups)
+    `lookups`: the names `import torch` looked for (Lookups); `timeout`: the probe's, also the warm-up's;
+    `since_ns`: when this process started (Baseline)."""
+    baseline = Baseline(lookups, since_ns)
     write_json(os.path.join(out_dir, "held.json"), {"pid": os.getpid()})
     tainted = None
     for line in iter(sys.stdin.readline, ""):
