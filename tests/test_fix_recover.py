@@ -260,6 +260,39 @@ def test_conflict_restore_puts_back_the_state_before_the_fix(nops, tmp_path):
     assert hash_of(tree_listing(site)) == original
 
 
+def test_a_compat_fix_killed_while_envdoctor_writes_the_wheel_is_recovered(nops, tmp_path):
+    """envdoctor writes the compat wheel itself (fix/own_wheel.py): killed half-way through its second file,
+    the next `fix --recover` takes the short file and the whole one for the transaction's and removes them."""
+    env = clone(nops, tmp_path)
+    site = site_packages(env)
+    original = hash_of(tree_listing(site))
+    proc = run_cli("fix", "--python", str(env), "--strategy", "compat", "--apply", "--yes",
+                   env={**standin(tmp_path), "ENVDOCTOR_FIX_CRASH_AT": "install:during"})
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+    assert "envdoctor writes its files" in proc.stdout
+    assert hash_of(tree_listing(site)) != original  # half-written: something to recover
+    rec = run_cli("fix", "--recover", "--python", str(env))
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    assert hash_of(tree_listing(site)) == original
+    assert journals(env)[-1]["state"] == "rolled_back"
+
+
+def test_the_compat_layer_goes_into_an_environment_without_pip(nops, tmp_path):
+    """A `uv venv` has no pip: the compat fix needs none (envdoctor writes its own wheel); a wheel fix would."""
+    env = clone(nops, tmp_path)
+    site = site_packages(env)
+    for p in [site / "pip", *site.glob("pip-*.dist-info")]:
+        shutil.rmtree(p)
+    original = hash_of(tree_listing(site))
+    applied = run_cli("fix", "--python", str(env), "--strategy", "compat", "--apply", "--yes", env=standin(tmp_path))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "Result: verified" in applied.stdout and "has no pip" not in applied.stdout
+    assert (site / "_envdoctor_compat.pth").exists() and list(site.glob("envdoctor_compat-*.dist-info"))
+    undo = run_cli("fix", "--undo", "--python", str(env))
+    assert undo.returncode == 0, undo.stdout + undo.stderr
+    assert hash_of(tree_listing(site)) == original
+
+
 def _read_only(site: Path, command: str) -> subprocess.CompletedProcess:
     """Run `command` with site-packages bind-mounted read-only (a private mount namespace; root only)."""
     probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind {site} {site} && "

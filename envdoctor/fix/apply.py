@@ -10,7 +10,8 @@ Journal steps, in order (each recorded `begin` before and `end` after it runs):
   manifest           list every entry under site-packages and the scripts directory
   backup             hard-link/copy every file the plan may replace or remove
   uninstall:<dist>   `pip uninstall -y <dist>` for each conflicting distribution
-  install[-N]        `pip install --no-index --no-deps --force-reinstall <the prepared wheels>`
+  install[-N]        `pip install --no-index --no-deps --force-reinstall <the prepared wheels>`; the compat
+                     wheel, where none of its files is there yet, written by envdoctor (fix/own_wheel.py)
   verify             one fresh probe of the target (the one check runs), the plan's import statements
                      run inside it (fix/verify.py reads what it found)
   commit             the after-manifest is saved; the journal says "committed"
@@ -26,7 +27,7 @@ from typing import Any, Callable, Optional
 
 from envdoctor.facts import LoadResult, Report
 from envdoctor.fix import backup as bk
-from envdoctor.fix import owned
+from envdoctor.fix import own_wheel, owned
 from envdoctor.fix import recover as rc
 from envdoctor.fix.footprint import dist_paths, roots_for
 from envdoctor.fix.journal import Journal
@@ -50,12 +51,33 @@ def _quiet(_: str) -> None:
     pass
 
 
-def _record_written(j: Journal, before: bk.Manifest, roots: bk.Roots) -> bk.Manifest:
+def _record_written(j: Journal, before: bk.Manifest, roots: bk.Roots,
+                    now: Optional[bk.Manifest] = None) -> bk.Manifest:
     """How the transaction left every path it changed so far: a recovery undoes only these, and only while
-    they still look like this. Returns the manifest scanned for it (the commit's manifest-after)."""
-    now = bk.scan(roots)
+    they still look like this. Returns the manifest scanned for it (the commit's manifest-after); `now`:
+    that manifest, where the step knows every path it wrote (no scan)."""
+    if now is None:
+        now = bk.scan(roots)
     j.save_json(owned.WRITTEN, owned.snapshot(before, roots, now))
     return now
+
+
+def _with_written(base: bk.Manifest, paths: list[str], root: str) -> bk.Manifest:
+    """`base` with the paths a step wrote, and the directories it made for them, as they are now."""
+    now = dict(base)
+    for path in paths:
+        d = os.path.dirname(path)
+        while d.startswith(os.path.join(root, "")) and d not in now:
+            _put(now, d)
+            d = os.path.dirname(d)
+        _put(now, path)
+    return now
+
+
+def _put(manifest: bk.Manifest, path: str) -> None:
+    entry = bk.entry_of(path)
+    if entry is not None:
+        manifest[path] = entry
 
 
 class Interrupted(KeyboardInterrupt):
@@ -138,15 +160,28 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
                 for w in p.wheels]})
             dirty = True
             j.step(name, intent=f"intent-{name}.json")
-            watch = [str(t) for w in p.wheels for t in wheel_targets(w, info.paths, info.windows)
-                     if not os.path.lexists(t)]
-            echo(f"  pip install {' '.join(w.name for w in p.wheels)}")
-            res = pip.run("install", "--no-index", "--no-deps", "--no-cache-dir", "--user" if user else "--no-user",
-                          "--force-reinstall",
-                          *[str(w) for w in p.wheels], name=name, watch=watch, isolated=True)
-            if not res.ok:
-                raise FixFailed(f"pip install failed:\n{res.tail()}")
-            written = _record_written(j, before, roots)
+            targets = [str(t) for w in p.wheels for t in wheel_targets(w, info.paths, info.windows)]
+            watch = [t for t in targets if not os.path.lexists(t)]
+            now: Optional[bk.Manifest] = None
+            if p.action.installer == "envdoctor" and len(watch) == len(targets):
+                # what it wrote is known path by path: the record needs no scan, and takes nothing else for ours
+                now = written if written is not None else before
+                for w in p.wheels:
+                    echo(f"  installing {w.name} (envdoctor writes its files and RECORD itself, as pip would)")
+                    root = _install_root(w, info)
+                    now = _with_written(now, own_wheel.install(w, root, info.bytecode, step=name), root)
+            elif p.action.installer == "envdoctor" and info.pip is None:
+                raise FixFailed("files of the compat layer are there already (" + ", ".join(
+                    t for t in targets if t not in watch)[:300] + "); only pip installs over them, and the target "
+                                "has no pip (install it with `python -m ensurepip`)")
+            else:
+                echo(f"  pip install {' '.join(w.name for w in p.wheels)}")
+                res = pip.run("install", "--no-index", "--no-deps", "--no-cache-dir",
+                              "--user" if user else "--no-user", "--force-reinstall",
+                              *[str(w) for w in p.wheels], name=name, watch=watch, isolated=True)
+                if not res.ok:
+                    raise FixFailed(f"pip install failed:\n{res.tail()}")
+            written = _record_written(j, before, roots, now)
             dirty = False
             j.step(name, "end")
 

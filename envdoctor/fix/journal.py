@@ -6,7 +6,8 @@ sibling files written before the step that relies on them begins.
 
 Fault injection for the tests (and for anyone who wants to see recovery work), by step
 name as recorded in the journal (`backup`, `uninstall:mmcv-lite`, `install`, `verify`,
-`commit`, `rollback`, ...), optionally suffixed `:end` (or `:during` for pip steps):
+`commit`, `rollback`, ...), optionally suffixed `:end` (or `:during` for install steps: pip's, or
+envdoctor's own write of the compat wheel, fix/own_wheel.py):
   ENVDOCTOR_FIX_CRASH_AT=<step>[,<step>...]   SIGKILL this process at that point
   ENVDOCTOR_FIX_FAIL_AT=<step>                raise there (the normal failure path)
   ENVDOCTOR_FIX_PAUSE_AT=<step>=<seconds>     sleep there (to make two runs overlap)

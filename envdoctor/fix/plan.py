@@ -79,6 +79,8 @@ class Action:
     applies: bool = True  # False: printed only
     not_applied_because: str = ""
     user_site: bool = False  # pip runs with the user site visible and --user (fix/user_site.py)
+    # "envdoctor": the compat wheel, not installed yet, is written by envdoctor itself (fix/own_wheel.py), not pip
+    installer: str = "pip"
     coverage: list[str] = field(default_factory=list)  # compat: what it serves of _ext and of each consumer's ops
     details: list[str] = field(default_factory=list)  # what will be built and why (the build strategy)
     build: dict[str, Any] = field(default_factory=dict)  # the build strategy's spec, cache hit and source
@@ -250,6 +252,7 @@ def _plan_mmcv(report: Report, tables: Tables, opts: PlanOptions, plan: Plan) ->
                                   "layer does not repair that (if the verification fails, the fix is rolled back)")
             py = report.python.executable
             wheel = wheel_filename()
+            own = COMPAT_DIST not in report.packages  # nothing of it to replace: no pip needed (fix/own_wheel.py)
             compat = advised(report, "mmcv", ("compat",)) or FixChoice(
                 strategy="compat", component="mmcv", python=py, os=os_name(report),
                 reason=f"chosen with --strategy {opts.strategy}")
@@ -261,9 +264,11 @@ def _plan_mmcv(report: Report, tables: Tables, opts: PlanOptions, plan: Plan) ->
                 changes=[f"installs the distribution {COMPAT_DIST} (package _envdoctor_compat/ and "
                          "_envdoctor_compat.pth in site-packages); nothing else is touched",
                          "only when the real mmcv._ext cannot load is it served; ENVDOCTOR_COMPAT=0 turns it off"],
-                commands=[f"(envdoctor builds {wheel} from its bundled compat layer)",
+                commands=[f"(envdoctor builds {wheel} from its bundled compat layer" + (
+                              " and installs it itself, as this pip command would:)" if own else ")"),
                           *_cmds([_pip(py, "install", "--no-index", "--no-deps", "--no-cache-dir", wheel)],
                                  report.host.os)],
+                installer="envdoctor" if own else "pip",
                 undo=f"envdoctor fix --undo --python {shell.program(py, report.host.os)}   or   "
                      f"{_q(_pip(py, 'uninstall', '-y', COMPAT_DIST), report.host.os)}",
                 coverage=_compat_coverage(report, tables),
@@ -355,6 +360,8 @@ def make_plan(report: Report, tables: Tables, opts: PlanOptions) -> Plan:
     plan_gpu(report, opts, plan, tables)
     if plan.runnable and "pip" not in report.packages:
         for a in plan.runnable:
+            if a.installer == "envdoctor":
+                continue
             a.applies = False
             a.not_applied_because = "the target has no pip (install it with `python -m ensurepip`)"
     _place(report, opts, plan)

@@ -20,6 +20,7 @@ class TargetInfo:
     paths: dict[str, str]
     pip: Optional[str]
     user: dict[str, Any] = field(default_factory=dict)  # site, enabled, paths (the user scheme's)
+    bytecode: Optional[dict[str, str]] = None  # magic (hex), tag: the target's byte-code files
 
     @property
     def windows(self) -> bool:
@@ -27,4 +28,5 @@ class TargetInfo:
 
     @classmethod
     def from_data(cls, python: str, data: dict[str, Any]) -> "TargetInfo":
-        return cls(python, data["prefix"], data["markers"], data["paths"], data.get("pip"), data.get("user") or {})
+        return cls(python, data["prefix"], data["markers"], data["paths"], data.get("pip"), data.get("user") or {},
+                   data.get("bytecode"))

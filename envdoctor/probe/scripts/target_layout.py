@@ -2,7 +2,8 @@
 
 Runs inside the *target* interpreter: standard library only, Python 3.6+. Records, never judges:
 sys.prefix, the environment markers of PEP 508, sysconfig's install paths, the user scheme's paths
-and whether the user site is enabled, and pip's version (None when pip does not import).
+and whether the user site is enabled, pip's version (None when pip does not import), and what its byte-code
+files are (magic number and tag).
 
 Usage: target_layout.py OUT_JSON
 """
@@ -53,9 +54,19 @@ def pip_version():
         return None
 
 
+def bytecode():
+    """What this interpreter's byte-code files are: the magic number their header starts with, and the tag in
+    their names (None where it writes none)."""
+    try:
+        import importlib.util
+        return {"magic": importlib.util.MAGIC_NUMBER.hex(), "tag": sys.implementation.cache_tag}
+    except Exception:
+        return None
+
+
 def main():
     out = {"prefix": sys.prefix, "executable": sys.executable, "markers": markers(),
-           "paths": sysconfig.get_paths(), "user": user_scheme(), "pip": pip_version()}
+           "paths": sysconfig.get_paths(), "user": user_scheme(), "pip": pip_version(), "bytecode": bytecode()}
     tmp = sys.argv[1] + ".tmp"
     with open(tmp, "w") as f:
         f.write(json.dumps(out))  # dumps: the C encoder
