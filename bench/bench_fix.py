@@ -9,6 +9,8 @@ environment (then, untimed, `fix --undo`, so every round starts from the same en
 medians and the ratios fix --apply / check (goal <= 1.3: probe before, install, one verification probe),
 dry run / check (goal <= 1.05), and fix --apply / (check + check of the repaired environment): the
 verification imports what the fix made importable, which the broken environment's check never imported.
+Also times, in the repaired environment, the verification's import chain alone (`import torch`, then what
+`from mmcv.ops import ...` needs: mmengine and the rest) in one fresh process: a bound on fix --apply.
 `--code DIR` also times the same commands of the envdoctor package in DIR (e.g. an unpacked `git archive`
 of an older commit), interleaved: before/after in one run, on one load.
 Not a test: the numbers depend on the machine; run it on an idle one.
@@ -30,6 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.envs import copy_venv, get_env  # noqa: E402
+
+
+# what the compat fix's verification imports in the target (fix/plan.py: its verify statement)
+VERIFY_IMPORT = "from mmcv.ops import ModulatedDeformConv2dPack"
+FLOOR = "verify import chain, repaired"
 
 
 def run(cmd: list[str], env: dict[str, str], cwd: Path, ok: tuple[int, ...] = (0, 1)) -> float:
@@ -67,6 +74,8 @@ def main() -> int:
         "fix --apply": ["fix", "--python", python, "--strategy", "compat", "--apply", "--yes"],
     }
     times: dict[str, list[float]] = {f"{s}{c}": [] for c in codes for s in [*steps, "check, repaired"]}
+    times[FLOOR] = []
+    target_env = {k: v for k, v in base.items() if k != "PYTHONPATH"}
     try:
         run(me + steps["check"], codes[""], work)  # warm the page cache once, untimed
         load_before = os.getloadavg()[0]
@@ -78,6 +87,8 @@ def main() -> int:
                         # check of the repaired environment: its probe imports what the fix made importable
                         # (mmcv.ops in full), as the verification must; then back to the broken one, untimed
                         times[f"check, repaired{suffix}"].append(run(me + steps["check"], env, work))
+                        if not suffix:  # the verification's own import chain, in one fresh process of the target
+                            times[FLOOR].append(run([python, "-c", VERIFY_IMPORT], target_env, work))
                         run(me + ["fix", "--python", python, "--undo"], env, work, ok=(0,))
         med = {k: statistics.median(v) for k, v in times.items() if v}
         print(f"target: clone of test env {args.env!r} ({python})")
@@ -91,6 +102,10 @@ def main() -> int:
                   f"(goal <= 1.3); dry run / check {med[f'fix (dry run){suffix}'] / check:.2f} (goal <= 1.05); "
                   f"fix --apply / (check + check of the repaired env) "
                   f"{med[f'fix --apply{suffix}'] / (check + med[f'check, repaired{suffix}']):.2f}")
+        floor = med[FLOOR] / med["check"]
+        print(f"floor: the repaired env's `python -c {VERIFY_IMPORT!r}` (import torch, then what mmcv.ops needs: "
+              f"one chain no design can split) / check {floor:.2f}: fix --apply can be no quicker"
+              + (", so the goal 1.3 cannot be met on this machine" if floor > 1.3 else ""))
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
