@@ -180,3 +180,30 @@ def test_killed_half_way_it_leaves_one_short_file_that_recovery_knows_for_its_ow
     states = owned.in_flight([intent])
     assert owned.cut_off(str(second), states[str(second)])
     assert owned.matches(owned.state_of(str(first)), states[str(first)][0])
+
+
+def test_another_python_compiles_its_own_byte_code(tmp_path):
+    """Where envdoctor's Python is not the target's (3.12 here), the target compiles what envdoctor wrote, as pip
+    has it do: byte-code pip's RECORD would list, so a rollback, an undo or `pip uninstall` removes it too."""
+    from envdoctor.fix.pip_runner import Pip
+    from tests.conftest import need_python
+
+    venv = tmp_path / "v312"
+    subprocess.run([str(need_python("3.12")), "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    layout = target_layout(Target(python, "--python"))
+    assert layout.bytecode and layout.bytecode["tag"] == "cpython-312"
+    assert layout.bytecode["magic"] != importlib.util.MAGIC_NUMBER.hex()
+    site = Path(layout.paths["purelib"])
+    pip = Pip(python)
+    written = own_wheel.install(_wheel(tmp_path), str(site), layout.bytecode,
+                                compile_in_target=lambda paths: pip.compile(paths, "install-compile"))
+    pycs = sorted(str(p) for p in site.rglob("*.pyc"))
+    assert len(pycs) == 3 and all(p.endswith(".cpython-312.pyc") for p in pycs)
+    assert set(pycs) <= set(written)
+    assert {os.path.relpath(p, site) for p in pycs} <= _record_paths(site)
+    assert pip.calls and pip.calls[0].argv[1:4] == ["-m", "compileall", "-q"]
+    before = tree_listing(site)
+    run = subprocess.run([python, "-c", "import edown; print(edown.VALUE)"], capture_output=True, text=True)
+    assert run.stdout.strip() == "42", run.stderr
+    assert tree_listing(site) == before  # its byte-code was there: the import wrote nothing

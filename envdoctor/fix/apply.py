@@ -21,6 +21,7 @@ On failure: `rollback` (delete what is new, put the backup back, compare with th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -169,7 +170,9 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
                 for w in p.wheels:
                     echo(f"  installing {w.name} (envdoctor writes its files and RECORD itself, as pip would)")
                     root = _install_root(w, info)
-                    now = _with_written(now, own_wheel.install(w, root, info.bytecode, step=name), root)
+                    paths = own_wheel.install(w, root, info.bytecode, step=name,
+                                              compile_in_target=functools.partial(pip.compile, name=f"{name}-compile"))
+                    now = _with_written(now, paths, root)
             elif p.action.installer == "envdoctor" and info.pip is None:
                 raise FixFailed("files of the compat layer are there already (" + ", ".join(
                     t for t in targets if t not in watch)[:300] + "); only pip installs over them, and the target "

@@ -11,8 +11,8 @@ recovery and pip itself treat it alike:
 - each member in the archive's order, in place (open, write, close): a process killed half-way leaves at most
   the file it was writing short, the last of the wheel's files present (fix/owned.py `cut_off`);
 - each member's bytes checked against the wheel's RECORD first;
-- byte-code for each `.py` file, where this interpreter's byte-code is the target's (the same magic number:
-  the same Python); else the target's first import writes it, as after `pip install --no-compile`;
+- byte-code for each `.py` file: compiled here where this interpreter's byte-code is the target's (the same
+  magic number: the same Python), else by the target itself (`-m compileall`, as pip does);
 - INSTALLER (`envdoctor`), REQUESTED, and RECORD last (every file with its sha256; RECORD itself without), so
   `pip uninstall envdoctor-compat` and `pip show` work as after a pip install.
 """
@@ -27,7 +27,7 @@ import py_compile
 import signal
 import zipfile
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from envdoctor.fix.journal import wants_crash
 from envdoctor.fix.result import FixFailed
@@ -69,10 +69,14 @@ def _write(path: str, data: bytes, mode: int, crash_half: bool) -> None:
         os.chmod(path, mode & 0o777)
 
 
+def _pyc(path: str, tag: str) -> str:
+    directory, name = os.path.split(path)
+    return os.path.join(directory, "__pycache__", f"{name[:-3]}.{tag}.pyc")
+
+
 def _compile(path: str, tag: str) -> Optional[str]:
     """The byte-code of a .py file written just now, named for the target (its tag)."""
-    directory, name = os.path.split(path)
-    cfile = os.path.join(directory, "__pycache__", f"{name[:-3]}.{tag}.pyc")
+    cfile = _pyc(path, tag)
     try:
         py_compile.compile(path, cfile=cfile, dfile=path, doraise=True, optimize=0,
                            invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
@@ -81,9 +85,11 @@ def _compile(path: str, tag: str) -> Optional[str]:
     return cfile
 
 
-def install(wheel: Path, root: str, bytecode: Optional[dict[str, str]], step: str = "install") -> list[str]:
+def install(wheel: Path, root: str, bytecode: Optional[dict[str, str]], step: str = "install",
+            compile_in_target: Optional[Callable[[list[str]], object]] = None) -> list[str]:
     """Write the wheel's files under `root` (site-packages). Returns the paths written. `bytecode`: the
-    target's (probe/layout.py). ENVDOCTOR_FIX_CRASH_AT=<step>:during kills this process half-way through
+    target's (probe/layout.py); `compile_in_target(paths)`: the target compiles these .py files itself (where
+    this Python is not the target's). ENVDOCTOR_FIX_CRASH_AT=<step>:during kills this process half-way through
     the second file."""
     why = unfit(wheel)
     if why:
@@ -109,13 +115,18 @@ def install(wheel: Path, root: str, bytecode: Optional[dict[str, str]], step: st
             _write(path, data, (zi.external_attr >> 16) & 0o777, crash and len(written) == 1)
             written.append(path)
             rows.append([member, digest, str(len(data))])
+    sources = [p for p in written if p.endswith(".py")]
     if tag:  # the same Python: its byte-code is the target's
-        for path in [p for p in written if p.endswith(".py")]:
-            cfile = _compile(path, tag)
-            if cfile is not None:
-                data = Path(cfile).read_bytes()
-                rows.append([os.path.relpath(cfile, root).replace(os.sep, "/"), record_hash(data), str(len(data))])
-                written.append(cfile)
+        compiled = [c for c in (_compile(p, tag) for p in sources) if c is not None]
+    elif bytecode and bytecode.get("tag") and compile_in_target is not None and sources:
+        compile_in_target(sources)  # what it could not compile stays source, as after pip
+        compiled = [c for c in (_pyc(p, bytecode["tag"]) for p in sources) if os.path.isfile(c)]
+    else:
+        compiled = []
+    for cfile in compiled:
+        data = Path(cfile).read_bytes()
+        rows.append([os.path.relpath(cfile, root).replace(os.sep, "/"), record_hash(data), str(len(data))])
+        written.append(cfile)
     for name, data in (("INSTALLER", f"{INSTALLER}\n".encode()), ("REQUESTED", b"")):
         member = f"{info}/{name}"
         path = _dest(root, member)

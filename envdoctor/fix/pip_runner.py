@@ -1,4 +1,5 @@
-"""Run pip of the TARGET interpreter (`python -m pip`), never our own.
+"""Run pip of the TARGET interpreter (`python -m pip`), never our own (and its compileall, for the byte-code of
+what envdoctor installs itself).
 
 The target's layout (install paths, markers) comes from the probe (envdoctor.probe.target_layout).
 pip itself runs from here, not from probe/: it is the one process of the target that writes to it,
@@ -182,10 +183,17 @@ class Pip:
         env.pop("PYTHONPATH", None)  # pip must see the target's packages, not ours
         return env
 
-    def run(self, *args: str, name: str = "pip", watch: Iterable[str] = (), isolated: bool = False) -> PipResult:
-        """Run one pip command. With ENVDOCTOR_FIX_CRASH_AT=<name>:during this process kills itself
-        once pip has written one of the `watch` paths (the test of a crash in the middle of pip)."""
-        argv = self.argv(*args)
+    def compile(self, paths: list[str], name: str) -> PipResult:
+        """Byte-code for these .py files, written by the target itself (`-m compileall`, as pip compiles what it
+        installs): envdoctor's own write of the compat wheel, where envdoctor's Python is not the target's."""
+        return self.run(name=name, argv=[self.python, "-m", "compileall", "-q", "-f", *paths])
+
+    def run(self, *args: str, name: str = "pip", watch: Iterable[str] = (), isolated: bool = False,
+            argv: Optional[list[str]] = None) -> PipResult:
+        """Run one pip command (or `argv`, another process of the target that writes to it). With
+        ENVDOCTOR_FIX_CRASH_AT=<name>:during this process kills itself once pip has written one of the
+        `watch` paths (the test of a crash in the middle of pip)."""
+        argv = argv or self.argv(*args)
         start = time.monotonic()
         log_path = None
         if self.log_dir is not None:
