@@ -212,13 +212,14 @@ def standin(tmp_path: Path) -> dict[str, str]:
     return {"ENVDOCTOR_COMPAT_SOURCE": str(src)}
 
 
-def crashed_compat_fix(nops: Path, tmp_path: Path) -> tuple[Path, Path, str]:
+def crashed_compat_fix(nops: Path, tmp_path: Path, at: str = "verify") -> tuple[Path, Path, str]:
     env = clone(nops, tmp_path)
     site = site_packages(env)
     h = hash_of(tree_listing(site))
     proc = run_cli("fix", "--python", str(env), "--strategy", "compat", "--apply", "--yes",
-                   env={**standin(tmp_path), "ENVDOCTOR_FIX_CRASH_AT": "verify"})
+                   env={**standin(tmp_path), "ENVDOCTOR_FIX_CRASH_AT": at})
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+    assert "envdoctor writes its files" in proc.stdout  # the compat wheel is envdoctor's own install
     return env, site, h
 
 
@@ -263,13 +264,7 @@ def test_conflict_restore_puts_back_the_state_before_the_fix(nops, tmp_path):
 def test_a_compat_fix_killed_while_envdoctor_writes_the_wheel_is_recovered(nops, tmp_path):
     """envdoctor writes the compat wheel itself (fix/own_wheel.py): killed half-way through its second file,
     the next `fix --recover` takes the short file and the whole one for the transaction's and removes them."""
-    env = clone(nops, tmp_path)
-    site = site_packages(env)
-    original = hash_of(tree_listing(site))
-    proc = run_cli("fix", "--python", str(env), "--strategy", "compat", "--apply", "--yes",
-                   env={**standin(tmp_path), "ENVDOCTOR_FIX_CRASH_AT": "install:during"})
-    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
-    assert "envdoctor writes its files" in proc.stdout
+    env, site, original = crashed_compat_fix(nops, tmp_path, "install:during")
     assert hash_of(tree_listing(site)) != original  # half-written: something to recover
     rec = run_cli("fix", "--recover", "--python", str(env))
     assert rec.returncode == 0, rec.stdout + rec.stderr
