@@ -82,7 +82,9 @@ def overlay(torch213: Path, requirement_wheels: Path, tmp_path_factory) -> Overl
 
 
 def target_state(prefix: Path) -> dict[str, float]:
-    """Every file of the environment with its mtime: a build must not change one."""
+    """Every file of the environment with its mtime: a build must not change one. Not the test cache's own
+    `.ready` mark, whose time says when a test last used the env (tests/envs.py `_used`: another test process
+    sharing the cache touches it)."""
     out = {}
     for dirpath, _dirs, files in os.walk(prefix):
         if "__pycache__" in dirpath:
@@ -90,6 +92,7 @@ def target_state(prefix: Path) -> dict[str, float]:
         for name in files:
             p = os.path.join(dirpath, name)
             out[p] = os.lstat(p).st_mtime
+    out.pop(str(prefix / ".ready"), None)
     return out
 
 
