@@ -182,7 +182,7 @@ def test_killed_half_way_it_leaves_one_short_file_that_recovery_knows_for_its_ow
     assert owned.matches(owned.state_of(str(first)), states[str(first)][0])
 
 
-def test_another_python_compiles_its_own_byte_code(tmp_path):
+def test_another_python_compiles_its_own_byte_code(tmp_path, monkeypatch):
     """Where envdoctor's Python is not the target's (3.12 here), the target compiles what envdoctor wrote, as pip
     has it do: byte-code pip's RECORD would list, so a rollback, an undo or `pip uninstall` removes it too."""
     from envdoctor.fix.pip_runner import Pip
@@ -195,6 +195,7 @@ def test_another_python_compiles_its_own_byte_code(tmp_path):
     assert layout.bytecode and layout.bytecode["tag"] == "cpython-312"
     assert layout.bytecode["magic"] != importlib.util.MAGIC_NUMBER.hex()
     site = Path(layout.paths["purelib"])
+    monkeypatch.setenv("PYTHONOPTIMIZE", "1")  # the user's setting: not what pip's RECORD would list
     pip = Pip(python)
     written = own_wheel.install(_wheel(tmp_path), str(site), layout.bytecode,
                                 compile_in_target=lambda paths: pip.compile(paths, "install-compile"))
@@ -207,3 +208,32 @@ def test_another_python_compiles_its_own_byte_code(tmp_path):
     run = subprocess.run([python, "-c", "import edown; print(edown.VALUE)"], capture_output=True, text=True)
     assert run.stdout.strip() == "42", run.stderr
     assert tree_listing(site) == before  # its byte-code was there: the import wrote nothing
+
+
+def test_what_is_written_last_and_where_envdoctor_does_not_write(tmp_path):
+    """The root .pth goes last (an installer killed before it leaves no .pth importing a missing package); the
+    .dist-info files are renamed into place under names a recovery knows for pip's temporary files; the paths
+    checked before writing include INSTALLER, REQUESTED and RECORD; an externally managed Python (PEP 668: pip
+    refuses it) and a venv are told apart."""
+    from envdoctor.fix.recover import _pip_temp_file
+
+    wheel = _wheel(tmp_path)
+    with zipfile.ZipFile(wheel) as zf:
+        names = [n for n in zf.namelist() if ".dist-info/" not in n]
+    assert names[-1] == "edown.pth" and len(names) > 1
+    site = tmp_path / "site"
+    site.mkdir()
+    targets = own_wheel.targets(wheel, str(site))
+    info = site / "edown-1.0.dist-info"
+    assert {str(info / n) for n in ("INSTALLER", "REQUESTED", "RECORD", "METADATA")} <= set(targets)
+    assert _pip_temp_file(str(info / "RECORD") + "0123abcd.tmp", {str(info / "RECORD")})
+    own_wheel.install(wheel, str(site), None)
+    assert not list(info.glob("*.tmp"))
+
+    venv = target_layout(Target(str(real_env("bare") / "bin" / "python"), "--python"))
+    assert venv.externally_managed is False
+    system = Path("/usr/bin/python3")
+    if not system.exists():
+        pytest.skip("no system Python here")
+    marker = any(Path(p, "EXTERNALLY-MANAGED").is_file() for p in Path("/usr/lib").glob("python3*"))
+    assert target_layout(Target(str(system), "--python")).externally_managed is marker

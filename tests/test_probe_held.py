@@ -26,8 +26,9 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ho
 def env(tmp_path: Path) -> Path:
     dest = tmp_path / "env"
     copy_venv(real_env("torch213"), dest, link=True)
-    # a hard link changes the file's ctime: linked a tick before the probe starts, a file could have been
-    # changed after the probe read it, and the held process would not stand for a fresh one (probe_hold.Baseline)
+    # a hard link changes the file's ctime, an entry added changes its directory's: within a tick before the
+    # probe starts, either could have changed after the probe read it, and the held process would not stand for a
+    # fresh one (probe_hold.Baseline)
     time.sleep(0.05)
     return dest
 
@@ -89,6 +90,7 @@ def test_a_changed_loaded_file_means_a_fresh_probe(env, changed):
     target = Target(str(env / "bin" / "python"), "--python")
     sp = site_packages(env)
     (sp / "edheld_old.pth").write_text("import os\n")
+    time.sleep(0.05)  # installed before the probe starts, not a tick before it (see the env fixture)
     hold = Holder()
     try:
         collect_verified(target, [], timeout=120, hold=hold)
@@ -143,7 +145,8 @@ def test_a_new_module_that_changes_import_torch_means_a_fresh_probe(env, tmp_pat
         hold.close()
 
 
-DURING = ["a module torch imported", "a .pth file site ran", "a new .pth file", "a copy earlier on sys.path"]
+DURING = ["a module torch imported", "a .pth file site ran", "a new .pth file", "a copy earlier on sys.path",
+          "a package torch imported, removed", "a .pth file site ran, removed"]
 
 
 @pytest.mark.parametrize("case", DURING)
@@ -159,6 +162,7 @@ def test_a_file_changed_while_the_first_round_ran_means_a_fresh_probe(env, tmp_p
     early = tmp_path / "early"
     early.mkdir()  # first on sys.path from the start, empty until the first round writes into it
     (sp / "aaa_edheld.pth").write_text("import sys; sys.path.insert(0, %r)\n" % str(early))
+    time.sleep(0.05)  # installed before the probe starts, not a tick before it (see the env fixture)
     check = "import torch"
     if case == "a module torch imported":
         path, text = sp / "torch" / "version.py", (sp / "torch" / "version.py").read_text()
@@ -177,6 +181,11 @@ def test_a_file_changed_while_the_first_round_ran_means_a_fresh_probe(env, tmp_p
     # a new file swapped in as an installer does (same bytes where it replaces one)
     swap = f"import os, shutil; shutil.copy({str(staged)!r}, {str(path) + '.new'!r}); os.replace(" \
            f"{str(path) + '.new'!r}, {str(path)!r})"
+    if case.endswith("removed"):  # as pip uninstall does: gone from where it was loaded (here: renamed away)
+        path = sp / "torchgen" if case.startswith("a package") else sp / "edheld_old.pth"
+        assert path.exists()
+        swap = f"import os; os.rename({str(path)!r}, {str(tmp_path / 'moved')!r})"
+        check = "import json"
     hold = Holder()
     try:
         _, got_first = collect_verified(target, [swap], timeout=120, hold=hold)
@@ -213,6 +222,7 @@ def _warm_package(sp: Path, heavy: str = "HEAVY = 1\n", init: str = "") -> None:
     (sp / "edwarm_dep" / "part.py").write_text("")
     (sp / "edwarm_dep" / "heavy.py").write_text(heavy)
     (sp / "edwarm_lazy.py").write_text("")
+    time.sleep(0.05)  # installed before the probe starts, not a tick before it (see the env fixture)
 
 
 # true only in a child of a process that imported edwarm_dep.heavy (the warm-up) and not edwarm itself

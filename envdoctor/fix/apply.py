@@ -164,7 +164,10 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
             targets = [str(t) for w in p.wheels for t in wheel_targets(w, info.paths, info.windows)]
             watch = [t for t in targets if not os.path.lexists(t)]
             now: Optional[bk.Manifest] = None
-            if p.action.installer == "envdoctor" and len(watch) == len(targets):
+            # envdoctor writes only where nothing of it is there yet, and never where pip would refuse (PEP 668)
+            own = p.action.installer == "envdoctor" and not info.externally_managed and not any(
+                os.path.lexists(t) for w in p.wheels for t in own_wheel.targets(w, _install_root(w, info)))
+            if own:
                 # what it wrote is known path by path: the record needs no scan, and takes nothing else for ours
                 now = written if written is not None else before
                 for w in p.wheels:
@@ -174,9 +177,9 @@ def apply_plan(plan: Plan, report: Report, info: TargetInfo, lock: EnvLock, *, a
                                               compile_in_target=functools.partial(pip.compile, name=f"{name}-compile"))
                     now = _with_written(now, paths, root)
             elif p.action.installer == "envdoctor" and info.pip is None:
-                raise FixFailed("files of the compat layer are there already (" + ", ".join(
-                    t for t in targets if t not in watch)[:300] + "); only pip installs over them, and the target "
-                                "has no pip (install it with `python -m ensurepip`)")
+                raise FixFailed("the target has no pip, and envdoctor writes the compat layer itself only into an "
+                                "environment that is not externally managed (PEP 668) and holds none of its files ("
+                                + ", ".join(t for t in targets if t not in watch)[:300] + ")")
             else:
                 echo(f"  pip install {' '.join(w.name for w in p.wheels)}")
                 res = pip.run("install", "--no-index", "--no-deps", "--no-cache-dir",

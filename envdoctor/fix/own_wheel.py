@@ -13,17 +13,20 @@ recovery and pip itself treat it alike:
 - each member's bytes checked against the wheel's RECORD first;
 - byte-code for each `.py` file: compiled here where this interpreter's byte-code is the target's (the same
   magic number: the same Python), else by the target itself (`-m compileall`, as pip does);
-- INSTALLER (`envdoctor`), REQUESTED, and RECORD last (every file with its sha256; RECORD itself without), so
-  `pip uninstall envdoctor-compat` and `pip show` work as after a pip install.
+- INSTALLER (`envdoctor`), REQUESTED, and RECORD last (every file with its sha256; RECORD itself without), each
+  through a temporary file renamed over it, as pip does, so `pip uninstall envdoctor-compat` and `pip show`
+  work as after a pip install.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import importlib.util
 import io
 import os
 import py_compile
+import secrets
 import signal
 import zipfile
 from pathlib import Path
@@ -120,7 +123,8 @@ def install(wheel: Path, root: str, bytecode: Optional[dict[str, str]], step: st
         compiled = [c for c in (_compile(p, tag) for p in sources) if c is not None]
     elif bytecode and bytecode.get("tag") and compile_in_target is not None and sources:
         compile_in_target(sources)  # what it could not compile stays source, as after pip
-        compiled = [c for c in (_pyc(p, bytecode["tag"]) for p in sources) if os.path.isfile(c)]
+        # every byte-code file it wrote for them (an optimisation level of the user's settings included)
+        compiled = sorted(c for p in sources for c in glob.glob(glob.escape(_pyc(p, bytecode["tag"])[:-4]) + "*.pyc"))
     else:
         compiled = []
     for cfile in compiled:
@@ -129,13 +133,29 @@ def install(wheel: Path, root: str, bytecode: Optional[dict[str, str]], step: st
         written.append(cfile)
     for name, data in (("INSTALLER", f"{INSTALLER}\n".encode()), ("REQUESTED", b"")):
         member = f"{info}/{name}"
-        path = _dest(root, member)
-        _write(path, data, 0o644, False)
-        written.append(path)
+        written.append(_replace(_dest(root, member), data))
         rows.append([member, record_hash(data), str(len(data))])
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows([*rows, [f"{info}/RECORD", "", ""]])
-    path = _dest(root, f"{info}/RECORD")
-    _write(path, out.getvalue().encode("utf-8"), 0o644, False)
-    written.append(path)
+    written.append(_replace(_dest(root, f"{info}/RECORD"), out.getvalue().encode("utf-8")))
     return written
+
+
+def _replace(path: str, data: bytes) -> str:
+    """A file of the .dist-info as pip writes it: a temporary file beside it (`<name>` + 8 characters + `.tmp`,
+    the name a recovery knows for pip's), renamed over it, so it is never seen half-written."""
+    if os.path.lexists(path):
+        raise FixFailed(f"{path} exists: not written over (pip installs over files, envdoctor does not)")
+    tmp = f"{path}{secrets.token_hex(4)}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    return path
+
+
+def targets(wheel: Path, root: str) -> list[str]:
+    """Every path `install` writes besides byte-code: the members, and INSTALLER, REQUESTED and RECORD."""
+    meta = wheel_metadata(wheel)
+    info = meta["dist_info"]
+    extra = [f"{info}/{name}" for name in ("INSTALLER", "REQUESTED", "RECORD")]
+    return [_dest(os.path.normpath(root), m) for m in dict.fromkeys([*meta["members"], *extra])]

@@ -186,10 +186,12 @@ class Pip:
     def compile(self, paths: list[str], name: str) -> PipResult:
         """Byte-code for these .py files, written by the target itself (`-m compileall`, as pip compiles what it
         installs): envdoctor's own write of the compat wheel, where envdoctor's Python is not the target's."""
-        return self.run(name=name, argv=[self.python, "-m", "compileall", "-q", "-f", *paths])
+        # the byte-code pip's RECORD would list: the plain level, in __pycache__ beside each file
+        return self.run(name=name, argv=[self.python, "-m", "compileall", "-q", "-f", *paths],
+                        drop=("PYTHONOPTIMIZE", "PYTHONPYCACHEPREFIX"))
 
     def run(self, *args: str, name: str = "pip", watch: Iterable[str] = (), isolated: bool = False,
-            argv: Optional[list[str]] = None) -> PipResult:
+            argv: Optional[list[str]] = None, drop: tuple[str, ...] = ()) -> PipResult:
         """Run one pip command (or `argv`, another process of the target that writes to it). With
         ENVDOCTOR_FIX_CRASH_AT=<name>:during this process kills itself once pip has written one of the
         `watch` paths (the test of a crash in the middle of pip)."""
@@ -200,7 +202,8 @@ class Pip:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.log_dir / f"{len(self.calls):02d}-{name.replace(':', '-')}.log"
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=self.env(isolated), preexec_fn=die_with_parent(),
+                                env={k: v for k, v in self.env(isolated).items() if k not in drop},
+                                preexec_fn=die_with_parent(),
                                 pass_fds=self.keep_fds if os.name == "posix" else ())
         if os.name == "nt":
             kill_on_close_job(proc)

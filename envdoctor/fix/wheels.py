@@ -54,7 +54,9 @@ def build_wheel(staging: Path, name: str, version: str, out_dir: Path, *, tag: s
     dist = wheel_name_part(name)
     info = f"{dist}-{version}.dist-info"
     members: list[tuple[str, bytes, int]] = []
-    for rel, full in _walk_files(staging):
+    # a .pth file at the root last: installers write in the archive's order, and one written before the package it
+    # imports would make every Python started meanwhile (or after a kill half-way) print an error
+    for rel, full in sorted(_walk_files(staging), key=lambda m: "/" not in m[0] and m[0].endswith(".pth")):
         members.append((rel, full.read_bytes(), full.stat().st_mode & 0o777))
     for rel, data in sorted((extra_files or {}).items()):
         members.append((rel, data, 0o644))

@@ -21,6 +21,7 @@ class TargetInfo:
     pip: Optional[str]
     user: dict[str, Any] = field(default_factory=dict)  # site, enabled, paths (the user scheme's)
     bytecode: Optional[dict[str, str]] = None  # magic (hex), tag: the target's byte-code files
+    externally_managed: bool = False  # PEP 668: pip refuses to install here (and so does envdoctor)
 
     @property
     def windows(self) -> bool:
@@ -29,4 +30,4 @@ class TargetInfo:
     @classmethod
     def from_data(cls, python: str, data: dict[str, Any]) -> "TargetInfo":
         return cls(python, data["prefix"], data["markers"], data["paths"], data.get("pip"), data.get("user") or {},
-                   data.get("bytecode"))
+                   data.get("bytecode"), bool(data.get("externally_managed")))

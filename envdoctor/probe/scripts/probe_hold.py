@@ -155,6 +155,18 @@ def changed_after_start(path, since_ns):
     return ctime >= since_ns - (COARSE_MARGIN_NS if ctime % 1000000000 == 0 else FINE_MARGIN_NS)
 
 
+def in_archive(path):
+    """Whether a module's path lies inside a file (a zip archive on sys.path: its members are no files)."""
+    parent = os.path.dirname(path)
+    while parent and parent != os.path.dirname(parent):
+        if os.path.isfile(parent):
+            return True
+        if os.path.isdir(parent):
+            return False
+        parent = os.path.dirname(parent)
+    return False
+
+
 def same_file(a, b):
     return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
@@ -175,8 +187,8 @@ class Baseline(object):
                 self.deleted.append(path)
             elif since_ns is None or path.endswith(" (deleted)"):
                 continue
-            elif state is None:  # not a member of a zip archive, whose path is no file: one gone since
-                if os.path.isdir(os.path.dirname(path)):
+            elif state is None:  # gone since it was loaded, unless a member of a zip archive (no file of its own)
+                if not in_archive(path):
                     self.unsure.append("%s (gone since it was loaded)" % path)
             elif changed_after_start(path, since_ns):
                 self.unsure.append("%s (changed while the first round ran)" % path)
@@ -184,6 +196,10 @@ class Baseline(object):
         if since_ns is not None:  # one that changed, or is new (site never ran it), since the process started
             self.unsure += ["%s (changed while the first round ran)" % path for path, state in sorted(self.pth.items())
                             if state is not None and changed_after_start(path, since_ns)]
+            # an entry added, removed or renamed in a site directory (a .pth file site ran, a package): the
+            # directory's ctime says so where the list of its .pth files, taken now, cannot
+            self.unsure += ["%s (an entry changed while the first round ran)" % d for d in self.dirs
+                            if os.path.isdir(d) and changed_after_start(d, since_ns)]
         self.replayed = set()
         self.missing = sorted((lookups.missing if lookups else set()) | set(
             n for n in ("sitecustomize", "usercustomize") if n not in sys.modules))

@@ -2,8 +2,8 @@
 
 Runs inside the *target* interpreter: standard library only, Python 3.6+. Records, never judges:
 sys.prefix, the environment markers of PEP 508, sysconfig's install paths, the user scheme's paths
-and whether the user site is enabled, pip's version (None when pip does not import), and what its byte-code
-files are (magic number and tag).
+and whether the user site is enabled, pip's version (None when pip does not import), what its byte-code
+files are (magic number and tag), and whether it is externally managed (PEP 668).
 
 Usage: target_layout.py OUT_JSON
 """
@@ -64,9 +64,21 @@ def bytecode():
         return None
 
 
+def externally_managed():
+    """PEP 668: a Python whose installs its distribution's package manager owns (pip refuses to write there);
+    a venv never is."""
+    if sys.prefix != getattr(sys, "base_prefix", sys.prefix):
+        return False
+    try:
+        return os.path.isfile(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
+    except Exception:
+        return False
+
+
 def main():
     out = {"prefix": sys.prefix, "executable": sys.executable, "markers": markers(),
-           "paths": sysconfig.get_paths(), "user": user_scheme(), "pip": pip_version(), "bytecode": bytecode()}
+           "paths": sysconfig.get_paths(), "user": user_scheme(), "pip": pip_version(), "bytecode": bytecode(),
+           "externally_managed": externally_managed()}
     tmp = sys.argv[1] + ".tmp"
     with open(tmp, "w") as f:
         f.write(json.dumps(out))  # dumps: the C encoder
