@@ -94,10 +94,8 @@ class LoadRun:
             # torch import (<= timeout), then the children in parallel (each <= timeout), plus slack
             self.parallel = 1
             flags = [a for s in verify for a in ("--verify", s)]
-            if self.held is not None:
-                # when it starts (taken before it does): a file it loads that changes after this is not in the
-                # state the held process then keeps (probe_hold.Baseline)
-                flags += ["--hold", "--since", str(time.time_ns())]
+            if self.held is not None:  # and when it starts: what it loaded and changed since, it cannot stand for
+                flags += ["--hold", str(time.time_ns())]
             self.runs = {"*": RunningScript(target, "load_probe.py", ["components", str(timeout), *flags],
                                             2 * timeout + 10, out_is_dir=True, stdin_pipe=self.held is not None)}
             if self.held is not None:

@@ -6,15 +6,14 @@ which imported modules print to), rewritten after every stage, so that when an
 import kills its process the parent still knows which stage was running.
 
 Usage:
-  load_probe.py OUT_DIR components TIMEOUT [--no-fork] [--hold --since NS] [--verify STATEMENT]...
+  load_probe.py OUT_DIR components TIMEOUT [--no-fork] [--hold NS] [--verify STATEMENT]...
       `import torch` once in this process, then (on Linux) fork one child per
       dependent probe: torch.cuda facts, torchvision (+ ops), mmcv (+ _ext), and
       one per STATEMENT (fix's verification: verify-N.json, its stage named by
       the statement).
       Each child reports through its own file and its own stdout/stderr files,
       so a crash in mmcv._ext cannot take the torch or torchvision result with
-      it. --hold: then wait for more rounds on stdin (probe_hold.py); NS: the time (ns since the
-      epoch) taken just before this process started.
+      it. --hold: then wait for more rounds on stdin (probe_hold.py); NS: when it started (ns).
       Without fork (Windows, macOS, --no-fork) the dependent probes run one
       after another in this process; the caller runs them as separate
       processes instead (mode `component`).
@@ -303,10 +302,10 @@ def signal_name(num):
         return "signal %d" % num
 
 
-def run_components(out_dir, timeout, use_fork, statements=(), hold=False, since_ns=None):
+def run_components(out_dir, timeout, use_fork, statements=(), hold=None):  # hold: None, or when it started (ns)
     rec = Recorder(os.path.join(out_dir, "torch.json"), "torch")
     torch = None
-    looks = sibling("probe_hold").Lookups() if hold and use_fork else None  # what `import torch` looked for
+    looks = sibling("probe_hold").Lookups() if hold is not None and use_fork else None  # what `import torch` looked for
     if installed("torch"):
         imp = lambda: rec.stage("torch", importer("torch"))  # noqa: E731
         torch = with_watchdog(timeout, (lambda: looks.during(imp)) if looks else imp)
@@ -317,10 +316,10 @@ def run_components(out_dir, timeout, use_fork, statements=(), hold=False, since_
         rec.flush()
     run_dependents(rec, out_dir, timeout, use_fork, torch, statements)
     rec.done()
-    if hold and use_fork and torch is not None:
+    if hold is not None and use_fork and torch is not None:
         # fix's verification: more rounds of the dependent probes, forked from this very import
         sibling("probe_hold").serve(rec, out_dir, write_json, lambda new_dir, statements: run_dependents(
-            rec, new_dir, timeout, True, torch, statements), looks, timeout, since_ns)
+            rec, new_dir, timeout, True, torch, statements), looks, timeout, hold)
 
 
 def run_dependents(rec, out_dir, timeout, use_fork, torch, statements):  # all but torch: forked if use_fork
@@ -362,11 +361,9 @@ def main():
         pass
     # A crash prints the Python stack to stderr, which the parent keeps.
     faulthandler.enable(all_threads=True)
-    if "" in sys.path:  # the probe runs in a scratch directory: never import from it
-        sys.path.remove("")
     script_dir = os.path.dirname(os.path.abspath(__file__))
-    if script_dir in sys.path:  # nor from envdoctor's own scripts directory
-        sys.path.remove(script_dir)
+    # never import from the scratch directory the probe runs in ("") nor from envdoctor's own scripts directory
+    sys.path[:] = [p for p in sys.path if p not in ("", script_dir)]
     import warnings
     warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "fork() in a multi-threaded process"
     if mode == "components":
@@ -374,9 +371,8 @@ def main():
         flags = sys.argv[4:]
         use_fork = hasattr(os, "fork") and sys.platform.startswith("linux") and "--no-fork" not in flags
         statements = [flags[i + 1] for i, f in enumerate(flags[:-1]) if f == "--verify"]
-        since = [int(flags[i + 1]) for i, f in enumerate(flags[:-1]) if f == "--since"]
-        run_components(out_dir, timeout, use_fork, statements, hold="--hold" in flags,
-                       since_ns=since[0] if since else None)
+        hold = next((int(flags[i + 1]) for i, f in enumerate(flags[:-1]) if f == "--hold"), None)
+        run_components(out_dir, timeout, use_fork, statements, hold)
     elif mode == "component":
         name, timeout = name_or_timeout, float(sys.argv[4])
         rec = Recorder(os.path.join(out_dir, name + ".json"), name)
