@@ -133,13 +133,6 @@ def deleted_object(path):
     return path.endswith(" (deleted)") and ".so" in os.path.basename(path)
 
 
-def changed_since(path, since_ns):
-    try:
-        return os.stat(path).st_ctime_ns >= since_ns
-    except (OSError, ValueError):
-        return True
-
-
 # The kernel stamps a file from its coarse clock, which lags the one read before the probe started by up to a
 # tick (10 ms at HZ=100); some file systems keep whole seconds only (ext3; FAT: 2 s).
 FINE_MARGIN_NS = 10000000
@@ -147,7 +140,8 @@ COARSE_MARGIN_NS = 2000000000
 
 
 def changed_after_start(path, since_ns):
-    """Whether the file changed (ctime) after the process started, when it may already have read it."""
+    """Whether the file changed (ctime) after `since_ns` (the process's start, or the warm-up's), when it may
+    already have been read."""
     try:
         ctime = os.stat(path).st_ctime_ns
     except (OSError, ValueError):
@@ -229,7 +223,7 @@ class Baseline(object):
                     self.deleted.append(path)
             elif state is None:
                 out.append("%s (gone since it was loaded)" % path)
-            elif changed_since(path, since_ns):
+            elif changed_after_start(path, since_ns):
                 out.append("%s (changed while the warm-up ran)" % path)
         self.missing = sorted(set(self.missing) | lookups.missing)
         forget_import_caches()
@@ -238,7 +232,7 @@ class Baseline(object):
             if "." in name or name in self.tops or not isinstance(path, str):
                 continue
             where = self.tops[name] = found_now(name)
-            if where and where != "namespace" and not same_file(where, path) and changed_since(where, since_ns):
+            if where and where != "namespace" and not same_file(where, path) and changed_after_start(where, since_ns):
                 out.append("%s (now found: %s)" % (name, where))
         return out
 
