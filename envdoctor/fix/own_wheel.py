@@ -58,10 +58,14 @@ def _dest(root: str, member: str) -> str:
     return path
 
 
+def _absent(path: str) -> None:
+    if os.path.lexists(path):  # apply installs only where none of the wheel's files exists (targets)
+        raise FixFailed(f"{path} exists: not written over (pip installs over files, envdoctor does not)")
+
+
 def _write(path: str, data: bytes, mode: int, crash_half: bool) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    if os.path.lexists(path):  # the plan installs only where none of the wheel's files exists
-        raise FixFailed(f"{path} exists: not written over (pip installs over files, envdoctor does not)")
+    _absent(path)
     with open(path, "wb") as f:
         if crash_half:  # the test of a kill while a file is being written: half of it, then SIGKILL
             f.write(data[: len(data) // 2])
@@ -144,8 +148,7 @@ def install(wheel: Path, root: str, bytecode: Optional[dict[str, str]], step: st
 def _replace(path: str, data: bytes) -> str:
     """A file of the .dist-info as pip writes it: a temporary file beside it (`<name>` + 8 characters + `.tmp`,
     the name a recovery knows for pip's), renamed over it, so it is never seen half-written."""
-    if os.path.lexists(path):
-        raise FixFailed(f"{path} exists: not written over (pip installs over files, envdoctor does not)")
+    _absent(path)
     tmp = f"{path}{secrets.token_hex(4)}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
