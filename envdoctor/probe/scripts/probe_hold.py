@@ -201,14 +201,22 @@ class Baseline(object):
         # where the path finds each top-level module this process has loaded (None, or not the loaded file:
         # a module served by another finder, e.g. an editable install's; only a change of this counts)
         self.tops = {}
+        moved = self.take_tops(since_ns or 0)
+        if since_ns is not None:
+            self.unsure += moved
+
+    def take_tops(self, since_ns):
+        """Record where the path finds each top-level module loaded since the last call; returns those it finds
+        in another file than the loaded one, written after `since_ns` (a copy earlier on sys.path)."""
+        out = []
         for name, module in list(sys.modules.items()):
             path = getattr(module, "__file__", None)
-            if "." in name or not isinstance(path, str):
+            if "." in name or name in self.tops or not isinstance(path, str):
                 continue
             where = self.tops[name] = found_now(name)
-            if (since_ns is not None and where and where != "namespace" and not same_file(where, path)
-                    and changed_after_start(where, since_ns)):  # a copy earlier on sys.path, written since
-                self.unsure.append("%s (now found: %s)" % (name, where))
+            if where and where != "namespace" and not same_file(where, path) and changed_after_start(where, since_ns):
+                out.append("%s (now found: %s)" % (name, where))
+        return out
 
     def extend(self, lookups, since_ns):
         """Take in what a warm-up loaded: its files, its top-level modules, the names it looked for in vain (the
@@ -227,14 +235,7 @@ class Baseline(object):
                 out.append("%s (changed while the warm-up ran)" % path)
         self.missing = sorted(set(self.missing) | lookups.missing)
         forget_import_caches()
-        for name, module in list(sys.modules.items()):
-            path = getattr(module, "__file__", None)
-            if "." in name or name in self.tops or not isinstance(path, str):
-                continue
-            where = self.tops[name] = found_now(name)
-            if where and where != "namespace" and not same_file(where, path) and changed_after_start(where, since_ns):
-                out.append("%s (now found: %s)" % (name, where))
-        return out
+        return out + self.take_tops(since_ns)
 
     def changes(self):
         """The loaded and run files that differ now: any one means a fresh process would not be this one."""

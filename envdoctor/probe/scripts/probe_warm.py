@@ -18,7 +18,6 @@ import sys
 import time
 
 
-
 def real(path):
     return os.path.normcase(os.path.realpath(path))
 
